@@ -1,0 +1,34 @@
+//! Helpers for the CPU twins: data-parallel loops over output rows (rayon natively, serial in wasm).
+
+/// Number of worker threads the CPU twins use.
+pub fn threads() -> usize {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        rayon::current_num_threads()
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        1
+    }
+}
+
+/// Calls `f(i, chunk)` for each `chunk_len`-sized chunk of `out`, in parallel where possible.
+/// Every chunk is written by exactly one call, so results do not depend on scheduling.
+pub(crate) fn for_each_chunk<T: Send>(
+    out: &mut [T],
+    chunk_len: usize,
+    f: impl Fn(usize, &mut [T]) + Send + Sync,
+) {
+    if chunk_len == 0 {
+        return;
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        use rayon::prelude::*;
+        out.par_chunks_mut(chunk_len).enumerate().for_each(|(i, c)| f(i, c));
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        out.chunks_mut(chunk_len).enumerate().for_each(|(i, c)| f(i, c));
+    }
+}

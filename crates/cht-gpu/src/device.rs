@@ -1,0 +1,298 @@
+//! [`Device`]: one API, two executions. On the GPU an op records a dispatch into the step's command
+//! encoder; on the CPU it runs the op's Rust twin at once. [`Device::submit`] ends a step.
+
+use std::sync::RwLock;
+
+use crate::error::{Error, Result};
+use crate::gpu::{AdapterFilter, AdapterSummary, Gpu};
+use crate::tensor::{DType, Store, Tensor};
+
+/// Which execution to use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum BackendChoice {
+    /// A GPU adapter if one exists, else the CPU twins (reported once in the log).
+    #[default]
+    Auto,
+    /// A GPU adapter, or an error.
+    Gpu,
+    /// The CPU twins.
+    Cpu,
+}
+
+impl std::str::FromStr for BackendChoice {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "auto" => Ok(BackendChoice::Auto),
+            "gpu" => Ok(BackendChoice::Gpu),
+            "cpu" => Ok(BackendChoice::Cpu),
+            other => Err(Error::Unsupported(format!(
+                "unknown backend {other:?}: expected auto, gpu or cpu"
+            ))),
+        }
+    }
+}
+
+/// How to open a [`Device`].
+#[derive(Clone, Debug)]
+pub struct DeviceOptions {
+    /// GPU, CPU or automatic.
+    pub backend: BackendChoice,
+    /// Restricts the adapter by name. The wgpu backend itself comes from `WGPU_BACKEND`
+    /// (vulkan, metal, dx12, gl, webgpu).
+    pub adapter: AdapterFilter,
+}
+
+impl DeviceOptions {
+    /// Options from the environment: `CHT_BACKEND` (auto|gpu|cpu) and `CHT_ADAPTER` (name filter).
+    pub fn from_env() -> Result<DeviceOptions> {
+        let backend = match std::env::var("CHT_BACKEND") {
+            Ok(v) if !v.is_empty() => v.parse()?,
+            _ => BackendChoice::Auto,
+        };
+        let name_contains = std::env::var("CHT_ADAPTER").ok().filter(|s| !s.is_empty());
+        Ok(DeviceOptions { backend, adapter: AdapterFilter { name_contains } })
+    }
+}
+
+/// The execution behind a device.
+#[derive(Debug)]
+pub(crate) enum Backend {
+    Gpu(Box<Gpu>),
+    Cpu,
+}
+
+/// Owner of tensors and executor of every kernel. See the crate docs for the data flow.
+#[derive(Debug)]
+pub struct Device {
+    pub(crate) backend: Backend,
+}
+
+/// What `cht info` prints.
+#[derive(Clone, Debug)]
+pub enum DeviceInfo {
+    /// A wgpu adapter.
+    Gpu(AdapterSummary),
+    /// The CPU twins, with the number of worker threads.
+    Cpu { threads: usize },
+}
+
+impl Device {
+    /// Opens a device as `options` ask.
+    pub async fn open(options: &DeviceOptions) -> Result<Device> {
+        match options.backend {
+            BackendChoice::Cpu => Ok(Device::cpu()),
+            BackendChoice::Gpu => Ok(Device { backend: Backend::Gpu(Box::new(Gpu::open(&options.adapter).await?)) }),
+            BackendChoice::Auto => match Gpu::open(&options.adapter).await {
+                Ok(gpu) => Ok(Device { backend: Backend::Gpu(Box::new(gpu)) }),
+                Err(e) => {
+                    log::warn!("no usable GPU adapter ({e}); running on the CPU backend");
+                    Ok(Device::cpu())
+                }
+            },
+        }
+    }
+
+    /// Blocking [`Device::open`] (native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn open_blocking(options: &DeviceOptions) -> Result<Device> {
+        pollster::block_on(Device::open(options))
+    }
+
+    /// The CPU backend (always available).
+    pub fn cpu() -> Device {
+        Device { backend: Backend::Cpu }
+    }
+
+    /// Whether ops run on a GPU adapter.
+    pub fn is_gpu(&self) -> bool {
+        matches!(self.backend, Backend::Gpu(_))
+    }
+
+    /// Adapter or CPU description.
+    pub fn info(&self) -> DeviceInfo {
+        match &self.backend {
+            Backend::Gpu(g) => DeviceInfo::Gpu(g.summary.clone()),
+            Backend::Cpu => DeviceInfo::Cpu { threads: crate::cpu::threads() },
+        }
+    }
+
+    /// A short name for logs and benchmark records: the adapter name, or "cpu".
+    pub fn name(&self) -> String {
+        match &self.backend {
+            Backend::Gpu(g) => g.summary.name.clone(),
+            Backend::Cpu => format!("cpu ({} threads)", crate::cpu::threads()),
+        }
+    }
+
+    /// A zero-filled `rows × cols` tensor.
+    pub fn zeros(&self, label: &str, rows: usize, cols: usize, dtype: DType) -> Tensor {
+        let len = rows * cols;
+        let store = match &self.backend {
+            Backend::Gpu(g) => Store::Gpu(g.create_buffer(label, len)),
+            Backend::Cpu => Store::Cpu(RwLock::new(vec![0; len])),
+        };
+        Tensor::new(label, rows, cols, dtype, store)
+    }
+
+    /// A tensor holding `data` (row-major, `rows × cols`).
+    pub fn tensor_f32(&self, label: &str, rows: usize, cols: usize, data: &[f32]) -> Result<Tensor> {
+        let t = self.zeros(label, rows, cols, DType::F32);
+        self.write_f32(&t, data)?;
+        Ok(t)
+    }
+
+    /// A u32 tensor holding `data`.
+    pub fn tensor_u32(&self, label: &str, rows: usize, cols: usize, data: &[u32]) -> Result<Tensor> {
+        let t = self.zeros(label, rows, cols, DType::U32);
+        self.write_u32(&t, data)?;
+        Ok(t)
+    }
+
+    /// Overwrites a float tensor. On the GPU the write is queued before the next submit.
+    pub fn write_f32(&self, t: &Tensor, data: &[f32]) -> Result<()> {
+        t.expect("write_f32", DType::F32, t.rows(), t.cols())?;
+        self.write_words(t, bytemuck::cast_slice(data))
+    }
+
+    /// Overwrites a u32 tensor.
+    pub fn write_u32(&self, t: &Tensor, data: &[u32]) -> Result<()> {
+        t.expect("write_u32", DType::U32, t.rows(), t.cols())?;
+        self.write_words(t, data)
+    }
+
+    fn write_words(&self, t: &Tensor, words: &[u32]) -> Result<()> {
+        if words.len() != t.len() {
+            return Err(crate::error::shape_err(
+                "write",
+                format!("{} values for tensor {:?} of {} elements", words.len(), t.label(), t.len()),
+            ));
+        }
+        match &self.backend {
+            Backend::Gpu(g) => {
+                g.write(t.gpu_buffer("write")?, words);
+                Ok(())
+            }
+            Backend::Cpu => {
+                t.cpu_write("write")?.copy_from_slice(words);
+                Ok(())
+            }
+        }
+    }
+
+    /// Sets every element to zero (recorded into the step on the GPU).
+    pub fn clear(&self, t: &Tensor) -> Result<()> {
+        match &self.backend {
+            Backend::Gpu(g) => {
+                g.clear(t.gpu_buffer("clear")?);
+                Ok(())
+            }
+            Backend::Cpu => {
+                t.cpu_write("clear")?.fill(0);
+                Ok(())
+            }
+        }
+    }
+
+    /// Copies `src` into `dst` (same dtype and size).
+    pub fn copy(&self, src: &Tensor, dst: &Tensor) -> Result<()> {
+        dst.expect("copy", src.dtype(), src.rows(), src.cols())?;
+        if src.id() == dst.id() {
+            return Ok(());
+        }
+        match &self.backend {
+            Backend::Gpu(g) => {
+                g.copy(src.gpu_buffer("copy")?, dst.gpu_buffer("copy")?, src.len());
+                Ok(())
+            }
+            Backend::Cpu => {
+                let s = src.cpu_read("copy")?;
+                dst.cpu_write("copy")?.copy_from_slice(&s);
+                Ok(())
+            }
+        }
+    }
+
+    /// Ends a step: submits everything recorded since the last submit (GPU), and reports any GPU
+    /// error raised meanwhile. A no-op on the CPU.
+    pub fn submit(&self) -> Result<()> {
+        match &self.backend {
+            Backend::Gpu(g) => g.submit(),
+            Backend::Cpu => Ok(()),
+        }
+    }
+
+    /// Submits and waits until all work is done.
+    pub async fn finish(&self) -> Result<()> {
+        match &self.backend {
+            Backend::Gpu(g) => g.finish().await,
+            Backend::Cpu => Ok(()),
+        }
+    }
+
+    /// Reads a float tensor back to the host (submits pending work first).
+    pub async fn read_f32_async(&self, t: &Tensor) -> Result<Vec<f32>> {
+        if t.dtype() != DType::F32 {
+            return Err(Error::DType { op: "read_f32", tensor: t.label().into(), got: t.dtype(), expected: DType::F32 });
+        }
+        let words = self.read_words(t).await?;
+        Ok(bytemuck::cast_slice(&words).to_vec())
+    }
+
+    /// Reads a u32 tensor back to the host.
+    pub async fn read_u32_async(&self, t: &Tensor) -> Result<Vec<u32>> {
+        if t.dtype() != DType::U32 {
+            return Err(Error::DType { op: "read_u32", tensor: t.label().into(), got: t.dtype(), expected: DType::U32 });
+        }
+        self.read_words(t).await
+    }
+
+    async fn read_words(&self, t: &Tensor) -> Result<Vec<u32>> {
+        match &self.backend {
+            Backend::Gpu(g) => g.read_words(t.gpu_buffer("read")?, t.len()).await,
+            Backend::Cpu => Ok(t.cpu_read("read")?.clone()),
+        }
+    }
+
+    /// Blocking [`Device::read_f32_async`] (native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn read_f32(&self, t: &Tensor) -> Result<Vec<f32>> {
+        pollster::block_on(self.read_f32_async(t))
+    }
+
+    /// Blocking [`Device::read_u32_async`] (native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn read_u32(&self, t: &Tensor) -> Result<Vec<u32>> {
+        pollster::block_on(self.read_u32_async(t))
+    }
+
+    /// Blocking [`Device::finish`] (native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn finish_blocking(&self) -> Result<()> {
+        pollster::block_on(self.finish())
+    }
+
+    /// Runs `record` once and returns how long its work took in milliseconds, measured by GPU
+    /// timestamp queries when the adapter has them, else by wall time around a full sync.
+    /// Returns `(ms, "timestamp" | "wall")`.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn time_ms(&self, record: impl FnOnce(&Device) -> Result<()>) -> Result<(f64, &'static str)> {
+        match &self.backend {
+            Backend::Gpu(g) if g.has_timestamps() => {
+                self.finish_blocking()?;
+                g.timestamp(0);
+                record(self)?;
+                g.timestamp(1);
+                let ms = pollster::block_on(g.elapsed_ms())?.unwrap_or(f64::NAN);
+                Ok((ms, "timestamp"))
+            }
+            _ => {
+                self.finish_blocking()?;
+                let start = std::time::Instant::now();
+                record(self)?;
+                self.finish_blocking()?;
+                Ok((start.elapsed().as_secs_f64() * 1e3, "wall"))
+            }
+        }
+    }
+}

@@ -1,0 +1,570 @@
+//! The wgpu side of a [`crate::Device`]: adapter and device, pipeline and bind-group caches, the
+//! per-step command encoder, the parameter arena, readbacks and timestamp queries.
+//!
+//! How one training step reaches the GPU:
+//! 1. every op calls [`Gpu::dispatch`], which appends the op's small parameter block to a CPU-side
+//!    arena and records one compute pass into the open command encoder (nothing is sent yet);
+//! 2. [`Gpu::submit`] uploads the arena with one `write_buffer` (ordered before the commands by the
+//!    queue) and submits the encoder: one submit per step;
+//! 3. reads (`read_words`) are explicit and only happen when the caller asks (every N steps).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+
+/// Bytes reserved per dispatch in the parameter arena: the WebGPU default (and maximum) uniform
+/// offset alignment, so the same layout works on every adapter.
+pub(crate) const PARAM_STRIDE: usize = 256;
+/// Arena size: up to 4096 dispatches per submit before an early flush is forced.
+const ARENA_BYTES: usize = PARAM_STRIDE * 4096;
+/// Bind groups cached before the cache is cleared (entries of dropped tensors go with it).
+const BIND_GROUP_CACHE_MAX: usize = 4096;
+
+/// How a kernel binding is accessed; binding 0 is always the parameter block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Access {
+    Read,
+    ReadWrite,
+}
+
+/// One WGSL entry point and the storage bindings it declares (bindings 1..=n, in order).
+#[derive(Debug)]
+pub(crate) struct Kernel {
+    /// Shader file, e.g. `"spmm"`; also the shader-module cache key.
+    pub family: &'static str,
+    /// Full WGSL source of the family.
+    pub source: &'static str,
+    /// Entry point name.
+    pub entry: &'static str,
+    /// Access of bindings 1..=n.
+    pub access: &'static [Access],
+}
+
+/// Pipeline cache key: (shader, entry point, override constants).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct PipelineKey {
+    family: &'static str,
+    entry: &'static str,
+    constants: Vec<(&'static str, u64)>,
+}
+
+#[derive(Debug)]
+struct Pipeline {
+    id: usize,
+    pipeline: wgpu::ComputePipeline,
+    layout: wgpu::BindGroupLayout,
+}
+
+#[derive(Debug, Default)]
+struct Frame {
+    encoder: Option<wgpu::CommandEncoder>,
+    params: Vec<u8>,
+}
+
+/// Facts about the adapter in use, for `cht info` and benchmark records.
+#[derive(Clone, Debug)]
+pub struct AdapterSummary {
+    /// Adapter name, e.g. "llvmpipe (LLVM 15.0.6, 256 bits)".
+    pub name: String,
+    /// Backend, e.g. "Vulkan".
+    pub backend: String,
+    /// Device type, e.g. "Cpu" for software rasterisers.
+    pub device_type: String,
+    /// Driver name and version string.
+    pub driver: String,
+    /// Limits the device was created with.
+    pub limits: wgpu::Limits,
+    /// Optional features enabled on the device.
+    pub features: wgpu::Features,
+}
+
+/// The GPU execution of a device.
+#[derive(Debug)]
+pub(crate) struct Gpu {
+    pub(crate) summary: AdapterSummary,
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
+    pipelines: Mutex<HashMap<PipelineKey, Arc<Pipeline>>>,
+    bind_groups: Mutex<HashMap<(usize, Vec<u64>), wgpu::BindGroup>>,
+    frame: Mutex<Frame>,
+    arena: wgpu::Buffer,
+    staging: Mutex<HashMap<u64, wgpu::Buffer>>,
+    errors: Arc<Mutex<Vec<String>>>,
+    timer: Option<Timer>,
+    /// One-word buffer bound where an optional operand (bias, mask) is absent.
+    pub(crate) dummy: Tensor,
+}
+
+#[derive(Debug)]
+struct Timer {
+    queries: wgpu::QuerySet,
+    resolve: wgpu::Buffer,
+    period_ns: f32,
+}
+
+/// Which adapter to use.
+#[derive(Clone, Debug, Default)]
+pub struct AdapterFilter {
+    /// Case-insensitive substring the adapter name must contain (e.g. "llvmpipe", "NVIDIA").
+    pub name_contains: Option<String>,
+}
+
+impl Gpu {
+    /// Opens an adapter (honouring `WGPU_BACKEND` and the name filter) and a device limited to the
+    /// WebGPU defaults, except buffer sizes (large layers need them) and timestamp queries (when the
+    /// adapter has them).
+    pub(crate) async fn open(filter: &AdapterFilter) -> Result<Gpu> {
+        let instance =
+            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let adapter = pick_adapter(&instance, filter).await?;
+        let info = adapter.get_info();
+        let adapter_limits = adapter.limits();
+
+        // Stay inside the WebGPU defaults so every kernel validated here also runs in browsers.
+        let mut limits = wgpu::Limits::defaults();
+        limits.max_storage_buffer_binding_size = adapter_limits.max_storage_buffer_binding_size;
+        limits.max_buffer_size = adapter_limits.max_buffer_size;
+        let wanted = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS;
+        let features = adapter.features() & wanted;
+
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("cht.device"),
+                required_features: features,
+                required_limits: limits.clone(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| Error::DeviceRequest { adapter: info.name.clone(), reason: e.to_string() })?;
+
+        // Errors outside an explicit scope are collected and returned by the next submit or read,
+        // instead of wgpu's default handler, which panics.
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        let sink = errors.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            sink.lock().expect("error sink").push(e.to_string());
+        }));
+
+        let arena = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("cht.params_arena"),
+            size: ARENA_BYTES as u64,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+
+        let timer = features.contains(wanted).then(|| Timer {
+            queries: device.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("cht.timestamps"),
+                ty: wgpu::QueryType::Timestamp,
+                count: 2,
+            }),
+            resolve: device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("cht.timestamps.resolve"),
+                size: 16,
+                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            }),
+            period_ns: queue.get_timestamp_period(),
+        });
+
+        let summary = AdapterSummary {
+            name: info.name.clone(),
+            backend: format!("{:?}", info.backend),
+            device_type: format!("{:?}", info.device_type),
+            driver: format!("{} {}", info.driver, info.driver_info).trim().to_owned(),
+            limits,
+            features,
+        };
+        let dummy_buffer = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("cht.unused_operand"),
+            size: 4,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        let dummy = Tensor::new(
+            "cht.unused_operand",
+            1,
+            1,
+            crate::tensor::DType::F32,
+            crate::tensor::Store::Gpu(dummy_buffer),
+        );
+        Ok(Gpu {
+            dummy,
+            summary,
+            device,
+            queue,
+            modules: Mutex::default(),
+            pipelines: Mutex::default(),
+            bind_groups: Mutex::default(),
+            frame: Mutex::default(),
+            arena,
+            staging: Mutex::default(),
+            errors,
+            timer,
+        })
+    }
+
+    /// Creates a zero-filled storage buffer.
+    pub(crate) fn create_buffer(&self, label: &str, words: usize) -> wgpu::Buffer {
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            // wgpu rejects zero-sized bindings, so empty tensors get one word.
+            size: (words.max(1) * 4) as u64,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
+    }
+
+    /// Queues a write of `words` at the start of `buffer` (ordered before the next submit).
+    pub(crate) fn write(&self, buffer: &wgpu::Buffer, words: &[u32]) {
+        if !words.is_empty() {
+            self.queue.write_buffer(buffer, 0, bytemuck::cast_slice(words));
+        }
+    }
+
+    /// Records a zero-fill of `buffer` into the step's encoder.
+    pub(crate) fn clear(&self, buffer: &wgpu::Buffer) {
+        let mut frame = self.frame.lock().expect("frame");
+        let encoder = self.encoder(&mut frame);
+        encoder.clear_buffer(buffer, 0, None);
+    }
+
+    /// Records a buffer-to-buffer copy of `words` words.
+    pub(crate) fn copy(&self, src: &wgpu::Buffer, dst: &wgpu::Buffer, words: usize) {
+        if words == 0 {
+            return;
+        }
+        let mut frame = self.frame.lock().expect("frame");
+        let encoder = self.encoder(&mut frame);
+        encoder.copy_buffer_to_buffer(src, 0, dst, 0, Some((words * 4) as u64));
+    }
+
+    /// Records one dispatch of `kernel` over `groups` workgroups with `params` in binding 0 and
+    /// `tensors` in bindings 1..=n.
+    pub(crate) fn dispatch(
+        &self,
+        kernel: &Kernel,
+        constants: &[(&'static str, f64)],
+        params: &[u8],
+        tensors: &[&Tensor],
+        groups: [u32; 3],
+    ) -> Result<()> {
+        assert_eq!(tensors.len(), kernel.access.len(), "{}: binding count", kernel.entry);
+        assert!(params.len() <= PARAM_STRIDE, "{}: parameter block too large", kernel.entry);
+        if groups.contains(&0) {
+            return Ok(());
+        }
+        let max = self.summary.limits.max_compute_workgroups_per_dimension;
+        if groups.iter().any(|&g| g > max) {
+            return Err(Error::Unsupported(format!(
+                "{}: {groups:?} workgroups exceed the adapter limit {max} per dimension",
+                kernel.entry
+            )));
+        }
+        let pipeline = self.pipeline(kernel, constants)?;
+        let buffers = tensors
+            .iter()
+            .map(|t| t.gpu_buffer(kernel.entry))
+            .collect::<Result<Vec<_>>>()?;
+
+        let mut frame = self.frame.lock().expect("frame");
+        if frame.params.len() + PARAM_STRIDE > ARENA_BYTES {
+            // The arena is full: this step is unusually long. Flush what we have and carry on.
+            log::warn!("more than {} dispatches in one submit: flushing early", ARENA_BYTES / PARAM_STRIDE);
+            self.flush(&mut frame);
+        }
+        let offset = frame.params.len();
+        frame.params.extend_from_slice(params);
+        frame.params.resize(offset + PARAM_STRIDE, 0);
+
+        let bind_group = self.bind_group(&pipeline, tensors, &buffers);
+        let encoder = self.encoder(&mut frame);
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some(kernel.entry),
+            timestamp_writes: None,
+        });
+        pass.set_pipeline(&pipeline.pipeline);
+        pass.set_bind_group(0, &bind_group, &[offset as u32]);
+        pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+        Ok(())
+    }
+
+    /// Uploads the parameter arena and submits the step's commands (no-op when nothing is recorded).
+    pub(crate) fn submit(&self) -> Result<()> {
+        let mut frame = self.frame.lock().expect("frame");
+        self.flush(&mut frame);
+        drop(frame);
+        self.take_errors()
+    }
+
+    fn flush(&self, frame: &mut Frame) {
+        if !frame.params.is_empty() {
+            self.queue.write_buffer(&self.arena, 0, &frame.params);
+            frame.params.clear();
+        }
+        if let Some(encoder) = frame.encoder.take() {
+            self.queue.submit([encoder.finish()]);
+        }
+    }
+
+    /// Submits pending work and waits until the GPU is idle (native); errors surface here.
+    pub(crate) async fn finish(&self) -> Result<()> {
+        self.submit()?;
+        let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
+        self.queue.on_submitted_work_done(move || {
+            let _ = tx.send(());
+        });
+        self.poll()?;
+        rx.receive().await;
+        self.take_errors()
+    }
+
+    /// Copies `words` words of `buffer` back to the host.
+    pub(crate) async fn read_words(&self, buffer: &wgpu::Buffer, words: usize) -> Result<Vec<u32>> {
+        if words == 0 {
+            return Ok(Vec::new());
+        }
+        let bytes = (words * 4) as u64;
+        // Taken out of the pool while mapped, so concurrent reads never share a staging buffer.
+        let pooled = self.staging.lock().expect("staging pool").remove(&bytes);
+        let staging = pooled.unwrap_or_else(|| {
+            self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("cht.readback"),
+                size: bytes,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        });
+        {
+            let mut frame = self.frame.lock().expect("frame");
+            let encoder = self.encoder(&mut frame);
+            encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, Some(bytes));
+        }
+        self.submit()?;
+        let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
+        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+            let _ = tx.send(r);
+        });
+        self.poll()?;
+        match rx.receive().await {
+            Some(Ok(())) => {}
+            Some(Err(e)) => return Err(Error::Device(format!("readback failed: {e}"))),
+            None => return Err(Error::Device("readback was cancelled".into())),
+        }
+        let words_out = {
+            let view = staging
+                .get_mapped_range(..)
+                .map_err(|e| Error::Device(format!("mapping the readback buffer: {e}")))?;
+            bytemuck::cast_slice::<u8, u32>(&view).to_vec()
+        };
+        staging.unmap();
+        self.staging.lock().expect("staging pool").insert(bytes, staging);
+        self.take_errors()?;
+        Ok(words_out)
+    }
+
+    /// Whether kernel-level GPU timestamps are available.
+    pub(crate) fn has_timestamps(&self) -> bool {
+        self.timer.is_some()
+    }
+
+    /// Writes timestamp `index` (0 = start, 1 = end) into the step's encoder.
+    pub(crate) fn timestamp(&self, index: u32) {
+        if let Some(timer) = &self.timer {
+            let mut frame = self.frame.lock().expect("frame");
+            self.encoder(&mut frame).write_timestamp(&timer.queries, index);
+        }
+    }
+
+    /// Resolves the two timestamps and returns the elapsed GPU time in milliseconds.
+    pub(crate) async fn elapsed_ms(&self) -> Result<Option<f64>> {
+        let Some(timer) = &self.timer else { return Ok(None) };
+        {
+            let mut frame = self.frame.lock().expect("frame");
+            self.encoder(&mut frame).resolve_query_set(&timer.queries, 0..2, &timer.resolve, 0);
+        }
+        let words = self.read_words(&timer.resolve, 4).await?;
+        let start = u64::from(words[0]) | (u64::from(words[1]) << 32);
+        let end = u64::from(words[2]) | (u64::from(words[3]) << 32);
+        Ok(Some(end.saturating_sub(start) as f64 * f64::from(timer.period_ns) * 1e-6))
+    }
+
+    fn poll(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map(|_| ())
+            .map_err(|e| Error::Device(format!("waiting for the GPU: {e}")))
+    }
+
+    fn take_errors(&self) -> Result<()> {
+        let mut errors = self.errors.lock().expect("error sink");
+        if errors.is_empty() {
+            return Ok(());
+        }
+        let all = errors.drain(..).collect::<Vec<_>>().join("; ");
+        if all.to_lowercase().contains("out of memory") {
+            Err(Error::OutOfMemory(all))
+        } else {
+            Err(Error::Validation(all))
+        }
+    }
+
+    fn encoder<'a>(&self, frame: &'a mut Frame) -> &'a mut wgpu::CommandEncoder {
+        frame.encoder.get_or_insert_with(|| {
+            self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("cht.step"),
+            })
+        })
+    }
+
+    fn pipeline(&self, kernel: &Kernel, constants: &[(&'static str, f64)]) -> Result<Arc<Pipeline>> {
+        let key = PipelineKey {
+            family: kernel.family,
+            entry: kernel.entry,
+            constants: constants.iter().map(|&(k, v)| (k, v.to_bits())).collect(),
+        };
+        let mut pipelines = self.pipelines.lock().expect("pipeline cache");
+        if let Some(p) = pipelines.get(&key) {
+            return Ok(p.clone());
+        }
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = {
+            let mut modules = self.modules.lock().expect("module cache");
+            modules
+                .entry(kernel.family)
+                .or_insert_with(|| {
+                    self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                        label: Some(kernel.family),
+                        source: wgpu::ShaderSource::Wgsl(kernel.source.into()),
+                    })
+                })
+                .clone()
+        };
+        let mut entries = vec![wgpu::BindGroupLayoutEntry {
+            binding: 0,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Uniform,
+                has_dynamic_offset: true,
+                min_binding_size: None,
+            },
+            count: None,
+        }];
+        for (i, access) in kernel.access.iter().enumerate() {
+            entries.push(wgpu::BindGroupLayoutEntry {
+                binding: i as u32 + 1,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Storage { read_only: *access == Access::Read },
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                count: None,
+            });
+        }
+        let layout = self.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some(kernel.entry),
+            entries: &entries,
+        });
+        let pipeline_layout = self.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(kernel.entry),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
+        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(kernel.entry),
+            layout: Some(&pipeline_layout),
+            module: &module,
+            entry_point: Some(kernel.entry),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants,
+                ..Default::default()
+            },
+            cache: None,
+        });
+        check_scope(scope, kernel)?;
+        let p = Arc::new(Pipeline { id: pipelines.len(), pipeline, layout });
+        pipelines.insert(key, p.clone());
+        Ok(p)
+    }
+
+    fn bind_group(
+        &self,
+        pipeline: &Pipeline,
+        tensors: &[&Tensor],
+        buffers: &[&wgpu::Buffer],
+    ) -> wgpu::BindGroup {
+        let key = (pipeline.id, tensors.iter().map(|t| t.id()).collect::<Vec<_>>());
+        let mut cache = self.bind_groups.lock().expect("bind group cache");
+        if let Some(bg) = cache.get(&key) {
+            return bg.clone();
+        }
+        if cache.len() >= BIND_GROUP_CACHE_MAX {
+            cache.clear();
+        }
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 0,
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: &self.arena,
+                offset: 0,
+                size: wgpu::BufferSize::new(PARAM_STRIDE as u64),
+            }),
+        }];
+        for (i, b) in buffers.iter().enumerate() {
+            entries.push(wgpu::BindGroupEntry {
+                binding: i as u32 + 1,
+                resource: b.as_entire_binding(),
+            });
+        }
+        let bg = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("cht.bind_group"),
+            layout: &pipeline.layout,
+            entries: &entries,
+        });
+        cache.insert(key, bg.clone());
+        bg
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn check_scope(scope: wgpu::ErrorScopeGuard, kernel: &Kernel) -> Result<()> {
+    match pollster::block_on(scope.pop()) {
+        None => Ok(()),
+        Some(e) => Err(Error::Validation(format!("pipeline {}/{}: {e}", kernel.family, kernel.entry))),
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+fn check_scope(scope: wgpu::ErrorScopeGuard, _kernel: &Kernel) -> Result<()> {
+    // The browser reports the scope asynchronously; errors reach the uncaptured handler instead.
+    drop(scope);
+    Ok(())
+}
+
+async fn pick_adapter(instance: &wgpu::Instance, filter: &AdapterFilter) -> Result<wgpu::Adapter> {
+    let backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all());
+    if let Some(wanted) = &filter.name_contains {
+        let wanted_lower = wanted.to_lowercase();
+        let adapters = instance.enumerate_adapters(backends).await;
+        let names: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();
+        return adapters
+            .into_iter()
+            .find(|a| a.get_info().name.to_lowercase().contains(&wanted_lower))
+            .ok_or_else(|| {
+                Error::NoAdapter(format!(" whose name contains {wanted:?} (found: {names:?})"))
+            });
+    }
+    instance
+        .request_adapter(&wgpu::RequestAdapterOptions {
+            power_preference: wgpu::PowerPreference::from_env()
+                .unwrap_or(wgpu::PowerPreference::HighPerformance),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| Error::NoAdapter(format!(": {e}")))
+}

@@ -1,0 +1,36 @@
+//! # cht-gpu: the device layer of cht
+//!
+//! A [`Device`] owns [`Tensor`]s and runs every kernel of sparse training, either on a wgpu adapter
+//! (Vulkan, Metal, DX12, GL, WebGPU) or through the kernel's Rust CPU twin when there is no
+//! adapter. The same calls work on both; see [`ops`] for where each kernel's WGSL, launcher and twin
+//! live.
+//!
+//! Conventions:
+//! * activations are feature-major, `[features, batch]`: a neuron's whole batch is contiguous, so
+//!   sparse kernels (one link → one contiguous batch vector) read memory linearly;
+//! * weights are `[out, in]`; sparse weights are CSR `values` over a [`SparsePattern`];
+//! * on the GPU, ops only *record*; [`Device::submit`] sends the step (one submit per step) and
+//!   reads happen only when asked for;
+//! * every kernel stays within WebGPU's default limits (64- or 256-invocation workgroups, ≤ 8
+//!   storage buffers, ≤ 2 KiB workgroup memory), which the native device also requests, so a
+//!   kernel validated natively also runs in the browser.
+
+mod cpu;
+mod device;
+mod error;
+mod gpu;
+pub mod ops;
+mod sparse;
+mod tensor;
+
+pub use cpu::threads as cpu_threads;
+pub use device::{BackendChoice, Device, DeviceInfo, DeviceOptions};
+pub use error::{Error, Result};
+pub use gpu::{AdapterFilter, AdapterSummary};
+pub use ops::csr_build::CsrBuilder;
+pub use ops::gemm::{Gemm, MaskOn, Transpose};
+pub use ops::loss::METRICS_LEN;
+pub use ops::optim::SgdStep;
+pub use ops::spmm::Activation;
+pub use sparse::SparsePattern;
+pub use tensor::{DType, Tensor};

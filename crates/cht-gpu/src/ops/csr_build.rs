@@ -1,0 +1,259 @@
+//! CSR + CSC construction from a dense 0/1 mask on the device, and value gather/scatter between
+//! CSR order and dense layout; shader `shaders/csr_build.wgsl`.
+//!
+//! A topology update then never leaves the device: scatter the old values to a dense scratch,
+//! build the new pattern from the new mask, gather the values back (links that are new read 0).
+
+use crate::device::{Backend, Device};
+use crate::error::Result;
+use crate::gpu::{Access, Kernel};
+use crate::ops::{bytes, grid_1d};
+use crate::sparse::SparsePattern;
+use crate::tensor::{DType, Tensor, as_f32, as_f32_mut};
+
+const SOURCE: &str = include_str!("../../../../shaders/csr_build.wgsl");
+const fn kernel(entry: &'static str, access: &'static [Access]) -> Kernel {
+    Kernel { family: "csr_build", source: SOURCE, entry, access }
+}
+const R: Access = Access::Read;
+const W: Access = Access::ReadWrite;
+const COUNT_ROWS: Kernel = kernel("count_rows", &[R, W]);
+const COUNT_COLS: Kernel = kernel("count_cols", &[R, W]);
+const SCAN: Kernel = kernel("exclusive_scan", &[R, W, W]);
+const FILL_ROWS: Kernel = kernel("fill_rows", &[R, R, W, W, W]);
+const FILL_COLS: Kernel = kernel("fill_cols", &[R, R, R, W, W]);
+const GATHER: Kernel = kernel("csr_gather", &[R, R, R, R, W]);
+const SCATTER: Kernel = kernel("csr_scatter", &[R, R, R, R, W]);
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    rows: u32,
+    cols: u32,
+    n: u32,
+    capacity: u32,
+    slot: u32,
+    _pad: [u32; 3],
+}
+
+/// Scratch buffers for rebuilding patterns of one `rows × cols` shape, created once and reused.
+#[derive(Clone, Debug)]
+pub struct CsrBuilder {
+    rows: usize,
+    cols: usize,
+    row_counts: Tensor,
+    col_counts: Tensor,
+    pos: Tensor,
+    /// `[links counted by rows, links counted by columns]` of the last build; more than the
+    /// pattern's capacity means links were dropped.
+    pub status: Tensor,
+}
+
+impl Device {
+    /// Scratch space to rebuild `rows × cols` patterns.
+    pub fn csr_builder(&self, label: &str, rows: usize, cols: usize) -> CsrBuilder {
+        CsrBuilder {
+            rows,
+            cols,
+            row_counts: self.zeros(&format!("{label}.row_counts"), rows, 1, DType::U32),
+            col_counts: self.zeros(&format!("{label}.col_counts"), cols, 1, DType::U32),
+            pos: self.zeros(&format!("{label}.pos"), rows, cols, DType::U32),
+            status: self.zeros(&format!("{label}.status"), 2, 1, DType::U32),
+        }
+    }
+
+    /// Rebuilds `out` (CSR and CSC) from `mask` (`[rows, cols]`, u32, nonzero = link) on the device.
+    pub fn build_pattern(&self, b: &CsrBuilder, mask: &Tensor, out: &SparsePattern) -> Result<()> {
+        const OP: &str = "build_pattern";
+        mask.expect(OP, DType::U32, b.rows, b.cols)?;
+        if (out.rows, out.cols) != (b.rows, b.cols) {
+            return Err(crate::error::shape_err(
+                OP,
+                format!("builder is {}x{}, pattern is {}x{}", b.rows, b.cols, out.rows, out.cols),
+            ));
+        }
+        let params = |n: usize, slot: u32| Params {
+            rows: b.rows as u32,
+            cols: b.cols as u32,
+            n: n as u32,
+            capacity: out.capacity as u32,
+            slot,
+            _pad: [0; 3],
+        };
+        match &self.backend {
+            Backend::Gpu(g) => {
+                let p = params(0, 0);
+                g.dispatch(&COUNT_ROWS, &[], bytes(&p), &[mask, &b.row_counts], grid_1d(b.rows))?;
+                g.dispatch(&COUNT_COLS, &[], bytes(&p), &[mask, &b.col_counts], grid_1d(b.cols))?;
+                let pr = params(b.rows, 0);
+                g.dispatch(&SCAN, &[], bytes(&pr), &[&b.row_counts, &out.row_ptr, &b.status], [1, 1, 1])?;
+                let pc = params(b.cols, 1);
+                g.dispatch(&SCAN, &[], bytes(&pc), &[&b.col_counts, &out.col_ptr, &b.status], [1, 1, 1])?;
+                let fill_rows = [mask, &out.row_ptr, &out.col_idx, &out.row_of, &b.pos];
+                g.dispatch(&FILL_ROWS, &[], bytes(&p), &fill_rows, grid_1d(b.rows))?;
+                let fill_cols = [mask, &out.col_ptr, &b.pos, &out.row_idx, &out.perm];
+                g.dispatch(&FILL_COLS, &[], bytes(&p), &fill_cols, grid_1d(b.cols))
+            }
+            Backend::Cpu => {
+                let m = mask.cpu_read(OP)?;
+                let mut arrays = CsrArrays {
+                    row_ptr: out.row_ptr.cpu_write(OP)?,
+                    col_idx: out.col_idx.cpu_write(OP)?,
+                    row_of: out.row_of.cpu_write(OP)?,
+                    col_ptr: out.col_ptr.cpu_write(OP)?,
+                    row_idx: out.row_idx.cpu_write(OP)?,
+                    perm: out.perm.cpu_write(OP)?,
+                };
+                let status = build_pattern_cpu(b.rows, b.cols, out.capacity, &m, &mut arrays);
+                b.status.cpu_write(OP)?.copy_from_slice(&status);
+                Ok(())
+            }
+        }
+    }
+
+    /// `values[k] = dense[row(k), col(k)]` for every live link of `p`; `dense` is `[rows, cols]`.
+    pub fn csr_gather(&self, p: &SparsePattern, dense: &Tensor, values: &Tensor) -> Result<()> {
+        const OP: &str = "csr_gather";
+        dense.expect(OP, DType::F32, p.rows, p.cols)?;
+        values.expect(OP, DType::F32, p.capacity, 1)?;
+        match &self.backend {
+            Backend::Gpu(g) => {
+                let params = Params { rows: p.rows as u32, cols: p.cols as u32, n: 0, capacity: p.capacity as u32, slot: 0, _pad: [0; 3] };
+                g.dispatch(&GATHER, &[], bytes(&params), &[&p.row_ptr, &p.row_of, &p.col_idx, dense, values], grid_1d(p.capacity))
+            }
+            Backend::Cpu => {
+                let (rp, ro, ci) = (p.row_ptr.cpu_read(OP)?, p.row_of.cpu_read(OP)?, p.col_idx.cpu_read(OP)?);
+                let d = dense.cpu_read(OP)?;
+                let mut v = values.cpu_write(OP)?;
+                let nnz = (rp[p.rows] as usize).min(p.capacity);
+                let (d, v) = (as_f32(&d), as_f32_mut(&mut v));
+                for k in 0..nnz {
+                    v[k] = d[ro[k] as usize * p.cols + ci[k] as usize];
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Writes the live links' `values` into `dense` (`[rows, cols]`), zeros elsewhere.
+    pub fn csr_scatter(&self, p: &SparsePattern, values: &Tensor, dense: &Tensor) -> Result<()> {
+        const OP: &str = "csr_scatter";
+        dense.expect(OP, DType::F32, p.rows, p.cols)?;
+        values.expect(OP, DType::F32, p.capacity, 1)?;
+        match &self.backend {
+            Backend::Gpu(g) => {
+                g.clear(dense.gpu_buffer(OP)?);
+                let params = Params { rows: p.rows as u32, cols: p.cols as u32, n: 0, capacity: p.capacity as u32, slot: 0, _pad: [0; 3] };
+                g.dispatch(&SCATTER, &[], bytes(&params), &[&p.row_ptr, &p.row_of, &p.col_idx, values, dense], grid_1d(p.capacity))
+            }
+            Backend::Cpu => {
+                let (rp, ro, ci) = (p.row_ptr.cpu_read(OP)?, p.row_of.cpu_read(OP)?, p.col_idx.cpu_read(OP)?);
+                let v = values.cpu_read(OP)?;
+                let mut d = dense.cpu_write(OP)?;
+                let nnz = (rp[p.rows] as usize).min(p.capacity);
+                let (v, d) = (as_f32(&v), as_f32_mut(&mut d));
+                d.fill(0.0);
+                for k in 0..nnz {
+                    d[ro[k] as usize * p.cols + ci[k] as usize] = v[k];
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Output arrays of [`build_pattern_cpu`].
+#[derive(Debug)]
+pub struct CsrArrays<V> {
+    /// `rows + 1`.
+    pub row_ptr: V,
+    /// Capacity.
+    pub col_idx: V,
+    /// Capacity.
+    pub row_of: V,
+    /// `cols + 1`.
+    pub col_ptr: V,
+    /// Capacity.
+    pub row_idx: V,
+    /// Capacity.
+    pub perm: V,
+}
+
+/// CPU twin of the build: same clamping to `capacity`, same fill order. Returns the status words
+/// (true link counts by rows and by columns).
+pub fn build_pattern_cpu<V: std::ops::DerefMut<Target = Vec<u32>>>(
+    rows: usize,
+    cols: usize,
+    capacity: usize,
+    mask: &[u32],
+    out: &mut CsrArrays<V>,
+) -> [u32; 2] {
+    let on = |r: usize, c: usize| mask[r * cols + c] != 0;
+    let mut total = [0u32; 2];
+    out.row_ptr[0] = 0;
+    for r in 0..rows {
+        total[0] += (0..cols).filter(|&c| on(r, c)).count() as u32;
+        out.row_ptr[r + 1] = total[0].min(capacity as u32);
+    }
+    out.col_ptr[0] = 0;
+    for c in 0..cols {
+        total[1] += (0..rows).filter(|&r| on(r, c)).count() as u32;
+        out.col_ptr[c + 1] = total[1].min(capacity as u32);
+    }
+    let mut pos = vec![0u32; rows * cols];
+    for r in 0..rows {
+        let (mut k, end) = (out.row_ptr[r], out.row_ptr[r + 1]);
+        for c in 0..cols {
+            if on(r, c) && k < end {
+                out.col_idx[k as usize] = c as u32;
+                out.row_of[k as usize] = r as u32;
+                pos[r * cols + c] = k;
+                k += 1;
+            }
+        }
+    }
+    for c in 0..cols {
+        let (mut k, end) = (out.col_ptr[c], out.col_ptr[c + 1]);
+        for r in 0..rows {
+            if on(r, c) && k < end {
+                out.row_idx[k as usize] = r as u32;
+                out.perm[k as usize] = pos[r * cols + c];
+                k += 1;
+            }
+        }
+    }
+    total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cht_sparse::CsrPattern;
+    use cht_sparse::rng::{RngKey, Stream};
+
+    #[test]
+    fn twin_agrees_with_the_host_pattern_and_clamps_overflow() {
+        let p = CsrPattern::random(11, 7, 0.4, RngKey::new(4, Stream::Synthetic, 0, 0)).unwrap();
+        let mask = p.to_mask().to_u32();
+        let cap = p.nnz() + 3;
+        let mut a = CsrArrays {
+            row_ptr: Box::new(vec![0; 12]),
+            col_idx: Box::new(vec![0; cap]),
+            row_of: Box::new(vec![0; cap]),
+            col_ptr: Box::new(vec![0; 8]),
+            row_idx: Box::new(vec![0; cap]),
+            perm: Box::new(vec![0; cap]),
+        };
+        let status = build_pattern_cpu(11, 7, cap, &mask, &mut a);
+        assert_eq!(status, [p.nnz() as u32; 2]);
+        assert_eq!(&a.row_ptr[..], p.row_ptr());
+        assert_eq!(&a.col_idx[..p.nnz()], p.col_idx());
+        let csc = p.csc();
+        assert_eq!(*a.col_ptr, csc.col_ptr);
+        assert_eq!(&a.perm[..p.nnz()], &csc.perm[..]);
+        // Too small: pointers are clamped, status tells the truth.
+        let status = build_pattern_cpu(11, 7, 2, &mask, &mut a);
+        assert_eq!(status[0] as usize, p.nnz());
+        assert_eq!(a.row_ptr[11], 2);
+    }
+}

@@ -1,0 +1,42 @@
+//! One module per kernel family: its WGSL (from `shaders/`), its launcher on [`crate::Device`], its
+//! CPU twin (the reference in tests and the CPU backend), and unit tests of the twin.
+//!
+//! | module        | shader                   | ops |
+//! |---------------|--------------------------|-----|
+//! | `spmm`        | `shaders/spmm.wgsl`      | sparse forward, sparse input gradient |
+//! | `sddmm`       | `shaders/sddmm.wgsl`     | sparse weight gradient |
+//! | `gemm`        | `shaders/gemm.wgsl`      | dense and masked-dense products |
+//! | `elementwise` | `shaders/elementwise.wgsl` | ReLU backward, bias gradient |
+//! | `loss`        | `shaders/loss.wgsl`      | softmax cross-entropy, metric sums |
+//! | `optim`       | `shaders/optim.wgsl`     | SGD with momentum and weight decay |
+//! | `csr_build`   | `shaders/csr_build.wgsl` | CSR/CSC from a mask, gather/scatter values |
+//! | `random`      | `shaders/random.wgsl`    | counter-based RNG fill |
+
+pub mod csr_build;
+pub mod elementwise;
+pub mod gemm;
+pub mod loss;
+pub mod optim;
+pub mod random;
+pub mod sddmm;
+pub mod spmm;
+
+/// Invocations per workgroup of the 1-D kernels (`WG` in the shaders).
+pub(crate) const WG: usize = 64;
+
+/// Workgroup grid for `threads` invocations of a 1-D kernel with `WG` lanes. Grids wider than the
+/// 65535 limit wrap into a second dimension; shaders rebuild the linear index from `num_workgroups`.
+pub(crate) fn grid_1d(threads: usize) -> [u32; 3] {
+    let groups = threads.div_ceil(WG);
+    const MAX: usize = 65_535;
+    if groups <= MAX {
+        [groups as u32, 1, 1]
+    } else {
+        [MAX as u32, groups.div_ceil(MAX) as u32, 1]
+    }
+}
+
+/// Views a parameter struct as the bytes of its uniform block.
+pub(crate) fn bytes<T: bytemuck::Pod>(params: &T) -> &[u8] {
+    bytemuck::bytes_of(params)
+}

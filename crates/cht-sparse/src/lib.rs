@@ -1,0 +1,51 @@
+//! Validated sparse patterns and the counter-based RNG shared by every part of cht.
+//!
+//! A sparse layer of `rows` output neurons and `cols` input neurons keeps its weights in CSR order over
+//! its mask. [`CsrPattern`] is the validated structure (row pointers, column indices); its constructor
+//! checks every invariant once, so kernels and launchers take `&CsrPattern` and never re-check.
+//! [`CscPerm`] is the transposed view (column pointers, row indices and a permutation into the CSR
+//! `values`) that the input-gradient kernel walks, because WGSL has no float atomics to scatter-add.
+//!
+//! Nothing here depends on wgpu: this crate is the bottom layer, usable on any target.
+
+mod csr;
+mod mask;
+pub mod rng;
+
+pub use csr::{CscPerm, CsrPattern};
+pub use mask::Mask;
+
+/// Errors raised when sparse structures are built from untrusted input.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum Error {
+    /// `row_ptr` must have `rows + 1` entries.
+    #[error("row_ptr has {got} entries, expected rows + 1 = {expected}")]
+    RowPtrLength { got: usize, expected: usize },
+    /// `row_ptr[0]` must be 0.
+    #[error("row_ptr[0] is {0}, expected 0")]
+    RowPtrStart(u32),
+    /// Row pointers must never decrease.
+    #[error("row_ptr is not monotone: row_ptr[{row}] = {start} > row_ptr[{row} + 1] = {end}")]
+    RowPtrNotMonotone { row: usize, start: u32, end: u32 },
+    /// `row_ptr[rows]` must equal the number of column indices.
+    #[error("row_ptr ends at {end} but col_idx has {nnz} entries")]
+    NnzMismatch { end: u32, nnz: usize },
+    /// A column index is outside `0..cols`.
+    #[error("col_idx[{pos}] = {col} is out of range for {cols} columns (row {row})")]
+    ColumnOutOfRange { pos: usize, row: usize, col: u32, cols: usize },
+    /// Column indices within a row must be strictly increasing (sorted, no duplicates).
+    #[error("row {row}: column indices are not strictly increasing at position {pos} ({prev} then {col})")]
+    ColumnsNotSorted { row: usize, pos: usize, prev: u32, col: u32 },
+    /// Dimensions too large for the 32-bit indices used on the GPU.
+    #[error("shape {rows}x{cols} does not fit 32-bit indices")]
+    TooLarge { rows: usize, cols: usize },
+    /// A dense buffer does not have `rows * cols` entries.
+    #[error("dense data has {got} entries, expected {rows}x{cols} = {expected}")]
+    DenseLength { got: usize, rows: usize, cols: usize, expected: usize },
+    /// A density outside `[0, 1]` was requested.
+    #[error("density {0} is outside [0, 1]")]
+    Density(f64),
+}
+
+/// Result alias for this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,12 @@
+//! # cht — Cannistraci-Hebb dynamic sparse training on any GPU
+//!
+//! The facade crate: `cargo add cht` and use
+//! * [`sparse`] — validated sparse patterns (CSR, CSC permutation, masks) and the counter-based RNG;
+//! * [`gpu`] — the [`gpu::Device`] (wgpu adapter or CPU twins) and every kernel;
+//! * [`nn`] — sparse and dense layers, the MLP and its one-submit training step.
+//!
+//! See README.md for the command-line tool and `docs/` for benchmarks.
+
+pub use cht_gpu as gpu;
+pub use cht_nn as nn;
+pub use cht_sparse as sparse;
