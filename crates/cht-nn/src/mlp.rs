@@ -1,0 +1,193 @@
+//! The MLP: `input → [Linear → ReLU] × hidden → Linear → softmax`, any layer sparse or dense.
+
+use cht_gpu::{Activation, DType, Device, METRICS_LEN, SgdStep, Tensor};
+use cht_sparse::CsrPattern;
+use cht_sparse::rng::{RngKey, Stream};
+
+use crate::layer::{DenseLinear, Layer, SparseLinear};
+use crate::{Error, Result};
+
+/// Shape and sparsity of an MLP.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MlpConfig {
+    /// Neurons per layer, input first, classes last (e.g. `[784, 1568, 1568, 1568, 10]`).
+    pub sizes: Vec<usize>,
+    /// Density of each hidden layer's weights (Erdős–Rényi with an exact link count); `1.0` makes
+    /// the hidden layers dense.
+    pub density: f64,
+    /// Keep the last (classifier) layer dense, as the paper does.
+    pub dense_last: bool,
+    /// Seed of topology and weight initialisation.
+    pub seed: u32,
+}
+
+/// Parameters of an MLP on a device.
+#[derive(Debug)]
+pub struct Mlp {
+    /// Layers, input side first.
+    pub layers: Vec<Layer>,
+}
+
+/// Per-batch-size buffers: activations, their gradients, and the on-device loss accumulators.
+#[derive(Debug)]
+pub struct Workspace {
+    batch: usize,
+    /// `acts[0]` is the input `[in, batch]`; `acts[l + 1]` is layer `l`'s output.
+    acts: Vec<Tensor>,
+    /// `grads[l]` is the gradient w.r.t. `acts[l + 1]` (for the last layer: the logits).
+    grads: Vec<Tensor>,
+    labels: Tensor,
+    sample: Tensor,
+    metrics: Tensor,
+}
+
+/// Sums accumulated on the device since the last read.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Metrics {
+    /// Mean cross-entropy per sample.
+    pub loss: f64,
+    /// Fraction of samples classified correctly.
+    pub accuracy: f64,
+    /// Samples counted.
+    pub samples: u64,
+}
+
+impl Mlp {
+    /// Builds the layers: hidden layers sparse at `config.density` (dense at 1.0), last dense or not.
+    pub fn new(device: &Device, config: &MlpConfig) -> Result<Mlp> {
+        if config.sizes.len() < 2 || config.sizes.contains(&0) {
+            return Err(Error::Config(format!(
+                "an MLP needs at least two non-zero layer sizes, got {:?}",
+                config.sizes
+            )));
+        }
+        if !(0.0..=1.0).contains(&config.density) || config.density == 0.0 {
+            return Err(Error::Config(format!("density must be in (0, 1], got {}", config.density)));
+        }
+        let n = config.sizes.len() - 1;
+        let mut layers = Vec::with_capacity(n);
+        for l in 0..n {
+            let (inp, out) = (config.sizes[l], config.sizes[l + 1]);
+            let label = format!("layer{l}");
+            let dense = config.density >= 1.0 || (l == n - 1 && config.dense_last);
+            layers.push(if dense {
+                Layer::Dense(DenseLinear::new(device, &label, out, inp, config.seed, l as u32)?)
+            } else {
+                let key = RngKey::new(config.seed, Stream::TopologyInit, 0, l as u32);
+                let pattern = CsrPattern::random(out, inp, config.density, key)?;
+                Layer::Sparse(SparseLinear::new(device, &label, &pattern, config.seed, l as u32)?)
+            });
+        }
+        Ok(Mlp { layers })
+    }
+
+    /// Input features.
+    pub fn in_features(&self) -> usize {
+        self.layers[0].in_features()
+    }
+
+    /// Classes.
+    pub fn classes(&self) -> usize {
+        self.layers.last().map_or(0, Layer::out_features)
+    }
+
+    /// Allocates the buffers for batches of `batch` samples (once; reuse it every step).
+    pub fn workspace(&self, device: &Device, batch: usize) -> Workspace {
+        let f32s = |label: String, rows| device.zeros(&label, rows, batch, DType::F32);
+        let mut acts = vec![f32s("act0.input".into(), self.in_features())];
+        let mut grads = Vec::new();
+        for (l, layer) in self.layers.iter().enumerate() {
+            acts.push(f32s(format!("act{}", l + 1), layer.out_features()));
+            grads.push(f32s(format!("act{}.grad", l + 1), layer.out_features()));
+        }
+        Workspace {
+            batch,
+            acts,
+            grads,
+            labels: device.zeros("labels", batch, 1, DType::U32),
+            sample: device.zeros("sample_loss", 2, batch, DType::F32),
+            metrics: device.zeros("metrics", METRICS_LEN, 1, DType::F32),
+        }
+    }
+
+    /// Queues the upload of one batch: `x` is feature-major `[in, batch]`, `labels` has `batch`
+    /// entries.
+    pub fn load_batch(&self, device: &Device, ws: &Workspace, x: &[f32], labels: &[u32]) -> Result<()> {
+        if labels.iter().any(|&y| y as usize >= self.classes()) {
+            return Err(Error::Config(format!("a label is ≥ the {} classes", self.classes())));
+        }
+        device.write_f32(&ws.acts[0], x)?;
+        device.write_u32(&ws.labels, labels)?;
+        Ok(())
+    }
+
+    /// One training step on the loaded batch, sent as a single submit:
+    /// forward, loss (accumulated on the device), backward, and — unless `sgd` is `None`, as on
+    /// topology-update steps — the optimizer.
+    pub fn train_step(&self, device: &Device, ws: &Workspace, sgd: Option<SgdStep>) -> Result<()> {
+        self.record_forward_loss(device, ws)?;
+        // Backward: grads[l] holds dL/d(pre-activation of layer l) once ReLU backward has run.
+        for (l, layer) in self.layers.iter().enumerate().rev() {
+            let dx = (l > 0).then(|| &ws.grads[l - 1]);
+            layer.backward(device, &ws.acts[l], &ws.grads[l], dx)?;
+            if let Some(dx) = dx {
+                device.relu_backward(&ws.acts[l], dx)?;
+            }
+        }
+        if let Some(step) = sgd {
+            for layer in &self.layers {
+                layer.sgd(device, step)?;
+            }
+        }
+        device.submit()?;
+        Ok(())
+    }
+
+    /// Forward and loss only (evaluation), one submit.
+    pub fn eval_step(&self, device: &Device, ws: &Workspace) -> Result<()> {
+        self.record_forward_loss(device, ws)?;
+        device.submit()?;
+        Ok(())
+    }
+
+    fn record_forward_loss(&self, device: &Device, ws: &Workspace) -> Result<()> {
+        let last = self.layers.len() - 1;
+        for (l, layer) in self.layers.iter().enumerate() {
+            let act = if l == last { Activation::None } else { Activation::Relu };
+            layer.forward(device, &ws.acts[l], act, &ws.acts[l + 1])?;
+        }
+        device.softmax_xent(&ws.acts[last + 1], &ws.labels, &ws.grads[last], &ws.sample, &ws.metrics)?;
+        Ok(())
+    }
+
+    /// Reads and resets the loss/accuracy sums (the only readback of a training loop; call it every
+    /// N steps).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn take_metrics(&self, device: &Device, ws: &Workspace) -> Result<Metrics> {
+        let m = device.read_f32(&ws.metrics)?;
+        device.clear(&ws.metrics)?;
+        Ok(Metrics::from_sums(&m))
+    }
+
+    /// Async [`Mlp::take_metrics`] for the browser.
+    pub async fn take_metrics_async(&self, device: &Device, ws: &Workspace) -> Result<Metrics> {
+        let m = device.read_f32_async(&ws.metrics).await?;
+        device.clear(&ws.metrics)?;
+        Ok(Metrics::from_sums(&m))
+    }
+}
+
+impl Workspace {
+    /// Samples per batch.
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+}
+
+impl Metrics {
+    fn from_sums(m: &[f32]) -> Metrics {
+        let samples = m[2] as u64;
+        let n = f64::from(m[2]).max(1.0);
+        Metrics { loss: f64::from(m[0]) / n, accuracy: f64::from(m[1]) / n, samples }
+    }
+}
