@@ -5,7 +5,7 @@
 mod common;
 
 use cht::gpu::ops::gemm::{CpuMask, GemmShape, gemm_cpu};
-use cht::gpu::{Activation, DType, Device, Gemm, MaskOn, SgdStep, Transpose, METRICS_LEN};
+use cht::gpu::{Activation, DType, Device, Gemm, METRICS_LEN, MaskOn, SgdStep, Transpose};
 use cht::sparse::{CsrPattern, Mask};
 use common::{assert_close, cpu, gpu, key, poison, randn};
 
@@ -27,10 +27,14 @@ fn both(what: &str, f: impl Fn(&Device) -> Vec<f32>) -> Vec<f32> {
 /// Patterns covering the edge cases: random at several densities, plus one with an empty row and
 /// an empty column.
 fn patterns(rows: usize, cols: usize, seed: u32) -> Vec<CsrPattern> {
-    let mut out: Vec<CsrPattern> =
-        DENSITIES.iter().map(|&d| CsrPattern::random(rows, cols, d, key(seed)).unwrap()).collect();
+    let mut out: Vec<CsrPattern> = DENSITIES
+        .iter()
+        .map(|&d| CsrPattern::random(rows, cols, d, key(seed)).unwrap())
+        .collect();
     if rows > 2 && cols > 2 {
-        let mut m = CsrPattern::random(rows, cols, 0.6, key(seed + 100)).unwrap().to_mask();
+        let mut m = CsrPattern::random(rows, cols, 0.6, key(seed + 100))
+            .unwrap()
+            .to_mask();
         for c in 0..cols {
             m.set(1, c, false);
         }
@@ -68,7 +72,13 @@ fn transpose(rows: usize, cols: usize, a: &[f32]) -> Vec<f32> {
 fn sparse_forward_input_grad_and_weight_grad_match_twins_and_dense() {
     let mut cases = 0;
     for seed in [1, 2] {
-        for &(rows, cols, batch) in &[(1, 1, 1), (7, 67, 5), (67, 7, 32), (131, 67, 7), (67, 131, 1)] {
+        for &(rows, cols, batch) in &[
+            (1, 1, 1),
+            (7, 67, 5),
+            (67, 7, 32),
+            (131, 67, 7),
+            (67, 131, 1),
+        ] {
             for p in patterns(rows, cols, seed) {
                 let what = format!("{rows}x{cols} batch {batch} nnz {} seed {seed}", p.nnz());
                 let values = randn(p.nnz(), seed + 10);
@@ -86,8 +96,11 @@ fn sparse_forward_input_grad_and_weight_grad_match_twins_and_dense() {
                     let v = d.tensor_f32("values", capacity, 1, &padded).unwrap();
                     let xt = d.tensor_f32("x", cols, batch, &x).unwrap();
                     let bt = d.tensor_f32("bias", rows, 1, &bias).unwrap();
-                    let yt = d.tensor_f32("y", rows, batch, &poison(rows * batch)).unwrap();
-                    d.spmm_forward(&w, &v, &xt, Some(&bt), Activation::Relu, &yt).unwrap();
+                    let yt = d
+                        .tensor_f32("y", rows, batch, &poison(rows * batch))
+                        .unwrap();
+                    d.spmm_forward(&w, &v, &xt, Some(&bt), Activation::Relu, &yt)
+                        .unwrap();
                     d.read_f32(&yt).unwrap()
                 });
                 let mut want = dense_product(rows, cols, batch, &w_dense, &x);
@@ -97,18 +110,30 @@ fn sparse_forward_input_grad_and_weight_grad_match_twins_and_dense() {
                         *v = (*v + bias[r]).max(0.0);
                     }
                 }
-                assert_close(&format!("spmm_forward {what} [twin vs dense]"), &y, &want, TOL);
+                assert_close(
+                    &format!("spmm_forward {what} [twin vs dense]"),
+                    &y,
+                    &want,
+                    TOL,
+                );
 
                 let dx = both(&format!("spmm_backward_input {what}"), |d| {
                     let w = d.upload_pattern("w", &p, capacity).unwrap();
                     let v = d.tensor_f32("values", capacity, 1, &padded).unwrap();
                     let dyt = d.tensor_f32("dy", rows, batch, &dy).unwrap();
-                    let dxt = d.tensor_f32("dx", cols, batch, &poison(cols * batch)).unwrap();
+                    let dxt = d
+                        .tensor_f32("dx", cols, batch, &poison(cols * batch))
+                        .unwrap();
                     d.spmm_backward_input(&w, &v, &dyt, &dxt).unwrap();
                     d.read_f32(&dxt).unwrap()
                 });
                 let want = dense_product(cols, rows, batch, &transpose(rows, cols, &w_dense), &dy);
-                assert_close(&format!("spmm_backward_input {what} [twin vs dense]"), &dx, &want, TOL);
+                assert_close(
+                    &format!("spmm_backward_input {what} [twin vs dense]"),
+                    &dx,
+                    &want,
+                    TOL,
+                );
 
                 let dw = both(&format!("sddmm_weight_grad {what}"), |d| {
                     let w = d.upload_pattern("w", &p, capacity).unwrap();
@@ -118,7 +143,10 @@ fn sparse_forward_input_grad_and_weight_grad_match_twins_and_dense() {
                     d.sddmm_weight_grad(&w, &dyt, &xt, &dwt).unwrap();
                     let mut out = d.read_f32(&dwt).unwrap();
                     // Spare slots must stay untouched.
-                    assert!(out[p.nnz()..].iter().all(|v| v.is_nan()), "{what}: wrote past nnz");
+                    assert!(
+                        out[p.nnz()..].iter().all(|v| v.is_nan()),
+                        "{what}: wrote past nnz"
+                    );
                     out.truncate(p.nnz());
                     out
                 });
@@ -134,9 +162,23 @@ fn sparse_forward_input_grad_and_weight_grad_match_twins_and_dense() {
 
 #[test]
 fn dense_and_masked_gemm_match_twin_for_every_transpose() {
-    for (seed, &(m, n, k)) in [(1, 1, 1), (7, 67, 131), (131, 7, 67), (67, 131, 7), (64, 64, 64)].iter().enumerate() {
+    for (seed, &(m, n, k)) in [
+        (1, 1, 1),
+        (7, 67, 131),
+        (131, 7, 67),
+        (67, 131, 7),
+        (64, 64, 64),
+    ]
+    .iter()
+    .enumerate()
+    {
         let seed = seed as u32;
-        let mask_c = Mask::from_bools(m, n, randn(m * n, seed + 50).iter().map(|v| *v > 0.0).collect()).unwrap();
+        let mask_c = Mask::from_bools(
+            m,
+            n,
+            randn(m * n, seed + 50).iter().map(|v| *v > 0.0).collect(),
+        )
+        .unwrap();
         let bias = randn(m, seed + 60);
         for ta in [Transpose::No, Transpose::Yes] {
             for tb in [Transpose::No, Transpose::Yes] {
@@ -144,14 +186,21 @@ fn dense_and_masked_gemm_match_twin_for_every_transpose() {
                 let (br, bc) = if tb == Transpose::No { (k, n) } else { (n, k) };
                 let a = randn(ar * ac, seed + 1);
                 let b = randn(br * bc, seed + 2);
-                let mask_a: Vec<u32> = randn(ar * ac, seed + 3).iter().map(|v| u32::from(*v > 0.5)).collect();
+                let mask_a: Vec<u32> = randn(ar * ac, seed + 3)
+                    .iter()
+                    .map(|v| u32::from(*v > 0.5))
+                    .collect();
                 let c0 = randn(m * n, seed + 4);
                 for variant in 0..4 {
                     let what = format!("gemm {m}x{n}x{k} {ta:?}/{tb:?} variant {variant}");
                     let got = both(&what, |d| {
                         let at = d.tensor_f32("a", ar, ac, &a).unwrap();
                         let bt = d.tensor_f32("b", br, bc, &b).unwrap();
-                        let init = if variant == 3 { c0.clone() } else { poison(m * n) };
+                        let init = if variant == 3 {
+                            c0.clone()
+                        } else {
+                            poison(m * n)
+                        };
                         let ct = d.tensor_f32("c", m, n, &init).unwrap();
                         let mat = d.tensor_u32("mask_a", ar, ac, &mask_a).unwrap();
                         let mct = d.tensor_u32("mask_c", m, n, &mask_c.to_u32()).unwrap();
@@ -174,10 +223,24 @@ fn dense_and_masked_gemm_match_twin_for_every_transpose() {
                     });
                     // Independent reference: explicit op(A), op(B) and a naive triple loop.
                     let op_a = |i: usize, l: usize| {
-                        let idx = if ta == Transpose::No { i * k + l } else { l * m + i };
-                        if variant == 2 && mask_a[idx] == 0 { 0.0 } else { a[idx] }
+                        let idx = if ta == Transpose::No {
+                            i * k + l
+                        } else {
+                            l * m + i
+                        };
+                        if variant == 2 && mask_a[idx] == 0 {
+                            0.0
+                        } else {
+                            a[idx]
+                        }
                     };
-                    let op_b = |l: usize, j: usize| if tb == Transpose::No { b[l * n + j] } else { b[j * k + l] };
+                    let op_b = |l: usize, j: usize| {
+                        if tb == Transpose::No {
+                            b[l * n + j]
+                        } else {
+                            b[j * k + l]
+                        }
+                    };
                     for i in 0..m {
                         for j in 0..n {
                             let mut v: f32 = (0..k).map(|l| op_a(i, l) * op_b(l, j)).sum();
@@ -188,7 +251,10 @@ fn dense_and_masked_gemm_match_twin_for_every_transpose() {
                                 v = if mask_c.get(i, j) { v } else { 0.0 } + c0[i * n + j];
                             }
                             let g = got[i * n + j];
-                            assert!((g - v).abs() <= TOL * (1.0 + v.abs()) * 10.0, "{what} ({i},{j}): {g} vs {v}");
+                            assert!(
+                                (g - v).abs() <= TOL * (1.0 + v.abs()) * 10.0,
+                                "{what} ({i},{j}): {g} vs {v}"
+                            );
                         }
                     }
                 }
@@ -197,8 +263,23 @@ fn dense_and_masked_gemm_match_twin_for_every_transpose() {
     }
     // The twin with an empty inner dimension writes the epilogue only.
     let mut c = [f32::NAN; 2];
-    let s = GemmShape { m: 2, n: 1, k: 0, trans_a: Transpose::No, trans_b: Transpose::No };
-    gemm_cpu(s, &[], &[], Some(&[1.0, -1.0]), Activation::Relu, CpuMask::None, false, &mut c);
+    let s = GemmShape {
+        m: 2,
+        n: 1,
+        k: 0,
+        trans_a: Transpose::No,
+        trans_b: Transpose::No,
+    };
+    gemm_cpu(
+        s,
+        &[],
+        &[],
+        Some(&[1.0, -1.0]),
+        Activation::Relu,
+        CpuMask::None,
+        false,
+        &mut c,
+    );
     assert_eq!(c, [1.0, 0.0]);
 }
 
@@ -214,7 +295,11 @@ fn relu_backward_bias_grad_sgd_and_rng_match_twins() {
             d.relu_backward(&yt, &dyt).unwrap();
             d.read_f32(&dyt).unwrap()
         });
-        let want: Vec<f32> = y.iter().zip(&dy).map(|(&a, &g)| if a > 0.0 { g } else { 0.0 }).collect();
+        let want: Vec<f32> = y
+            .iter()
+            .zip(&dy)
+            .map(|(&a, &g)| if a > 0.0 { g } else { 0.0 })
+            .collect();
         assert_close(&format!("relu_backward {what}"), &got, &want, 0.0);
 
         let got = both(&format!("bias_grad {what}"), |d| {
@@ -223,7 +308,9 @@ fn relu_backward_bias_grad_sgd_and_rng_match_twins() {
             d.bias_grad(&dyt, &db).unwrap();
             d.read_f32(&db).unwrap()
         });
-        let want: Vec<f32> = (0..rows).map(|r| dy[r * batch..(r + 1) * batch].iter().sum()).collect();
+        let want: Vec<f32> = (0..rows)
+            .map(|r| dy[r * batch..(r + 1) * batch].iter().sum())
+            .collect();
         assert_close(&format!("bias_grad {what}"), &got, &want, TOL);
 
         let n = rows * batch;
@@ -235,7 +322,8 @@ fn relu_backward_bias_grad_sgd_and_rng_match_twins() {
                 d.tensor_f32("v", n, 1, &v0).unwrap(),
             );
             for step in 0..3 {
-                d.sgd_momentum(SgdStep::new(0.1 / (step + 1) as f32, 0.9, 5e-4), &g, &w, &v).unwrap();
+                d.sgd_momentum(SgdStep::new(0.1 / (step + 1) as f32, 0.9, 5e-4), &g, &w, &v)
+                    .unwrap();
             }
             let mut out = d.read_f32(&w).unwrap();
             out.extend(d.read_f32(&v).unwrap());
@@ -254,7 +342,11 @@ fn relu_backward_bias_grad_sgd_and_rng_match_twins() {
     if let Some(g) = gpu() {
         let t = g.zeros("u", 1000, 1, DType::F32);
         g.fill_uniform(k, 5, -1.0, 1.0, &t).unwrap();
-        assert_eq!(g.read_f32(&t).unwrap(), got, "GPU and CPU random numbers differ in some bit");
+        assert_eq!(
+            g.read_f32(&t).unwrap(),
+            got,
+            "GPU and CPU random numbers differ in some bit"
+        );
     }
     assert_eq!(got[0], -1.0 + 2.0 * k.uniform(5));
 }
@@ -264,14 +356,22 @@ fn softmax_xent_and_metrics_match_twins() {
     for &(classes, batch) in &[(1, 1), (10, 7), (10, 67), (47, 131), (3, 256)] {
         let mut z = randn(classes * batch, 9);
         z[0] = 80.0; // large logits must stay finite
-        let labels: Vec<u32> = (0..batch as u32).map(|b| (b * 7 + 3) % classes as u32).collect();
+        let labels: Vec<u32> = (0..batch as u32)
+            .map(|b| (b * 7 + 3) % classes as u32)
+            .collect();
         let what = format!("softmax_xent {classes}x{batch}");
         let got = both(&what, |d| {
             let zt = d.tensor_f32("z", classes, batch, &z).unwrap();
             let lt = d.tensor_u32("labels", batch, 1, &labels).unwrap();
-            let dz = d.tensor_f32("dz", classes, batch, &poison(classes * batch)).unwrap();
-            let s = d.tensor_f32("sample", 2, batch, &poison(2 * batch)).unwrap();
-            let m = d.tensor_f32("metrics", METRICS_LEN, 1, &[1.0, 2.0, 3.0, 0.0]).unwrap();
+            let dz = d
+                .tensor_f32("dz", classes, batch, &poison(classes * batch))
+                .unwrap();
+            let s = d
+                .tensor_f32("sample", 2, batch, &poison(2 * batch))
+                .unwrap();
+            let m = d
+                .tensor_f32("metrics", METRICS_LEN, 1, &[1.0, 2.0, 3.0, 0.0])
+                .unwrap();
             d.softmax_xent(&zt, &lt, &dz, &s, &m).unwrap();
             d.softmax_xent(&zt, &lt, &dz, &s, &m).unwrap();
             let mut out = d.read_f32(&dz).unwrap();
@@ -291,10 +391,18 @@ fn softmax_xent_and_metrics_match_twins() {
             correct += if arg == y { 1.0 } else { 0.0 };
             for c in 0..classes {
                 let want = ((col[c] - lse).exp() - if c == y { 1.0 } else { 0.0 }) / batch as f64;
-                assert!((f64::from(dz[c * batch + b]) - want).abs() < 1e-5, "{what} dz");
+                assert!(
+                    (f64::from(dz[c * batch + b]) - want).abs() < 1e-5,
+                    "{what} dz"
+                );
             }
         }
-        let want = [1.0 + 2.0 * loss as f32, 2.0 + 2.0 * correct as f32, 3.0 + 2.0 * batch as f32, 0.0];
+        let want = [
+            1.0 + 2.0 * loss as f32,
+            2.0 + 2.0 * correct as f32,
+            3.0 + 2.0 * batch as f32,
+            0.0,
+        ];
         assert_close(&format!("{what} metrics"), metrics, &want, TOL);
     }
 }
@@ -315,15 +423,31 @@ fn csr_build_gather_scatter_match_twin_and_host_pattern() {
                         let out = d.sparse_pattern("p", rows, cols, capacity);
                         d.build_pattern(&b, &m, &out).unwrap();
                         let dt = d.tensor_f32("dense", rows, cols, &dense).unwrap();
-                        let vals = d.tensor_f32("vals", capacity, 1, &poison(capacity)).unwrap();
+                        let vals = d
+                            .tensor_f32("vals", capacity, 1, &poison(capacity))
+                            .unwrap();
                         d.csr_gather(&out, &dt, &vals).unwrap();
-                        let back = d.tensor_f32("back", rows, cols, &poison(rows * cols)).unwrap();
+                        let back = d
+                            .tensor_f32("back", rows, cols, &poison(rows * cols))
+                            .unwrap();
                         d.csr_scatter(&out, &vals, &back).unwrap();
-                        let words = [&out.row_ptr, &out.col_idx, &out.row_of, &out.col_ptr, &out.row_idx, &out.perm, &b.status]
-                            .iter()
-                            .map(|t| d.read_u32(t).unwrap())
-                            .collect::<Vec<_>>();
-                        (words, d.read_f32(&vals).unwrap(), d.read_f32(&back).unwrap())
+                        let words = [
+                            &out.row_ptr,
+                            &out.col_idx,
+                            &out.row_of,
+                            &out.col_ptr,
+                            &out.row_idx,
+                            &out.perm,
+                            &b.status,
+                        ]
+                        .iter()
+                        .map(|t| d.read_u32(t).unwrap())
+                        .collect::<Vec<_>>();
+                        (
+                            words,
+                            d.read_f32(&vals).unwrap(),
+                            d.read_f32(&back).unwrap(),
+                        )
                     };
                     let (words, vals, back) = run(&cpu());
                     let nnz = p.nnz();
@@ -335,14 +459,26 @@ fn csr_build_gather_scatter_match_twin_and_host_pattern() {
                     assert_eq!(&words[4][..nnz], &csc.row_idx[..], "{what} row_idx");
                     assert_eq!(&words[5][..nnz], &csc.perm[..], "{what} perm");
                     assert_eq!(words[6], [nnz as u32; 2], "{what} status");
-                    assert_eq!(&vals[..nnz], &p.gather_dense(&dense).unwrap()[..], "{what} gather");
-                    let masked: Vec<f32> = dense.iter().zip(&mask).map(|(&v, &m)| if m != 0 { v } else { 0.0 }).collect();
+                    assert_eq!(
+                        &vals[..nnz],
+                        &p.gather_dense(&dense).unwrap()[..],
+                        "{what} gather"
+                    );
+                    let masked: Vec<f32> = dense
+                        .iter()
+                        .zip(&mask)
+                        .map(|(&v, &m)| if m != 0 { v } else { 0.0 })
+                        .collect();
                     assert_eq!(back, masked, "{what} scatter");
                     if let Some(g) = gpu() {
                         let (gw, gv, gb) = run(g);
                         for (i, (a, b)) in gw.iter().zip(&words).enumerate() {
                             // Words past nnz are unspecified scratch, except in the pointer arrays.
-                            let n = if i == 0 || i == 3 || i == 6 { a.len() } else { nnz };
+                            let n = if i == 0 || i == 3 || i == 6 {
+                                a.len()
+                            } else {
+                                nnz
+                            };
                             assert_eq!(a[..n], b[..n], "{what}: GPU array {i} differs");
                         }
                         assert_eq!(gv[..nnz], vals[..nnz], "{what}: GPU gather");
@@ -384,17 +520,32 @@ fn shape_dtype_and_alias_errors_are_results_not_panics() {
     let x = d.zeros("x", 4, 3, DType::F32);
     let wrong = d.zeros("wrong", 3, 3, DType::F32);
     let y = d.zeros("y", 5, 3, DType::F32);
-    assert!(matches!(d.spmm_forward(&w, &v, &wrong, None, Activation::None, &y), Err(cht::gpu::Error::Shape { .. })));
+    assert!(matches!(
+        d.spmm_forward(&w, &v, &wrong, None, Activation::None, &y),
+        Err(cht::gpu::Error::Shape { .. })
+    ));
     let labels = d.zeros("labels", 3, 1, DType::F32);
     let m = d.zeros("m", METRICS_LEN, 1, DType::F32);
     let s = d.zeros("s", 2, 3, DType::F32);
-    assert!(matches!(d.softmax_xent(&y, &labels, &y, &s, &m), Err(cht::gpu::Error::DType { .. })));
+    assert!(matches!(
+        d.softmax_xent(&y, &labels, &y, &s, &m),
+        Err(cht::gpu::Error::DType { .. })
+    ));
     let sq = d.zeros("sq", 4, 4, DType::F32);
-    assert!(matches!(d.relu_backward(&sq, &sq), Err(cht::gpu::Error::Aliased(..))));
+    assert!(matches!(
+        d.relu_backward(&sq, &sq),
+        Err(cht::gpu::Error::Aliased(..))
+    ));
     assert!(d.write_f32(&x, &[1.0]).is_err());
-    assert!(matches!(d.gemm(&Gemm::new(Transpose::No, Transpose::No), &x, &x, &y), Err(cht::gpu::Error::Shape { .. })));
+    assert!(matches!(
+        d.gemm(&Gemm::new(Transpose::No, Transpose::No), &x, &x, &y),
+        Err(cht::gpu::Error::Shape { .. })
+    ));
     if let Some(g) = gpu() {
         let cpu_tensor = d.zeros("cpu", 1, 1, DType::F32);
-        assert!(matches!(g.relu_backward(&cpu_tensor, &cpu_tensor), Err(cht::gpu::Error::WrongBackend { .. })));
+        assert!(matches!(
+            g.relu_backward(&cpu_tensor, &cpu_tensor),
+            Err(cht::gpu::Error::WrongBackend { .. })
+        ));
     }
 }

@@ -38,7 +38,12 @@ fn params(layer: &Layer) -> (&cht::gpu::Tensor, &cht::gpu::Tensor) {
 #[test]
 fn sparse_gradients_match_finite_differences_and_dense_masked_reference() {
     for (name, d) in devices() {
-        let config = MlpConfig { sizes: vec![9, 13, 5], density: 0.4, dense_last: false, seed: 3 };
+        let config = MlpConfig {
+            sizes: vec![9, 13, 5],
+            density: 0.4,
+            dense_last: false,
+            seed: 3,
+        };
         let mlp = Mlp::new(&d, &config).unwrap();
         let batch = 6;
         let ws = mlp.workspace(&d, batch);
@@ -66,7 +71,10 @@ fn sparse_gradients_match_finite_differences_and_dense_masked_reference() {
                 d.write_f32(w, &w0).unwrap();
                 let fd = (lp - lm) / (2.0 * f64::from(eps));
                 let an = f64::from(grad[i]);
-                assert!((fd - an).abs() < 2e-3 + 0.05 * fd.abs(), "{name}: weight {i}: fd {fd} vs analytic {an}");
+                assert!(
+                    (fd - an).abs() < 2e-3 + 0.05 * fd.abs(),
+                    "{name}: weight {i}: fd {fd} vs analytic {an}"
+                );
                 checked += 1;
             }
         }
@@ -75,24 +83,45 @@ fn sparse_gradients_match_finite_differences_and_dense_masked_reference() {
 
         // Dense masked reference: the same weights stored densely give the same loss, and the
         // dense weight gradient restricted to the links equals the sparse one.
-        let dense_cfg = MlpConfig { density: 1.0, ..config.clone() };
+        let dense_cfg = MlpConfig {
+            density: 1.0,
+            ..config.clone()
+        };
         let dense = Mlp::new(&d, &dense_cfg).unwrap();
         for (s, t) in mlp.layers.iter().zip(&dense.layers) {
-            let (Layer::Sparse(s), Layer::Dense(t)) = (s, t) else { panic!("layer kinds") };
+            let (Layer::Sparse(s), Layer::Dense(t)) = (s, t) else {
+                panic!("layer kinds")
+            };
             let p = d.download_pattern(&s.pattern).unwrap();
-            d.write_f32(&t.weight, &p.scatter_dense(&d.read_f32(&s.values).unwrap())).unwrap();
+            d.write_f32(&t.weight, &p.scatter_dense(&d.read_f32(&s.values).unwrap()))
+                .unwrap();
         }
         let dws = dense.workspace(&d, batch);
         dense.load_batch(&d, &dws, &x, &y).unwrap();
         dense.train_step(&d, &dws, None).unwrap();
         let dense_loss = dense.take_metrics(&d, &dws).unwrap().loss;
-        assert!((dense_loss - base).abs() < 1e-5, "{name}: dense {dense_loss} vs sparse {base}");
+        assert!(
+            (dense_loss - base).abs() < 1e-5,
+            "{name}: dense {dense_loss} vs sparse {base}"
+        );
         for (s, t) in mlp.layers.iter().zip(&dense.layers) {
-            let (Layer::Sparse(s), Layer::Dense(t)) = (s, t) else { panic!("layer kinds") };
+            let (Layer::Sparse(s), Layer::Dense(t)) = (s, t) else {
+                panic!("layer kinds")
+            };
             let p = d.download_pattern(&s.pattern).unwrap();
             let want = p.gather_dense(&d.read_f32(&t.grad).unwrap()).unwrap();
-            common::assert_close(&format!("{name}: masked dense dW"), &d.read_f32(&s.grad).unwrap(), &want, 1e-4);
-            common::assert_close(&format!("{name}: bias grad"), &d.read_f32(&s.bias_grad).unwrap(), &d.read_f32(&t.bias_grad).unwrap(), 1e-4);
+            common::assert_close(
+                &format!("{name}: masked dense dW"),
+                &d.read_f32(&s.grad).unwrap(),
+                &want,
+                1e-4,
+            );
+            common::assert_close(
+                &format!("{name}: bias grad"),
+                &d.read_f32(&s.bias_grad).unwrap(),
+                &d.read_f32(&t.bias_grad).unwrap(),
+                1e-4,
+            );
         }
     }
 }
@@ -100,7 +129,12 @@ fn sparse_gradients_match_finite_differences_and_dense_masked_reference() {
 #[test]
 fn two_layer_sparse_mlp_learns_a_generated_problem() {
     for (name, d) in devices() {
-        let config = MlpConfig { sizes: vec![32, 128, 4], density: 0.2, dense_last: false, seed: 7 };
+        let config = MlpConfig {
+            sizes: vec![32, 128, 4],
+            density: 0.2,
+            dense_last: false,
+            seed: 7,
+        };
         let mlp = Mlp::new(&d, &config).unwrap();
         let batch = 32;
         let ws = mlp.workspace(&d, batch);
@@ -116,22 +150,48 @@ fn two_layer_sparse_mlp_learns_a_generated_problem() {
             }
         }
         let (first, last) = (curve[0].loss, curve[curve.len() - 1].loss);
-        eprintln!("{name}: loss every 50 steps: {:?}", curve.iter().map(|m| m.loss).collect::<Vec<_>>());
-        assert!(last < 0.2 * first && last < 0.2, "{name}: loss went {first} → {last}");
-        assert!(curve[curve.len() - 1].accuracy > 0.9, "{name}: accuracy {:?}", curve.last());
+        eprintln!(
+            "{name}: loss every 50 steps: {:?}",
+            curve.iter().map(|m| m.loss).collect::<Vec<_>>()
+        );
+        assert!(
+            last < 0.2 * first && last < 0.2,
+            "{name}: loss went {first} → {last}"
+        );
+        assert!(
+            curve[curve.len() - 1].accuracy > 0.9,
+            "{name}: accuracy {:?}",
+            curve.last()
+        );
     }
 }
 
 #[test]
 fn bad_model_configs_are_errors() {
     let d = cpu();
-    let bad = |sizes: Vec<usize>, density| Mlp::new(&d, &MlpConfig { sizes, density, dense_last: true, seed: 0 });
+    let bad = |sizes: Vec<usize>, density| {
+        Mlp::new(
+            &d,
+            &MlpConfig {
+                sizes,
+                density,
+                dense_last: true,
+                seed: 0,
+            },
+        )
+    };
     assert!(bad(vec![4], 0.5).is_err());
     assert!(bad(vec![4, 0, 2], 0.5).is_err());
     assert!(bad(vec![4, 3, 2], 0.0).is_err());
     assert!(bad(vec![4, 3, 2], 1.5).is_err());
     let mlp = bad(vec![4, 3, 2], 0.5).unwrap();
     let ws = mlp.workspace(&d, 2);
-    assert!(mlp.load_batch(&d, &ws, &[0.0; 8], &[0, 2]).is_err(), "label 2 of 2 classes accepted");
-    assert!(mlp.load_batch(&d, &ws, &[0.0; 7], &[0, 1]).is_err(), "short batch accepted");
+    assert!(
+        mlp.load_batch(&d, &ws, &[0.0; 8], &[0, 2]).is_err(),
+        "label 2 of 2 classes accepted"
+    );
+    assert!(
+        mlp.load_batch(&d, &ws, &[0.0; 7], &[0, 1]).is_err(),
+        "short batch accepted"
+    );
 }

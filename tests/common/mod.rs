@@ -14,11 +14,17 @@ use cht::sparse::rng::{Counter, RngKey, Stream};
 pub fn gpu() -> Option<&'static Device> {
     static GPU: OnceLock<Option<Device>> = OnceLock::new();
     GPU.get_or_init(|| {
-        let options = DeviceOptions { backend: BackendChoice::Gpu, ..DeviceOptions::from_env().unwrap() };
+        let options = DeviceOptions {
+            backend: BackendChoice::Gpu,
+            ..DeviceOptions::from_env().unwrap()
+        };
         match Device::open_blocking(&options) {
             Ok(d) => {
                 if let DeviceInfo::Gpu(a) = d.info() {
-                    eprintln!("GPU tests run on adapter: {} ({}, {})", a.name, a.backend, a.driver);
+                    eprintln!(
+                        "GPU tests run on adapter: {} ({}, {})",
+                        a.name, a.backend, a.driver
+                    );
                 }
                 Some(d)
             }

@@ -1,1 +1,125 @@
-fn main() {}
+//! `cht`: Cannistraci-Hebb dynamic sparse training on any GPU.
+//!
+//! Subcommands: `info` (adapter and limits), `demo` (train a sparse MLP on generated data),
+//! `bench kernels` (sparse vs masked-dense vs dense timings).
+
+mod bench;
+mod demo;
+
+use anyhow::{Context, Result};
+use cht_gpu::{AdapterFilter, BackendChoice, Device, DeviceInfo, DeviceOptions};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "cht",
+    version,
+    about = "Brain-inspired dynamic sparse training (CHT, CHTs, CHTss) on any GPU"
+)]
+struct Cli {
+    /// Where to run: auto (GPU if any, else CPU), gpu, or cpu. Env: CHT_BACKEND. The wgpu backend
+    /// (vulkan, metal, dx12, gl) comes from WGPU_BACKEND.
+    #[arg(long, global = true)]
+    backend: Option<BackendChoice>,
+    /// Use the first adapter whose name contains this text (e.g. "llvmpipe"). Env: CHT_ADAPTER.
+    #[arg(long, global = true)]
+    adapter: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Print the selected adapter, its backend, limits and features.
+    Info,
+    /// Train a small sparse MLP on a generated problem and print the loss curve.
+    Demo(demo::DemoArgs),
+    /// Benchmarks (ratios measured in one run; absolute times on software adapters mean little).
+    Bench {
+        #[command(subcommand)]
+        what: bench::BenchCommand,
+    },
+}
+
+fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    if let Err(e) = run() {
+        eprintln!("error: {e:#}");
+        std::process::exit(2);
+    }
+}
+
+fn run() -> Result<()> {
+    let cli = Cli::parse();
+    let mut options = DeviceOptions::from_env().context("reading CHT_BACKEND / CHT_ADAPTER")?;
+    if let Some(b) = cli.backend {
+        options.backend = b;
+    }
+    if let Some(a) = cli.adapter {
+        options.adapter = AdapterFilter {
+            name_contains: Some(a),
+        };
+    }
+    match cli.command {
+        Command::Info => info(&options),
+        Command::Demo(args) => demo::run(&open(&options)?, &args),
+        Command::Bench { what } => bench::run(&options, &what),
+    }
+}
+
+/// Opens the device and says once which one is in use.
+pub(crate) fn open(options: &DeviceOptions) -> Result<Device> {
+    let device = Device::open_blocking(options).context("opening the compute device")?;
+    eprintln!("device: {}", device.name());
+    Ok(device)
+}
+
+fn info(options: &DeviceOptions) -> Result<()> {
+    let device = Device::open_blocking(options).context("opening the compute device")?;
+    match device.info() {
+        DeviceInfo::Gpu(a) => {
+            println!("backend:   GPU ({})", a.backend);
+            println!("adapter:   {}", a.name);
+            println!("type:      {}", a.device_type);
+            println!("driver:    {}", a.driver);
+            println!("features:  {:?}", a.features);
+            let l = &a.limits;
+            println!("limits (as requested: WebGPU defaults, larger buffers):");
+            println!(
+                "  max_storage_buffer_binding_size      {}",
+                l.max_storage_buffer_binding_size
+            );
+            println!(
+                "  max_buffer_size                      {}",
+                l.max_buffer_size
+            );
+            println!(
+                "  max_storage_buffers_per_shader_stage {}",
+                l.max_storage_buffers_per_shader_stage
+            );
+            println!(
+                "  max_bind_groups                      {}",
+                l.max_bind_groups
+            );
+            println!(
+                "  max_compute_invocations_per_workgroup {}",
+                l.max_compute_invocations_per_workgroup
+            );
+            println!(
+                "  max_compute_workgroup_storage_size   {}",
+                l.max_compute_workgroup_storage_size
+            );
+            println!(
+                "  max_compute_workgroups_per_dimension {}",
+                l.max_compute_workgroups_per_dimension
+            );
+        }
+        DeviceInfo::Cpu { threads } => {
+            println!("backend:   CPU (Rust twins of every kernel, {threads} threads)");
+            println!(
+                "note:      no GPU adapter in use; install a Vulkan/Metal/DX12 driver (on Linux without a GPU: mesa-vulkan-drivers) or pass --backend cpu to silence this"
+            );
+        }
+    }
+    Ok(())
+}

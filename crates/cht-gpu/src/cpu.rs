@@ -25,10 +25,14 @@ pub(crate) fn for_each_chunk<T: Send>(
     #[cfg(not(target_arch = "wasm32"))]
     {
         use rayon::prelude::*;
-        out.par_chunks_mut(chunk_len).enumerate().for_each(|(i, c)| f(i, c));
+        out.par_chunks_mut(chunk_len)
+            .enumerate()
+            .for_each(|(i, c)| f(i, c));
     }
     #[cfg(target_arch = "wasm32")]
     {
-        out.chunks_mut(chunk_len).enumerate().for_each(|(i, c)| f(i, c));
+        out.chunks_mut(chunk_len)
+            .enumerate()
+            .for_each(|(i, c)| f(i, c));
     }
 }

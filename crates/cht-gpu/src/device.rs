@@ -51,7 +51,10 @@ impl DeviceOptions {
             _ => BackendChoice::Auto,
         };
         let name_contains = std::env::var("CHT_ADAPTER").ok().filter(|s| !s.is_empty());
-        Ok(DeviceOptions { backend, adapter: AdapterFilter { name_contains } })
+        Ok(DeviceOptions {
+            backend,
+            adapter: AdapterFilter { name_contains },
+        })
     }
 }
 
@@ -72,7 +75,7 @@ pub struct Device {
 #[derive(Clone, Debug)]
 pub enum DeviceInfo {
     /// A wgpu adapter.
-    Gpu(AdapterSummary),
+    Gpu(Box<AdapterSummary>),
     /// The CPU twins, with the number of worker threads.
     Cpu { threads: usize },
 }
@@ -82,9 +85,13 @@ impl Device {
     pub async fn open(options: &DeviceOptions) -> Result<Device> {
         match options.backend {
             BackendChoice::Cpu => Ok(Device::cpu()),
-            BackendChoice::Gpu => Ok(Device { backend: Backend::Gpu(Box::new(Gpu::open(&options.adapter).await?)) }),
+            BackendChoice::Gpu => Ok(Device {
+                backend: Backend::Gpu(Box::new(Gpu::open(&options.adapter).await?)),
+            }),
             BackendChoice::Auto => match Gpu::open(&options.adapter).await {
-                Ok(gpu) => Ok(Device { backend: Backend::Gpu(Box::new(gpu)) }),
+                Ok(gpu) => Ok(Device {
+                    backend: Backend::Gpu(Box::new(gpu)),
+                }),
                 Err(e) => {
                     log::warn!("no usable GPU adapter ({e}); running on the CPU backend");
                     Ok(Device::cpu())
@@ -101,7 +108,9 @@ impl Device {
 
     /// The CPU backend (always available).
     pub fn cpu() -> Device {
-        Device { backend: Backend::Cpu }
+        Device {
+            backend: Backend::Cpu,
+        }
     }
 
     /// Whether ops run on a GPU adapter.
@@ -112,8 +121,10 @@ impl Device {
     /// Adapter or CPU description.
     pub fn info(&self) -> DeviceInfo {
         match &self.backend {
-            Backend::Gpu(g) => DeviceInfo::Gpu(g.summary.clone()),
-            Backend::Cpu => DeviceInfo::Cpu { threads: crate::cpu::threads() },
+            Backend::Gpu(g) => DeviceInfo::Gpu(Box::new(g.summary.clone())),
+            Backend::Cpu => DeviceInfo::Cpu {
+                threads: crate::cpu::threads(),
+            },
         }
     }
 
@@ -136,14 +147,26 @@ impl Device {
     }
 
     /// A tensor holding `data` (row-major, `rows × cols`).
-    pub fn tensor_f32(&self, label: &str, rows: usize, cols: usize, data: &[f32]) -> Result<Tensor> {
+    pub fn tensor_f32(
+        &self,
+        label: &str,
+        rows: usize,
+        cols: usize,
+        data: &[f32],
+    ) -> Result<Tensor> {
         let t = self.zeros(label, rows, cols, DType::F32);
         self.write_f32(&t, data)?;
         Ok(t)
     }
 
     /// A u32 tensor holding `data`.
-    pub fn tensor_u32(&self, label: &str, rows: usize, cols: usize, data: &[u32]) -> Result<Tensor> {
+    pub fn tensor_u32(
+        &self,
+        label: &str,
+        rows: usize,
+        cols: usize,
+        data: &[u32],
+    ) -> Result<Tensor> {
         let t = self.zeros(label, rows, cols, DType::U32);
         self.write_u32(&t, data)?;
         Ok(t)
@@ -165,7 +188,12 @@ impl Device {
         if words.len() != t.len() {
             return Err(crate::error::shape_err(
                 "write",
-                format!("{} values for tensor {:?} of {} elements", words.len(), t.label(), t.len()),
+                format!(
+                    "{} values for tensor {:?} of {} elements",
+                    words.len(),
+                    t.label(),
+                    t.len()
+                ),
             ));
         }
         match &self.backend {
@@ -233,7 +261,12 @@ impl Device {
     /// Reads a float tensor back to the host (submits pending work first).
     pub async fn read_f32_async(&self, t: &Tensor) -> Result<Vec<f32>> {
         if t.dtype() != DType::F32 {
-            return Err(Error::DType { op: "read_f32", tensor: t.label().into(), got: t.dtype(), expected: DType::F32 });
+            return Err(Error::DType {
+                op: "read_f32",
+                tensor: t.label().into(),
+                got: t.dtype(),
+                expected: DType::F32,
+            });
         }
         let words = self.read_words(t).await?;
         Ok(bytemuck::cast_slice(&words).to_vec())
@@ -242,7 +275,12 @@ impl Device {
     /// Reads a u32 tensor back to the host.
     pub async fn read_u32_async(&self, t: &Tensor) -> Result<Vec<u32>> {
         if t.dtype() != DType::U32 {
-            return Err(Error::DType { op: "read_u32", tensor: t.label().into(), got: t.dtype(), expected: DType::U32 });
+            return Err(Error::DType {
+                op: "read_u32",
+                tensor: t.label().into(),
+                got: t.dtype(),
+                expected: DType::U32,
+            });
         }
         self.read_words(t).await
     }
@@ -276,7 +314,10 @@ impl Device {
     /// timestamp queries when the adapter has them, else by wall time around a full sync.
     /// Returns `(ms, "timestamp" | "wall")`.
     #[cfg(not(target_arch = "wasm32"))]
-    pub fn time_ms(&self, record: impl FnOnce(&Device) -> Result<()>) -> Result<(f64, &'static str)> {
+    pub fn time_ms(
+        &self,
+        record: impl FnOnce(&Device) -> Result<()>,
+    ) -> Result<(f64, &'static str)> {
         match &self.backend {
             Backend::Gpu(g) if g.has_timestamps() => {
                 self.finish_blocking()?;

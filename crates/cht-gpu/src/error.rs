@@ -24,7 +24,12 @@ pub enum Error {
     Shape { op: &'static str, detail: String },
     /// An operation got a tensor of the wrong element type.
     #[error("{op}: tensor {tensor:?} holds {got:?}, expected {expected:?}")]
-    DType { op: &'static str, tensor: String, got: crate::DType, expected: crate::DType },
+    DType {
+        op: &'static str,
+        tensor: String,
+        got: crate::DType,
+        expected: crate::DType,
+    },
     /// The same tensor was passed as an input and an output of one operation.
     #[error("{op}: tensor {0:?} is both read and written", op = .1)]
     Aliased(String, &'static str),
@@ -43,5 +48,8 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 pub(crate) fn shape_err(op: &'static str, detail: impl Into<String>) -> Error {
-    Error::Shape { op, detail: detail.into() }
+    Error::Shape {
+        op,
+        detail: detail.into(),
+    }
 }

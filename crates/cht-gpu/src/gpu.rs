@@ -93,12 +93,15 @@ pub(crate) struct Gpu {
     arena: wgpu::Buffer,
     staging: Mutex<HashMap<u64, wgpu::Buffer>>,
     errors: Arc<Mutex<Vec<String>>>,
+    // Used by `Device::time_ms`, which is native-only (wall clocks need std::time).
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
     timer: Option<Timer>,
     /// One-word buffer bound where an optional operand (bias, mask) is absent.
     pub(crate) dummy: Tensor,
 }
 
 #[derive(Debug)]
+#[cfg_attr(target_arch = "wasm32", allow(dead_code))]
 struct Timer {
     queries: wgpu::QuerySet,
     resolve: wgpu::Buffer,
@@ -127,7 +130,8 @@ impl Gpu {
         let mut limits = wgpu::Limits::defaults();
         limits.max_storage_buffer_binding_size = adapter_limits.max_storage_buffer_binding_size;
         limits.max_buffer_size = adapter_limits.max_buffer_size;
-        let wanted = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS;
+        let wanted =
+            wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS;
         let features = adapter.features() & wanted;
 
         let (device, queue) = adapter
@@ -138,7 +142,10 @@ impl Gpu {
                 ..Default::default()
             })
             .await
-            .map_err(|e| Error::DeviceRequest { adapter: info.name.clone(), reason: e.to_string() })?;
+            .map_err(|e| Error::DeviceRequest {
+                adapter: info.name.clone(),
+                reason: e.to_string(),
+            })?;
 
         // Errors outside an explicit scope are collected and returned by the next submit or read,
         // instead of wgpu's default handler, which panics.
@@ -174,7 +181,9 @@ impl Gpu {
             name: info.name.clone(),
             backend: format!("{:?}", info.backend),
             device_type: format!("{:?}", info.device_type),
-            driver: format!("{} {}", info.driver, info.driver_info).trim().to_owned(),
+            driver: format!("{} {}", info.driver, info.driver_info)
+                .trim()
+                .to_owned(),
             limits,
             features,
         };
@@ -223,7 +232,8 @@ impl Gpu {
     /// Queues a write of `words` at the start of `buffer` (ordered before the next submit).
     pub(crate) fn write(&self, buffer: &wgpu::Buffer, words: &[u32]) {
         if !words.is_empty() {
-            self.queue.write_buffer(buffer, 0, bytemuck::cast_slice(words));
+            self.queue
+                .write_buffer(buffer, 0, bytemuck::cast_slice(words));
         }
     }
 
@@ -254,8 +264,17 @@ impl Gpu {
         tensors: &[&Tensor],
         groups: [u32; 3],
     ) -> Result<()> {
-        assert_eq!(tensors.len(), kernel.access.len(), "{}: binding count", kernel.entry);
-        assert!(params.len() <= PARAM_STRIDE, "{}: parameter block too large", kernel.entry);
+        assert_eq!(
+            tensors.len(),
+            kernel.access.len(),
+            "{}: binding count",
+            kernel.entry
+        );
+        assert!(
+            params.len() <= PARAM_STRIDE,
+            "{}: parameter block too large",
+            kernel.entry
+        );
         if groups.contains(&0) {
             return Ok(());
         }
@@ -275,7 +294,10 @@ impl Gpu {
         let mut frame = self.frame.lock().expect("frame");
         if frame.params.len() + PARAM_STRIDE > ARENA_BYTES {
             // The arena is full: this step is unusually long. Flush what we have and carry on.
-            log::warn!("more than {} dispatches in one submit: flushing early", ARENA_BYTES / PARAM_STRIDE);
+            log::warn!(
+                "more than {} dispatches in one submit: flushing early",
+                ARENA_BYTES / PARAM_STRIDE
+            );
             self.flush(&mut frame);
         }
         let offset = frame.params.len();
@@ -363,35 +385,47 @@ impl Gpu {
             bytemuck::cast_slice::<u8, u32>(&view).to_vec()
         };
         staging.unmap();
-        self.staging.lock().expect("staging pool").insert(bytes, staging);
+        self.staging
+            .lock()
+            .expect("staging pool")
+            .insert(bytes, staging);
         self.take_errors()?;
         Ok(words_out)
     }
 
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
     /// Whether kernel-level GPU timestamps are available.
     pub(crate) fn has_timestamps(&self) -> bool {
         self.timer.is_some()
     }
 
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
     /// Writes timestamp `index` (0 = start, 1 = end) into the step's encoder.
     pub(crate) fn timestamp(&self, index: u32) {
         if let Some(timer) = &self.timer {
             let mut frame = self.frame.lock().expect("frame");
-            self.encoder(&mut frame).write_timestamp(&timer.queries, index);
+            self.encoder(&mut frame)
+                .write_timestamp(&timer.queries, index);
         }
     }
 
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
     /// Resolves the two timestamps and returns the elapsed GPU time in milliseconds.
     pub(crate) async fn elapsed_ms(&self) -> Result<Option<f64>> {
-        let Some(timer) = &self.timer else { return Ok(None) };
+        let Some(timer) = &self.timer else {
+            return Ok(None);
+        };
         {
             let mut frame = self.frame.lock().expect("frame");
-            self.encoder(&mut frame).resolve_query_set(&timer.queries, 0..2, &timer.resolve, 0);
+            self.encoder(&mut frame)
+                .resolve_query_set(&timer.queries, 0..2, &timer.resolve, 0);
         }
         let words = self.read_words(&timer.resolve, 4).await?;
         let start = u64::from(words[0]) | (u64::from(words[1]) << 32);
         let end = u64::from(words[2]) | (u64::from(words[3]) << 32);
-        Ok(Some(end.saturating_sub(start) as f64 * f64::from(timer.period_ns) * 1e-6))
+        Ok(Some(
+            end.saturating_sub(start) as f64 * f64::from(timer.period_ns) * 1e-6,
+        ))
     }
 
     fn poll(&self) -> Result<()> {
@@ -416,13 +450,18 @@ impl Gpu {
 
     fn encoder<'a>(&self, frame: &'a mut Frame) -> &'a mut wgpu::CommandEncoder {
         frame.encoder.get_or_insert_with(|| {
-            self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("cht.step"),
-            })
+            self.device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("cht.step"),
+                })
         })
     }
 
-    fn pipeline(&self, kernel: &Kernel, constants: &[(&'static str, f64)]) -> Result<Arc<Pipeline>> {
+    fn pipeline(
+        &self,
+        kernel: &Kernel,
+        constants: &[(&'static str, f64)],
+    ) -> Result<Arc<Pipeline>> {
         let key = PipelineKey {
             family: kernel.family,
             entry: kernel.entry,
@@ -438,10 +477,11 @@ impl Gpu {
             modules
                 .entry(kernel.family)
                 .or_insert_with(|| {
-                    self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                        label: Some(kernel.family),
-                        source: wgpu::ShaderSource::Wgsl(kernel.source.into()),
-                    })
+                    self.device
+                        .create_shader_module(wgpu::ShaderModuleDescriptor {
+                            label: Some(kernel.family),
+                            source: wgpu::ShaderSource::Wgsl(kernel.source.into()),
+                        })
                 })
                 .clone()
         };
@@ -460,35 +500,47 @@ impl Gpu {
                 binding: i as u32 + 1,
                 visibility: wgpu::ShaderStages::COMPUTE,
                 ty: wgpu::BindingType::Buffer {
-                    ty: wgpu::BufferBindingType::Storage { read_only: *access == Access::Read },
+                    ty: wgpu::BufferBindingType::Storage {
+                        read_only: *access == Access::Read,
+                    },
                     has_dynamic_offset: false,
                     min_binding_size: None,
                 },
                 count: None,
             });
         }
-        let layout = self.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some(kernel.entry),
-            entries: &entries,
-        });
-        let pipeline_layout = self.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-            label: Some(kernel.entry),
-            bind_group_layouts: &[Some(&layout)],
-            immediate_size: 0,
-        });
-        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(kernel.entry),
-            layout: Some(&pipeline_layout),
-            module: &module,
-            entry_point: Some(kernel.entry),
-            compilation_options: wgpu::PipelineCompilationOptions {
-                constants,
-                ..Default::default()
-            },
-            cache: None,
-        });
+        let layout = self
+            .device
+            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: Some(kernel.entry),
+                entries: &entries,
+            });
+        let pipeline_layout = self
+            .device
+            .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(kernel.entry),
+                bind_group_layouts: &[Some(&layout)],
+                immediate_size: 0,
+            });
+        let pipeline = self
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(kernel.entry),
+                layout: Some(&pipeline_layout),
+                module: &module,
+                entry_point: Some(kernel.entry),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants,
+                    ..Default::default()
+                },
+                cache: None,
+            });
         check_scope(scope, kernel)?;
-        let p = Arc::new(Pipeline { id: pipelines.len(), pipeline, layout });
+        let p = Arc::new(Pipeline {
+            id: pipelines.len(),
+            pipeline,
+            layout,
+        });
         pipelines.insert(key, p.clone());
         Ok(p)
     }
@@ -499,7 +551,10 @@ impl Gpu {
         tensors: &[&Tensor],
         buffers: &[&wgpu::Buffer],
     ) -> wgpu::BindGroup {
-        let key = (pipeline.id, tensors.iter().map(|t| t.id()).collect::<Vec<_>>());
+        let key = (
+            pipeline.id,
+            tensors.iter().map(|t| t.id()).collect::<Vec<_>>(),
+        );
         let mut cache = self.bind_groups.lock().expect("bind group cache");
         if let Some(bg) = cache.get(&key) {
             return bg.clone();
@@ -535,7 +590,10 @@ impl Gpu {
 fn check_scope(scope: wgpu::ErrorScopeGuard, kernel: &Kernel) -> Result<()> {
     match pollster::block_on(scope.pop()) {
         None => Ok(()),
-        Some(e) => Err(Error::Validation(format!("pipeline {}/{}: {e}", kernel.family, kernel.entry))),
+        Some(e) => Err(Error::Validation(format!(
+            "pipeline {}/{}: {e}",
+            kernel.family, kernel.entry
+        ))),
     }
 }
 
@@ -556,7 +614,9 @@ async fn pick_adapter(instance: &wgpu::Instance, filter: &AdapterFilter) -> Resu
             .into_iter()
             .find(|a| a.get_info().name.to_lowercase().contains(&wanted_lower))
             .ok_or_else(|| {
-                Error::NoAdapter(format!(" whose name contains {wanted:?} (found: {names:?})"))
+                Error::NoAdapter(format!(
+                    " whose name contains {wanted:?} (found: {names:?})"
+                ))
             });
     }
     instance

@@ -47,7 +47,13 @@ impl SparsePattern {
 
 impl Device {
     /// An empty pattern (no links) with room for `capacity` links.
-    pub fn sparse_pattern(&self, label: &str, rows: usize, cols: usize, capacity: usize) -> SparsePattern {
+    pub fn sparse_pattern(
+        &self,
+        label: &str,
+        rows: usize,
+        cols: usize,
+        capacity: usize,
+    ) -> SparsePattern {
         let t = |name: &str, n: usize| self.zeros(&format!("{label}.{name}"), n, 1, DType::U32);
         SparsePattern {
             rows,
@@ -64,7 +70,12 @@ impl Device {
 
     /// Uploads a validated pattern (CSC built on the host) with room for `capacity` links
     /// (at least its own count).
-    pub fn upload_pattern(&self, label: &str, p: &CsrPattern, capacity: usize) -> Result<SparsePattern> {
+    pub fn upload_pattern(
+        &self,
+        label: &str,
+        p: &CsrPattern,
+        capacity: usize,
+    ) -> Result<SparsePattern> {
         let capacity = capacity.max(p.nnz());
         let dev = self.sparse_pattern(label, p.rows(), p.cols(), capacity);
         let pad = |mut v: Vec<u32>| {

@@ -45,7 +45,14 @@ impl Tensor {
     pub(crate) fn new(label: &str, rows: usize, cols: usize, dtype: DType, store: Store) -> Tensor {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         Tensor {
-            inner: Arc::new(TensorInner { id, label: label.to_owned(), rows, cols, dtype, store }),
+            inner: Arc::new(TensorInner {
+                id,
+                label: label.to_owned(),
+                rows,
+                cols,
+                dtype,
+                store,
+            }),
         }
     }
 
@@ -92,20 +99,27 @@ impl Tensor {
 
     pub(crate) fn cpu_read(&self, op: &'static str) -> Result<RwLockReadGuard<'_, Vec<u32>>> {
         match &self.inner.store {
-            Store::Cpu(v) => v.try_read().map_err(|_| Error::Aliased(self.label().into(), op)),
+            Store::Cpu(v) => v
+                .try_read()
+                .map_err(|_| Error::Aliased(self.label().into(), op)),
             Store::Gpu(_) => Err(self.wrong_backend(op)),
         }
     }
 
     pub(crate) fn cpu_write(&self, op: &'static str) -> Result<RwLockWriteGuard<'_, Vec<u32>>> {
         match &self.inner.store {
-            Store::Cpu(v) => v.try_write().map_err(|_| Error::Aliased(self.label().into(), op)),
+            Store::Cpu(v) => v
+                .try_write()
+                .map_err(|_| Error::Aliased(self.label().into(), op)),
             Store::Gpu(_) => Err(self.wrong_backend(op)),
         }
     }
 
     fn wrong_backend(&self, op: &'static str) -> Error {
-        Error::WrongBackend { op, tensor: self.label().into() }
+        Error::WrongBackend {
+            op,
+            tensor: self.label().into(),
+        }
     }
 
     /// Checks the element type and shape; `op` names the operation in the error.

@@ -56,7 +56,9 @@ fn kaiming_bound(fan_in: f64) -> f32 {
 
 fn uniform(n: usize, bound: f32, key: RngKey) -> Vec<f32> {
     let mut rng = Counter::new(key);
-    (0..n).map(|_| (2.0 * rng.next_uniform() - 1.0) * bound).collect()
+    (0..n)
+        .map(|_| (2.0 * rng.next_uniform() - 1.0) * bound)
+        .collect()
 }
 
 fn zeros(device: &Device, label: &str, rows: usize, cols: usize) -> Tensor {
@@ -65,10 +67,20 @@ fn zeros(device: &Device, label: &str, rows: usize, cols: usize) -> Tensor {
 
 impl SparseLinear {
     /// A layer over `pattern` with Kaiming-uniform weights (effective fan-in) and zero bias.
-    pub fn new(device: &Device, label: &str, pattern: &CsrPattern, seed: u32, layer: u32) -> Result<Self> {
+    pub fn new(
+        device: &Device,
+        label: &str,
+        pattern: &CsrPattern,
+        seed: u32,
+        layer: u32,
+    ) -> Result<Self> {
         let (rows, nnz) = (pattern.rows(), pattern.nnz());
         let fan_in = nnz as f64 / rows.max(1) as f64;
-        let w = uniform(nnz, kaiming_bound(fan_in), RngKey::new(seed, Stream::WeightInit, 0, layer));
+        let w = uniform(
+            nnz,
+            kaiming_bound(fan_in),
+            RngKey::new(seed, Stream::WeightInit, 0, layer),
+        );
         let dev_pattern = device.upload_pattern(label, pattern, nnz)?;
         Ok(SparseLinear {
             pattern: dev_pattern,
@@ -84,8 +96,19 @@ impl SparseLinear {
 
 impl DenseLinear {
     /// A dense `out × in` layer with Kaiming-uniform weights and zero bias.
-    pub fn new(device: &Device, label: &str, out: usize, inp: usize, seed: u32, layer: u32) -> Result<Self> {
-        let w = uniform(out * inp, kaiming_bound(inp as f64), RngKey::new(seed, Stream::WeightInit, 0, layer));
+    pub fn new(
+        device: &Device,
+        label: &str,
+        out: usize,
+        inp: usize,
+        seed: u32,
+        layer: u32,
+    ) -> Result<Self> {
+        let w = uniform(
+            out * inp,
+            kaiming_bound(inp as f64),
+            RngKey::new(seed, Stream::WeightInit, 0, layer),
+        );
         Ok(DenseLinear {
             weight: device.tensor_f32(&format!("{label}.weight"), out, inp, &w)?,
             grad: zeros(device, &format!("{label}.weight.grad"), out, inp),
@@ -117,9 +140,15 @@ impl Layer {
     /// Records `y = act(W·x + b)`.
     pub fn forward(&self, device: &Device, x: &Tensor, act: Activation, y: &Tensor) -> Result<()> {
         match self {
-            Layer::Sparse(s) => device.spmm_forward(&s.pattern, &s.values, x, Some(&s.bias), act, y)?,
+            Layer::Sparse(s) => {
+                device.spmm_forward(&s.pattern, &s.values, x, Some(&s.bias), act, y)?
+            }
             Layer::Dense(d) => {
-                let cfg = Gemm { bias: Some(&d.bias), act, ..Gemm::new(Transpose::No, Transpose::No) };
+                let cfg = Gemm {
+                    bias: Some(&d.bias),
+                    act,
+                    ..Gemm::new(Transpose::No, Transpose::No)
+                };
                 device.gemm(&cfg, &d.weight, x, y)?;
             }
         }
@@ -128,7 +157,13 @@ impl Layer {
 
     /// Records the parameter gradients from `delta` (gradient of the pre-activation, `[out, batch]`)
     /// and the layer input `x`; when `dx` is given, also the input gradient `Wᵀ·delta`.
-    pub fn backward(&self, device: &Device, x: &Tensor, delta: &Tensor, dx: Option<&Tensor>) -> Result<()> {
+    pub fn backward(
+        &self,
+        device: &Device,
+        x: &Tensor,
+        delta: &Tensor,
+        dx: Option<&Tensor>,
+    ) -> Result<()> {
         match self {
             Layer::Sparse(s) => {
                 device.sddmm_weight_grad(&s.pattern, delta, x, &s.grad)?;
@@ -141,7 +176,12 @@ impl Layer {
                 device.gemm(&Gemm::new(Transpose::No, Transpose::Yes), delta, x, &d.grad)?;
                 device.bias_grad(delta, &d.bias_grad)?;
                 if let Some(dx) = dx {
-                    device.gemm(&Gemm::new(Transpose::Yes, Transpose::No), &d.weight, delta, dx)?;
+                    device.gemm(
+                        &Gemm::new(Transpose::Yes, Transpose::No),
+                        &d.weight,
+                        delta,
+                        dx,
+                    )?;
                 }
             }
         }
@@ -151,8 +191,22 @@ impl Layer {
     /// Records one SGD step on every parameter of the layer.
     pub fn sgd(&self, device: &Device, step: SgdStep) -> Result<()> {
         let (w, g, v, b, bg, bv) = match self {
-            Layer::Sparse(s) => (&s.values, &s.grad, &s.velocity, &s.bias, &s.bias_grad, &s.bias_velocity),
-            Layer::Dense(d) => (&d.weight, &d.grad, &d.velocity, &d.bias, &d.bias_grad, &d.bias_velocity),
+            Layer::Sparse(s) => (
+                &s.values,
+                &s.grad,
+                &s.velocity,
+                &s.bias,
+                &s.bias_grad,
+                &s.bias_velocity,
+            ),
+            Layer::Dense(d) => (
+                &d.weight,
+                &d.grad,
+                &d.velocity,
+                &d.bias,
+                &d.bias_grad,
+                &d.bias_velocity,
+            ),
         };
         device.sgd_momentum(step, g, w, v)?;
         device.sgd_momentum(step, bg, b, bv)?;

@@ -62,7 +62,10 @@ impl Mlp {
             )));
         }
         if !(0.0..=1.0).contains(&config.density) || config.density == 0.0 {
-            return Err(Error::Config(format!("density must be in (0, 1], got {}", config.density)));
+            return Err(Error::Config(format!(
+                "density must be in (0, 1], got {}",
+                config.density
+            )));
         }
         let n = config.sizes.len() - 1;
         let mut layers = Vec::with_capacity(n);
@@ -71,11 +74,24 @@ impl Mlp {
             let label = format!("layer{l}");
             let dense = config.density >= 1.0 || (l == n - 1 && config.dense_last);
             layers.push(if dense {
-                Layer::Dense(DenseLinear::new(device, &label, out, inp, config.seed, l as u32)?)
+                Layer::Dense(DenseLinear::new(
+                    device,
+                    &label,
+                    out,
+                    inp,
+                    config.seed,
+                    l as u32,
+                )?)
             } else {
                 let key = RngKey::new(config.seed, Stream::TopologyInit, 0, l as u32);
                 let pattern = CsrPattern::random(out, inp, config.density, key)?;
-                Layer::Sparse(SparseLinear::new(device, &label, &pattern, config.seed, l as u32)?)
+                Layer::Sparse(SparseLinear::new(
+                    device,
+                    &label,
+                    &pattern,
+                    config.seed,
+                    l as u32,
+                )?)
             });
         }
         Ok(Mlp { layers })
@@ -112,9 +128,18 @@ impl Mlp {
 
     /// Queues the upload of one batch: `x` is feature-major `[in, batch]`, `labels` has `batch`
     /// entries.
-    pub fn load_batch(&self, device: &Device, ws: &Workspace, x: &[f32], labels: &[u32]) -> Result<()> {
+    pub fn load_batch(
+        &self,
+        device: &Device,
+        ws: &Workspace,
+        x: &[f32],
+        labels: &[u32],
+    ) -> Result<()> {
         if labels.iter().any(|&y| y as usize >= self.classes()) {
-            return Err(Error::Config(format!("a label is ≥ the {} classes", self.classes())));
+            return Err(Error::Config(format!(
+                "a label is ≥ the {} classes",
+                self.classes()
+            )));
         }
         device.write_f32(&ws.acts[0], x)?;
         device.write_u32(&ws.labels, labels)?;
@@ -153,10 +178,20 @@ impl Mlp {
     fn record_forward_loss(&self, device: &Device, ws: &Workspace) -> Result<()> {
         let last = self.layers.len() - 1;
         for (l, layer) in self.layers.iter().enumerate() {
-            let act = if l == last { Activation::None } else { Activation::Relu };
+            let act = if l == last {
+                Activation::None
+            } else {
+                Activation::Relu
+            };
             layer.forward(device, &ws.acts[l], act, &ws.acts[l + 1])?;
         }
-        device.softmax_xent(&ws.acts[last + 1], &ws.labels, &ws.grads[last], &ws.sample, &ws.metrics)?;
+        device.softmax_xent(
+            &ws.acts[last + 1],
+            &ws.labels,
+            &ws.grads[last],
+            &ws.sample,
+            &ws.metrics,
+        )?;
         Ok(())
     }
 
@@ -188,6 +223,10 @@ impl Metrics {
     fn from_sums(m: &[f32]) -> Metrics {
         let samples = m[2] as u64;
         let n = f64::from(m[2]).max(1.0);
-        Metrics { loss: f64::from(m[0]) / n, accuracy: f64::from(m[1]) / n, samples }
+        Metrics {
+            loss: f64::from(m[0]) / n,
+            accuracy: f64::from(m[1]) / n,
+            samples,
+        }
     }
 }

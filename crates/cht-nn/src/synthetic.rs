@@ -19,7 +19,13 @@ impl Blobs {
     pub fn new(features: usize, classes: usize, noise: f32, seed: u32) -> Blobs {
         let mut rng = Counter::new(RngKey::new(seed, Stream::Synthetic, 0, 0));
         let centres = (0..features * classes).map(|_| rng.normal()).collect();
-        Blobs { features, classes, noise, centres, seed }
+        Blobs {
+            features,
+            classes,
+            noise,
+            centres,
+            seed,
+        }
     }
 
     /// Batch number `index`: feature-major inputs `[features, batch]` and labels.
@@ -29,7 +35,8 @@ impl Blobs {
         let mut x = vec![0.0; self.features * batch];
         for (b, &y) in labels.iter().enumerate() {
             for f in 0..self.features {
-                x[f * batch + b] = self.centres[y as usize * self.features + f] + self.noise * rng.normal();
+                x[f * batch + b] =
+                    self.centres[y as usize * self.features + f] + self.noise * rng.normal();
             }
         }
         (x, labels)

@@ -34,7 +34,10 @@ impl CsrPattern {
     pub fn new(rows: usize, cols: usize, row_ptr: Vec<u32>, col_idx: Vec<u32>) -> Result<Self> {
         check_shape(rows, cols)?;
         if row_ptr.len() != rows + 1 {
-            return Err(Error::RowPtrLength { got: row_ptr.len(), expected: rows + 1 });
+            return Err(Error::RowPtrLength {
+                got: row_ptr.len(),
+                expected: rows + 1,
+            });
         }
         if row_ptr[0] != 0 {
             return Err(Error::RowPtrStart(row_ptr[0]));
@@ -47,22 +50,40 @@ impl CsrPattern {
         }
         let end = row_ptr[rows];
         if end as usize != col_idx.len() {
-            return Err(Error::NnzMismatch { end, nnz: col_idx.len() });
+            return Err(Error::NnzMismatch {
+                end,
+                nnz: col_idx.len(),
+            });
         }
         for row in 0..rows {
             let range = row_ptr[row] as usize..row_ptr[row + 1] as usize;
             for pos in range.clone() {
                 let col = col_idx[pos];
                 if col as usize >= cols {
-                    return Err(Error::ColumnOutOfRange { pos, row, col, cols });
+                    return Err(Error::ColumnOutOfRange {
+                        pos,
+                        row,
+                        col,
+                        cols,
+                    });
                 }
                 if pos > range.start && col <= col_idx[pos - 1] {
                     let prev = col_idx[pos - 1];
-                    return Err(Error::ColumnsNotSorted { row, pos, prev, col });
+                    return Err(Error::ColumnsNotSorted {
+                        row,
+                        pos,
+                        prev,
+                        col,
+                    });
                 }
             }
         }
-        Ok(CsrPattern { rows, cols, row_ptr, col_idx })
+        Ok(CsrPattern {
+            rows,
+            cols,
+            row_ptr,
+            col_idx,
+        })
     }
 
     /// The pattern of the links set in `mask`.
@@ -79,7 +100,12 @@ impl CsrPattern {
             }
             row_ptr.push(col_idx.len() as u32);
         }
-        CsrPattern { rows, cols, row_ptr, col_idx }
+        CsrPattern {
+            rows,
+            cols,
+            row_ptr,
+            col_idx,
+        }
     }
 
     /// The fully connected pattern.
@@ -87,7 +113,12 @@ impl CsrPattern {
         check_shape(rows, cols)?;
         let row_ptr = (0..=rows).map(|r| (r * cols) as u32).collect();
         let col_idx = (0..rows).flat_map(|_| 0..cols as u32).collect();
-        Ok(CsrPattern { rows, cols, row_ptr, col_idx })
+        Ok(CsrPattern {
+            rows,
+            cols,
+            row_ptr,
+            col_idx,
+        })
     }
 
     /// An Erdős–Rényi pattern with exactly `round(density · rows · cols)` links, drawn by a partial
@@ -147,7 +178,11 @@ impl CsrPattern {
     /// `nnz / (rows · cols)`, or 0 for an empty shape.
     pub fn density(&self) -> f64 {
         let total = self.rows * self.cols;
-        if total == 0 { 0.0 } else { self.nnz() as f64 / total as f64 }
+        if total == 0 {
+            0.0
+        } else {
+            self.nnz() as f64 / total as f64
+        }
     }
 
     /// Row pointers (`rows + 1`).
@@ -202,7 +237,11 @@ impl CsrPattern {
                 next[c] += 1;
             }
         }
-        CscPerm { col_ptr, row_idx, perm }
+        CscPerm {
+            col_ptr,
+            row_idx,
+            perm,
+        }
     }
 
     /// Scatters CSR-ordered `values` into a dense row-major `rows × cols` matrix (zeros elsewhere).
@@ -258,13 +297,34 @@ mod tests {
         let bad = |rows, cols, rp: &[u32], ci: &[u32]| {
             CsrPattern::new(rows, cols, rp.to_vec(), ci.to_vec()).unwrap_err()
         };
-        assert_eq!(bad(2, 3, &[0, 1], &[0]), Error::RowPtrLength { got: 2, expected: 3 });
+        assert_eq!(
+            bad(2, 3, &[0, 1], &[0]),
+            Error::RowPtrLength {
+                got: 2,
+                expected: 3
+            }
+        );
         assert_eq!(bad(1, 3, &[1, 1], &[0]), Error::RowPtrStart(1));
-        assert!(matches!(bad(2, 3, &[0, 2, 1], &[0, 1]), Error::RowPtrNotMonotone { row: 1, .. }));
-        assert!(matches!(bad(1, 3, &[0, 2], &[0]), Error::NnzMismatch { end: 2, nnz: 1 }));
-        assert!(matches!(bad(1, 3, &[0, 1], &[3]), Error::ColumnOutOfRange { col: 3, .. }));
-        assert!(matches!(bad(1, 3, &[0, 2], &[1, 1]), Error::ColumnsNotSorted { .. }));
-        assert!(matches!(bad(1, 3, &[0, 2], &[2, 1]), Error::ColumnsNotSorted { .. }));
+        assert!(matches!(
+            bad(2, 3, &[0, 2, 1], &[0, 1]),
+            Error::RowPtrNotMonotone { row: 1, .. }
+        ));
+        assert!(matches!(
+            bad(1, 3, &[0, 2], &[0]),
+            Error::NnzMismatch { end: 2, nnz: 1 }
+        ));
+        assert!(matches!(
+            bad(1, 3, &[0, 1], &[3]),
+            Error::ColumnOutOfRange { col: 3, .. }
+        ));
+        assert!(matches!(
+            bad(1, 3, &[0, 2], &[1, 1]),
+            Error::ColumnsNotSorted { .. }
+        ));
+        assert!(matches!(
+            bad(1, 3, &[0, 2], &[2, 1]),
+            Error::ColumnsNotSorted { .. }
+        ));
         assert!(matches!(
             CsrPattern::new(1 << 20, 1 << 20, vec![], vec![]),
             Err(Error::TooLarge { .. })

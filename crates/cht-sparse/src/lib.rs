@@ -8,9 +8,13 @@
 //!
 //! Nothing here depends on wgpu: this crate is the bottom layer, usable on any target.
 
+pub mod chain;
 mod csr;
+pub mod init;
 mod mask;
+pub mod removal;
 pub mod rng;
+pub mod schedule;
 
 pub use csr::{CscPerm, CsrPattern};
 pub use mask::Mask;
@@ -32,16 +36,33 @@ pub enum Error {
     NnzMismatch { end: u32, nnz: usize },
     /// A column index is outside `0..cols`.
     #[error("col_idx[{pos}] = {col} is out of range for {cols} columns (row {row})")]
-    ColumnOutOfRange { pos: usize, row: usize, col: u32, cols: usize },
+    ColumnOutOfRange {
+        pos: usize,
+        row: usize,
+        col: u32,
+        cols: usize,
+    },
     /// Column indices within a row must be strictly increasing (sorted, no duplicates).
-    #[error("row {row}: column indices are not strictly increasing at position {pos} ({prev} then {col})")]
-    ColumnsNotSorted { row: usize, pos: usize, prev: u32, col: u32 },
+    #[error(
+        "row {row}: column indices are not strictly increasing at position {pos} ({prev} then {col})"
+    )]
+    ColumnsNotSorted {
+        row: usize,
+        pos: usize,
+        prev: u32,
+        col: u32,
+    },
     /// Dimensions too large for the 32-bit indices used on the GPU.
     #[error("shape {rows}x{cols} does not fit 32-bit indices")]
     TooLarge { rows: usize, cols: usize },
     /// A dense buffer does not have `rows * cols` entries.
     #[error("dense data has {got} entries, expected {rows}x{cols} = {expected}")]
-    DenseLength { got: usize, rows: usize, cols: usize, expected: usize },
+    DenseLength {
+        got: usize,
+        rows: usize,
+        cols: usize,
+        expected: usize,
+    },
     /// A density outside `[0, 1]` was requested.
     #[error("density {0} is outside [0, 1]")]
     Density(f64),

@@ -13,7 +13,11 @@ pub struct Mask {
 impl Mask {
     /// An all-zero mask.
     pub fn zeros(rows: usize, cols: usize) -> Mask {
-        Mask { rows, cols, bits: vec![false; rows * cols] }
+        Mask {
+            rows,
+            cols,
+            bits: vec![false; rows * cols],
+        }
     }
 
     /// A mask from row-major booleans; the length must be `rows * cols`.
@@ -56,7 +60,11 @@ impl Mask {
 
     /// Fraction of possible links that exist (0 for an empty shape).
     pub fn density(&self) -> f64 {
-        if self.bits.is_empty() { 0.0 } else { self.nnz() as f64 / self.bits.len() as f64 }
+        if self.bits.is_empty() {
+            0.0
+        } else {
+            self.nnz() as f64 / self.bits.len() as f64
+        }
     }
 
     /// Row-major booleans.

@@ -41,7 +41,12 @@ pub struct RngKey {
 impl RngKey {
     /// A key for `(seed, stream, step, layer)`.
     pub fn new(seed: u32, stream: Stream, step: u32, layer: u32) -> RngKey {
-        RngKey { seed, stream, step, layer }
+        RngKey {
+            seed,
+            stream,
+            step,
+            layer,
+        }
     }
 
     /// The folded 32-bit key; `shaders/rng.wgsl` receives this value.
@@ -93,7 +98,10 @@ pub struct Counter {
 impl Counter {
     /// Starts at index 0 of `key`.
     pub fn new(key: RngKey) -> Counter {
-        Counter { key: key.folded(), next: 0 }
+        Counter {
+            key: key.folded(),
+            next: 0,
+        }
     }
 
     /// Next 32 random bits.
@@ -133,7 +141,10 @@ mod tests {
         let base = RngKey::new(1, Stream::Regrowth, 2, 3);
         let variants = [
             RngKey { seed: 9, ..base },
-            RngKey { stream: Stream::Removal, ..base },
+            RngKey {
+                stream: Stream::Removal,
+                ..base
+            },
             RngKey { step: 7, ..base },
             RngKey { layer: 0, ..base },
         ];

@@ -13,7 +13,12 @@ use crate::tensor::{DType, Tensor, as_f32, as_f32_mut};
 
 const SOURCE: &str = include_str!("../../../../shaders/csr_build.wgsl");
 const fn kernel(entry: &'static str, access: &'static [Access]) -> Kernel {
-    Kernel { family: "csr_build", source: SOURCE, entry, access }
+    Kernel {
+        family: "csr_build",
+        source: SOURCE,
+        entry,
+        access,
+    }
 }
 const R: Access = Access::Read;
 const W: Access = Access::ReadWrite;
@@ -69,7 +74,10 @@ impl Device {
         if (out.rows, out.cols) != (b.rows, b.cols) {
             return Err(crate::error::shape_err(
                 OP,
-                format!("builder is {}x{}, pattern is {}x{}", b.rows, b.cols, out.rows, out.cols),
+                format!(
+                    "builder is {}x{}, pattern is {}x{}",
+                    b.rows, b.cols, out.rows, out.cols
+                ),
             ));
         }
         let params = |n: usize, slot: u32| Params {
@@ -83,12 +91,36 @@ impl Device {
         match &self.backend {
             Backend::Gpu(g) => {
                 let p = params(0, 0);
-                g.dispatch(&COUNT_ROWS, &[], bytes(&p), &[mask, &b.row_counts], grid_1d(b.rows))?;
-                g.dispatch(&COUNT_COLS, &[], bytes(&p), &[mask, &b.col_counts], grid_1d(b.cols))?;
+                g.dispatch(
+                    &COUNT_ROWS,
+                    &[],
+                    bytes(&p),
+                    &[mask, &b.row_counts],
+                    grid_1d(b.rows),
+                )?;
+                g.dispatch(
+                    &COUNT_COLS,
+                    &[],
+                    bytes(&p),
+                    &[mask, &b.col_counts],
+                    grid_1d(b.cols),
+                )?;
                 let pr = params(b.rows, 0);
-                g.dispatch(&SCAN, &[], bytes(&pr), &[&b.row_counts, &out.row_ptr, &b.status], [1, 1, 1])?;
+                g.dispatch(
+                    &SCAN,
+                    &[],
+                    bytes(&pr),
+                    &[&b.row_counts, &out.row_ptr, &b.status],
+                    [1, 1, 1],
+                )?;
                 let pc = params(b.cols, 1);
-                g.dispatch(&SCAN, &[], bytes(&pc), &[&b.col_counts, &out.col_ptr, &b.status], [1, 1, 1])?;
+                g.dispatch(
+                    &SCAN,
+                    &[],
+                    bytes(&pc),
+                    &[&b.col_counts, &out.col_ptr, &b.status],
+                    [1, 1, 1],
+                )?;
                 let fill_rows = [mask, &out.row_ptr, &out.col_idx, &out.row_of, &b.pos];
                 g.dispatch(&FILL_ROWS, &[], bytes(&p), &fill_rows, grid_1d(b.rows))?;
                 let fill_cols = [mask, &out.col_ptr, &b.pos, &out.row_idx, &out.perm];
@@ -118,11 +150,28 @@ impl Device {
         values.expect(OP, DType::F32, p.capacity, 1)?;
         match &self.backend {
             Backend::Gpu(g) => {
-                let params = Params { rows: p.rows as u32, cols: p.cols as u32, n: 0, capacity: p.capacity as u32, slot: 0, _pad: [0; 3] };
-                g.dispatch(&GATHER, &[], bytes(&params), &[&p.row_ptr, &p.row_of, &p.col_idx, dense, values], grid_1d(p.capacity))
+                let params = Params {
+                    rows: p.rows as u32,
+                    cols: p.cols as u32,
+                    n: 0,
+                    capacity: p.capacity as u32,
+                    slot: 0,
+                    _pad: [0; 3],
+                };
+                g.dispatch(
+                    &GATHER,
+                    &[],
+                    bytes(&params),
+                    &[&p.row_ptr, &p.row_of, &p.col_idx, dense, values],
+                    grid_1d(p.capacity),
+                )
             }
             Backend::Cpu => {
-                let (rp, ro, ci) = (p.row_ptr.cpu_read(OP)?, p.row_of.cpu_read(OP)?, p.col_idx.cpu_read(OP)?);
+                let (rp, ro, ci) = (
+                    p.row_ptr.cpu_read(OP)?,
+                    p.row_of.cpu_read(OP)?,
+                    p.col_idx.cpu_read(OP)?,
+                );
                 let d = dense.cpu_read(OP)?;
                 let mut v = values.cpu_write(OP)?;
                 let nnz = (rp[p.rows] as usize).min(p.capacity);
@@ -143,11 +192,28 @@ impl Device {
         match &self.backend {
             Backend::Gpu(g) => {
                 g.clear(dense.gpu_buffer(OP)?);
-                let params = Params { rows: p.rows as u32, cols: p.cols as u32, n: 0, capacity: p.capacity as u32, slot: 0, _pad: [0; 3] };
-                g.dispatch(&SCATTER, &[], bytes(&params), &[&p.row_ptr, &p.row_of, &p.col_idx, values, dense], grid_1d(p.capacity))
+                let params = Params {
+                    rows: p.rows as u32,
+                    cols: p.cols as u32,
+                    n: 0,
+                    capacity: p.capacity as u32,
+                    slot: 0,
+                    _pad: [0; 3],
+                };
+                g.dispatch(
+                    &SCATTER,
+                    &[],
+                    bytes(&params),
+                    &[&p.row_ptr, &p.row_of, &p.col_idx, values, dense],
+                    grid_1d(p.capacity),
+                )
             }
             Backend::Cpu => {
-                let (rp, ro, ci) = (p.row_ptr.cpu_read(OP)?, p.row_of.cpu_read(OP)?, p.col_idx.cpu_read(OP)?);
+                let (rp, ro, ci) = (
+                    p.row_ptr.cpu_read(OP)?,
+                    p.row_of.cpu_read(OP)?,
+                    p.col_idx.cpu_read(OP)?,
+                );
                 let v = values.cpu_read(OP)?;
                 let mut d = dense.cpu_write(OP)?;
                 let nnz = (rp[p.rows] as usize).min(p.capacity);

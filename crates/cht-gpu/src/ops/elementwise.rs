@@ -7,10 +7,18 @@ use crate::ops::{bytes, grid_1d};
 use crate::tensor::{DType, Tensor, as_f32, as_f32_mut};
 
 const SOURCE: &str = include_str!("../../../../shaders/elementwise.wgsl");
-const RELU_BACKWARD: Kernel =
-    Kernel { family: "elementwise", source: SOURCE, entry: "relu_backward", access: &[Access::Read, Access::ReadWrite] };
-const BIAS_GRAD: Kernel =
-    Kernel { family: "elementwise", source: SOURCE, entry: "bias_grad", access: &[Access::Read, Access::ReadWrite] };
+const RELU_BACKWARD: Kernel = Kernel {
+    family: "elementwise",
+    source: SOURCE,
+    entry: "relu_backward",
+    access: &[Access::Read, Access::ReadWrite],
+};
+const BIAS_GRAD: Kernel = Kernel {
+    family: "elementwise",
+    source: SOURCE,
+    entry: "bias_grad",
+    access: &[Access::Read, Access::ReadWrite],
+};
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -28,8 +36,18 @@ impl Device {
         y.expect(OP, DType::F32, y.rows(), y.cols())?;
         match &self.backend {
             Backend::Gpu(g) => {
-                let params = Params { len: y.len() as u32, batch: 0, _pad: [0; 2] };
-                g.dispatch(&RELU_BACKWARD, &[], bytes(&params), &[y, dy], grid_1d(y.len()))
+                let params = Params {
+                    len: y.len() as u32,
+                    batch: 0,
+                    _pad: [0; 2],
+                };
+                g.dispatch(
+                    &RELU_BACKWARD,
+                    &[],
+                    bytes(&params),
+                    &[y, dy],
+                    grid_1d(y.len()),
+                )
             }
             Backend::Cpu => {
                 let yv = y.cpu_read(OP)?;
@@ -47,8 +65,18 @@ impl Device {
         db.expect(OP, DType::F32, dy.rows(), 1)?;
         match &self.backend {
             Backend::Gpu(g) => {
-                let params = Params { len: dy.rows() as u32, batch: dy.cols() as u32, _pad: [0; 2] };
-                g.dispatch(&BIAS_GRAD, &[], bytes(&params), &[dy, db], grid_1d(dy.rows()))
+                let params = Params {
+                    len: dy.rows() as u32,
+                    batch: dy.cols() as u32,
+                    _pad: [0; 2],
+                };
+                g.dispatch(
+                    &BIAS_GRAD,
+                    &[],
+                    bytes(&params),
+                    &[dy, db],
+                    grid_1d(dy.rows()),
+                )
             }
             Backend::Cpu => {
                 let dv = dy.cpu_read(OP)?;
@@ -72,7 +100,9 @@ pub fn relu_backward_cpu(y: &[f32], dy: &mut [f32]) {
 /// CPU twin of `bias_grad` (sequential sum per row, as the shader).
 pub fn bias_grad_cpu(batch: usize, dy: &[f32], db: &mut [f32]) {
     for (r, o) in db.iter_mut().enumerate() {
-        *o = dy[r * batch..(r + 1) * batch].iter().fold(0.0, |acc, &v| acc + v);
+        *o = dy[r * batch..(r + 1) * batch]
+            .iter()
+            .fold(0.0, |acc, &v| acc + v);
     }
 }
 

@@ -11,7 +11,13 @@ const KERNEL: Kernel = Kernel {
     family: "gemm",
     source: include_str!("../../../../shaders/gemm.wgsl"),
     entry: "gemm",
-    access: &[Access::Read, Access::Read, Access::Read, Access::Read, Access::ReadWrite],
+    access: &[
+        Access::Read,
+        Access::Read,
+        Access::Read,
+        Access::Read,
+        Access::ReadWrite,
+    ],
 };
 const FLAG_ACCUMULATE: u32 = 4;
 
@@ -56,7 +62,14 @@ pub struct Gemm<'a> {
 impl Gemm<'_> {
     /// Plain `C = op(A)·op(B)`.
     pub fn new(trans_a: Transpose, trans_b: Transpose) -> Gemm<'static> {
-        Gemm { trans_a, trans_b, bias: None, act: Activation::None, mask: MaskOn::None, accumulate: false }
+        Gemm {
+            trans_a,
+            trans_b,
+            bias: None,
+            act: Activation::None,
+            mask: MaskOn::None,
+            accumulate: false,
+        }
     }
 }
 
@@ -81,7 +94,10 @@ fn dims(cfg: &Gemm<'_>, a: &Tensor, b: &Tensor, c: &Tensor) -> Result<(usize, us
         Transpose::Yes => (b.cols(), b.rows()),
     };
     if k != kb {
-        return Err(shape_err(OP, format!("inner dimensions differ: op(A) is {m}x{k}, op(B) is {kb}x{n}")));
+        return Err(shape_err(
+            OP,
+            format!("inner dimensions differ: op(A) is {m}x{k}, op(B) is {kb}x{n}"),
+        ));
     }
     c.expect(OP, DType::F32, m, n)?;
     a.expect(OP, DType::F32, a.rows(), a.cols())?;
@@ -102,27 +118,45 @@ impl Device {
     pub fn gemm(&self, cfg: &Gemm<'_>, a: &Tensor, b: &Tensor, c: &Tensor) -> Result<()> {
         const OP: &str = "gemm";
         let (m, n, k) = dims(cfg, a, b, c)?;
-        let flags = epilogue_flags(cfg.bias, cfg.act) | if cfg.accumulate { FLAG_ACCUMULATE } else { 0 };
+        let flags =
+            epilogue_flags(cfg.bias, cfg.act) | if cfg.accumulate { FLAG_ACCUMULATE } else { 0 };
         match &self.backend {
             Backend::Gpu(g) => {
                 if m == 0 || n == 0 {
                     return Ok(());
                 }
-                let params = Params { m: m as u32, n: n as u32, k: k as u32, flags };
+                let params = Params {
+                    m: m as u32,
+                    n: n as u32,
+                    k: k as u32,
+                    flags,
+                };
                 let (mask, mask_a, mask_c) = match cfg.mask {
                     MaskOn::None => (&g.dummy, false, false),
                     MaskOn::A(t) => (t, true, false),
                     MaskOn::C(t) => (t, false, true),
                 };
                 let constants = [
-                    ("TRANS_A", f64::from(u8::from(cfg.trans_a == Transpose::Yes))),
-                    ("TRANS_B", f64::from(u8::from(cfg.trans_b == Transpose::Yes))),
+                    (
+                        "TRANS_A",
+                        f64::from(u8::from(cfg.trans_a == Transpose::Yes)),
+                    ),
+                    (
+                        "TRANS_B",
+                        f64::from(u8::from(cfg.trans_b == Transpose::Yes)),
+                    ),
                     ("MASK_A", f64::from(u8::from(mask_a))),
                     ("MASK_C", f64::from(u8::from(mask_c))),
                 ];
                 let bias = cfg.bias.unwrap_or(&g.dummy);
                 let groups = [n.div_ceil(64) as u32, m.div_ceil(64) as u32, 1];
-                g.dispatch(&KERNEL, &constants, bytes(&params), &[a, b, bias, mask, c], groups)
+                g.dispatch(
+                    &KERNEL,
+                    &constants,
+                    bytes(&params),
+                    &[a, b, bias, mask, c],
+                    groups,
+                )
             }
             Backend::Cpu => {
                 let (av, bv) = (a.cpu_read(OP)?, b.cpu_read(OP)?);
@@ -132,7 +166,13 @@ impl Device {
                     MaskOn::None => None,
                 };
                 let mut cv = c.cpu_write(OP)?;
-                let shape = GemmShape { m, n, k, trans_a: cfg.trans_a, trans_b: cfg.trans_b };
+                let shape = GemmShape {
+                    m,
+                    n,
+                    k,
+                    trans_a: cfg.trans_a,
+                    trans_b: cfg.trans_b,
+                };
                 let mask = match (cfg.mask, mask.as_deref()) {
                     (MaskOn::A(_), Some(mv)) => CpuMask::A(mv),
                     (MaskOn::C(_), Some(mv)) => CpuMask::C(mv),
@@ -253,13 +293,43 @@ mod tests {
             (Transpose::Yes, Transpose::Yes, &a_t, &b_t),
         ] {
             let mut c = [0.0; 4];
-            let s = GemmShape { m: 2, n: 2, k: 3, trans_a: ta, trans_b: tb };
-            gemm_cpu(s, av, bv, None, Activation::None, CpuMask::None, false, &mut c);
+            let s = GemmShape {
+                m: 2,
+                n: 2,
+                k: 3,
+                trans_a: ta,
+                trans_b: tb,
+            };
+            gemm_cpu(
+                s,
+                av,
+                bv,
+                None,
+                Activation::None,
+                CpuMask::None,
+                false,
+                &mut c,
+            );
             assert_eq!(c, [4.0, 5.0, 10.0, 11.0], "{ta:?} {tb:?}");
         }
         let mut c = [1.0; 4];
-        let s = GemmShape { m: 2, n: 2, k: 3, trans_a: Transpose::No, trans_b: Transpose::No };
-        gemm_cpu(s, &a, &b, Some(&[-20.0, 0.0]), Activation::Relu, CpuMask::C(&[1, 1, 0, 1]), true, &mut c);
+        let s = GemmShape {
+            m: 2,
+            n: 2,
+            k: 3,
+            trans_a: Transpose::No,
+            trans_b: Transpose::No,
+        };
+        gemm_cpu(
+            s,
+            &a,
+            &b,
+            Some(&[-20.0, 0.0]),
+            Activation::Relu,
+            CpuMask::C(&[1, 1, 0, 1]),
+            true,
+            &mut c,
+        );
         assert_eq!(c, [1.0, 1.0, 1.0, 12.0]);
     }
 }

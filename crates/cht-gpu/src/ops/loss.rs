@@ -12,10 +12,19 @@ const XENT: Kernel = Kernel {
     family: "loss",
     source: SOURCE,
     entry: "softmax_xent",
-    access: &[Access::Read, Access::Read, Access::ReadWrite, Access::ReadWrite],
+    access: &[
+        Access::Read,
+        Access::Read,
+        Access::ReadWrite,
+        Access::ReadWrite,
+    ],
 };
-const METRICS: Kernel =
-    Kernel { family: "loss", source: SOURCE, entry: "accumulate_metrics", access: &[Access::Read, Access::ReadWrite] };
+const METRICS: Kernel = Kernel {
+    family: "loss",
+    source: SOURCE,
+    entry: "accumulate_metrics",
+    access: &[Access::Read, Access::ReadWrite],
+};
 
 /// Length of a metrics accumulator: `[Σ loss, Σ correct, Σ samples, unused]`.
 pub const METRICS_LEN: usize = 4;
@@ -52,9 +61,19 @@ impl Device {
         metrics.expect(OP, DType::F32, METRICS_LEN, 1)?;
         match &self.backend {
             Backend::Gpu(g) => {
-                let params = Params { classes: classes as u32, batch: batch as u32, _pad: [0; 2] };
+                let params = Params {
+                    classes: classes as u32,
+                    batch: batch as u32,
+                    _pad: [0; 2],
+                };
                 let groups = [batch.div_ceil(64) as u32, 1, 1];
-                g.dispatch(&XENT, &[], bytes(&params), &[logits, labels, dlogits, sample], groups)?;
+                g.dispatch(
+                    &XENT,
+                    &[],
+                    bytes(&params),
+                    &[logits, labels, dlogits, sample],
+                    groups,
+                )?;
                 g.dispatch(&METRICS, &[], bytes(&params), &[sample, metrics], [1, 1, 1])
             }
             Backend::Cpu => {
@@ -62,7 +81,14 @@ impl Device {
                 let mut dz = dlogits.cpu_write(OP)?;
                 let mut s = sample.cpu_write(OP)?;
                 let mut m = metrics.cpu_write(OP)?;
-                softmax_xent_cpu(classes, batch, as_f32(&z), &y, as_f32_mut(&mut dz), as_f32_mut(&mut s));
+                softmax_xent_cpu(
+                    classes,
+                    batch,
+                    as_f32(&z),
+                    &y,
+                    as_f32_mut(&mut dz),
+                    as_f32_mut(&mut s),
+                );
                 accumulate_metrics_cpu(batch, as_f32(&s), as_f32_mut(&mut m));
                 Ok(())
             }
@@ -71,7 +97,14 @@ impl Device {
 }
 
 /// CPU twin of `softmax_xent`.
-pub fn softmax_xent_cpu(classes: usize, batch: usize, z: &[f32], labels: &[u32], dz: &mut [f32], sample: &mut [f32]) {
+pub fn softmax_xent_cpu(
+    classes: usize,
+    batch: usize,
+    z: &[f32],
+    labels: &[u32],
+    dz: &mut [f32],
+    sample: &mut [f32],
+) {
     for b in 0..batch {
         let at = |c: usize| z[c * batch + b];
         let (mut best, mut arg) = (at(0), 0);

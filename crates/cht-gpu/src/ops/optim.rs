@@ -29,22 +29,42 @@ pub struct SgdStep {
 impl SgdStep {
     /// A step with the given learning rate, momentum and weight decay.
     pub fn new(lr: f32, momentum: f32, weight_decay: f32) -> SgdStep {
-        SgdStep { len: 0, lr, momentum, weight_decay }
+        SgdStep {
+            len: 0,
+            lr,
+            momentum,
+            weight_decay,
+        }
     }
 }
 
 impl Device {
     /// Updates `w` and its `velocity` from `grad` (all the same shape). For sparse layers pass the CSR
     /// values: links past the live count receive zero gradients and stay zero.
-    pub fn sgd_momentum(&self, step: SgdStep, grad: &Tensor, w: &Tensor, velocity: &Tensor) -> Result<()> {
+    pub fn sgd_momentum(
+        &self,
+        step: SgdStep,
+        grad: &Tensor,
+        w: &Tensor,
+        velocity: &Tensor,
+    ) -> Result<()> {
         const OP: &str = "sgd_momentum";
         grad.expect(OP, DType::F32, w.rows(), w.cols())?;
         velocity.expect(OP, DType::F32, w.rows(), w.cols())?;
         w.expect(OP, DType::F32, w.rows(), w.cols())?;
         match &self.backend {
             Backend::Gpu(g) => {
-                let params = SgdStep { len: w.len() as u32, ..step };
-                g.dispatch(&KERNEL, &[], bytes(&params), &[grad, w, velocity], grid_1d(w.len()))
+                let params = SgdStep {
+                    len: w.len() as u32,
+                    ..step
+                };
+                g.dispatch(
+                    &KERNEL,
+                    &[],
+                    bytes(&params),
+                    &[grad, w, velocity],
+                    grid_1d(w.len()),
+                )
             }
             Backend::Cpu => {
                 let gv = grad.cpu_read(OP)?;

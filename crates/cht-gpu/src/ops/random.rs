@@ -29,7 +29,14 @@ struct Params {
 
 impl Device {
     /// `out[i] = lo + (hi − lo) · U(key, offset + i)`: the same numbers on every backend.
-    pub fn fill_uniform(&self, key: RngKey, offset: u32, lo: f32, hi: f32, out: &Tensor) -> Result<()> {
+    pub fn fill_uniform(
+        &self,
+        key: RngKey,
+        offset: u32,
+        lo: f32,
+        hi: f32,
+        out: &Tensor,
+    ) -> Result<()> {
         const OP: &str = "fill_uniform";
         out.expect(OP, DType::F32, out.rows(), out.cols())?;
         match &self.backend {

@@ -12,7 +12,14 @@ const KERNEL: Kernel = Kernel {
     family: "sddmm",
     source: include_str!("../../../../shaders/sddmm.wgsl"),
     entry: "sddmm_weight_grad",
-    access: &[Access::Read, Access::Read, Access::Read, Access::Read, Access::Read, Access::ReadWrite],
+    access: &[
+        Access::Read,
+        Access::Read,
+        Access::Read,
+        Access::Read,
+        Access::Read,
+        Access::ReadWrite,
+    ],
 };
 
 #[repr(C)]
@@ -27,7 +34,13 @@ impl Device {
     /// `dw[k] = Σ_b dy[row(k), b] · x[col(k), b]` for every live link `k`; `dy` is `[rows, batch]`,
     /// `x` is `[cols, batch]`, `dw` has the pattern's capacity (slots past the live count are left
     /// untouched).
-    pub fn sddmm_weight_grad(&self, w: &SparsePattern, dy: &Tensor, x: &Tensor, dw: &Tensor) -> Result<()> {
+    pub fn sddmm_weight_grad(
+        &self,
+        w: &SparsePattern,
+        dy: &Tensor,
+        x: &Tensor,
+        dw: &Tensor,
+    ) -> Result<()> {
         const OP: &str = "sddmm_weight_grad";
         let batch = dy.cols();
         dy.expect(OP, DType::F32, w.rows, batch)?;
@@ -35,7 +48,11 @@ impl Device {
         dw.expect(OP, DType::F32, w.capacity, 1)?;
         match &self.backend {
             Backend::Gpu(g) => {
-                let params = Params { rows: w.rows as u32, batch: batch as u32, _pad: [0; 2] };
+                let params = Params {
+                    rows: w.rows as u32,
+                    batch: batch as u32,
+                    _pad: [0; 2],
+                };
                 let tensors = [&w.row_ptr, &w.row_of, &w.col_idx, dy, x, dw];
                 g.dispatch(&KERNEL, &[], bytes(&params), &tensors, grid_1d(w.capacity))
             }
@@ -46,7 +63,14 @@ impl Device {
                 let (dy, x) = (dy.cpu_read(OP)?, x.cpu_read(OP)?);
                 let mut dw = dw.cpu_write(OP)?;
                 let nnz = (row_ptr[w.rows] as usize).min(w.capacity);
-                sddmm_cpu(batch, &row_of[..nnz], &col_idx[..nnz], as_f32(&dy), as_f32(&x), &mut as_f32_mut(&mut dw)[..nnz]);
+                sddmm_cpu(
+                    batch,
+                    &row_of[..nnz],
+                    &col_idx[..nnz],
+                    as_f32(&dy),
+                    as_f32(&x),
+                    &mut as_f32_mut(&mut dw)[..nnz],
+                );
                 Ok(())
             }
         }
@@ -55,7 +79,14 @@ impl Device {
 
 /// CPU twin of `sddmm_weight_grad`, with the shader's summation order (four strided partial sums,
 /// combined pairwise).
-pub fn sddmm_cpu(batch: usize, row_of: &[u32], col_idx: &[u32], dy: &[f32], x: &[f32], dw: &mut [f32]) {
+pub fn sddmm_cpu(
+    batch: usize,
+    row_of: &[u32],
+    col_idx: &[u32],
+    dy: &[f32],
+    x: &[f32],
+    dw: &mut [f32],
+) {
     const CHUNK: usize = 1024;
     crate::cpu::for_each_chunk(dw, CHUNK, |chunk, out| {
         for (i, o) in out.iter_mut().enumerate() {

@@ -13,13 +13,27 @@ const FORWARD: Kernel = Kernel {
     family: "spmm",
     source: SOURCE,
     entry: "spmm_forward",
-    access: &[Access::Read, Access::Read, Access::Read, Access::Read, Access::Read, Access::ReadWrite],
+    access: &[
+        Access::Read,
+        Access::Read,
+        Access::Read,
+        Access::Read,
+        Access::Read,
+        Access::ReadWrite,
+    ],
 };
 const BACKWARD_INPUT: Kernel = Kernel {
     family: "spmm",
     source: SOURCE,
     entry: "spmm_backward_input",
-    access: &[Access::Read, Access::Read, Access::Read, Access::Read, Access::Read, Access::ReadWrite],
+    access: &[
+        Access::Read,
+        Access::Read,
+        Access::Read,
+        Access::Read,
+        Access::Read,
+        Access::ReadWrite,
+    ],
 };
 
 pub(crate) const FLAG_BIAS: u32 = 1;
@@ -45,7 +59,12 @@ struct Params {
 }
 
 pub(crate) fn epilogue_flags(bias: Option<&Tensor>, act: Activation) -> u32 {
-    (if bias.is_some() { FLAG_BIAS } else { 0 }) | (if act == Activation::Relu { FLAG_RELU } else { 0 })
+    (if bias.is_some() { FLAG_BIAS } else { 0 })
+        | (if act == Activation::Relu {
+            FLAG_RELU
+        } else {
+            0
+        })
 }
 
 impl Device {
@@ -78,7 +97,13 @@ impl Device {
                 };
                 let bias = bias.unwrap_or(&g.dummy);
                 let tensors = [&w.row_ptr, &w.col_idx, values, x, bias, y];
-                g.dispatch(&FORWARD, &[], bytes(&params), &tensors, grid_1d(w.rows * batch.div_ceil(4)))
+                g.dispatch(
+                    &FORWARD,
+                    &[],
+                    bytes(&params),
+                    &tensors,
+                    grid_1d(w.rows * batch.div_ceil(4)),
+                )
             }
             Backend::Cpu => {
                 let row_ptr = w.row_ptr.cpu_read(OP)?;
@@ -88,7 +113,13 @@ impl Device {
                 let bias = bias.map(|b| b.cpu_read(OP)).transpose()?;
                 let mut y = y.cpu_write(OP)?;
                 spmm_cpu(
-                    SpmmArgs { batch, ptr: &row_ptr, idx: &col_idx, perm: None, values: as_f32(&values) },
+                    SpmmArgs {
+                        batch,
+                        ptr: &row_ptr,
+                        idx: &col_idx,
+                        perm: None,
+                        values: as_f32(&values),
+                    },
                     as_f32(&x),
                     bias.as_deref().map(|b| as_f32(b)),
                     act,
@@ -115,9 +146,20 @@ impl Device {
         dx.expect(OP, DType::F32, w.cols, batch)?;
         match &self.backend {
             Backend::Gpu(g) => {
-                let params = Params { out_rows: w.cols as u32, batch: batch as u32, flags: 0, _pad: 0 };
+                let params = Params {
+                    out_rows: w.cols as u32,
+                    batch: batch as u32,
+                    flags: 0,
+                    _pad: 0,
+                };
                 let tensors = [&w.col_ptr, &w.row_idx, &w.perm, values, dy, dx];
-                g.dispatch(&BACKWARD_INPUT, &[], bytes(&params), &tensors, grid_1d(w.cols * batch.div_ceil(4)))
+                g.dispatch(
+                    &BACKWARD_INPUT,
+                    &[],
+                    bytes(&params),
+                    &tensors,
+                    grid_1d(w.cols * batch.div_ceil(4)),
+                )
             }
             Backend::Cpu => {
                 let col_ptr = w.col_ptr.cpu_read(OP)?;
@@ -127,7 +169,13 @@ impl Device {
                 let dy = dy.cpu_read(OP)?;
                 let mut dx = dx.cpu_write(OP)?;
                 spmm_cpu(
-                    SpmmArgs { batch, ptr: &col_ptr, idx: &row_idx, perm: Some(&perm), values: as_f32(&values) },
+                    SpmmArgs {
+                        batch,
+                        ptr: &col_ptr,
+                        idx: &row_idx,
+                        perm: Some(&perm),
+                        values: as_f32(&values),
+                    },
                     as_f32(&dy),
                     None,
                     Activation::None,
@@ -157,7 +205,13 @@ pub struct SpmmArgs<'a> {
 /// CPU twin of both `spmm_forward` (CSR) and `spmm_backward_input` (CSC):
 /// `out[r, b] = act(Σ_{k∈r} values[perm(k)] · input[idx[k], b] + bias[r])`, summed in link order as
 /// the shader does.
-pub fn spmm_cpu(a: SpmmArgs<'_>, input: &[f32], bias: Option<&[f32]>, act: Activation, out: &mut [f32]) {
+pub fn spmm_cpu(
+    a: SpmmArgs<'_>,
+    input: &[f32],
+    bias: Option<&[f32]>,
+    act: Activation,
+    out: &mut [f32],
+) {
     let batch = a.batch;
     crate::cpu::for_each_chunk(out, batch, |r, row| {
         row.fill(0.0);
@@ -191,24 +245,40 @@ mod tests {
     #[test]
     fn twin_matches_dense_reference_forward_and_transpose() {
         let (rows, cols, batch) = (13, 9, 5);
-        let p = CsrPattern::random(rows, cols, 0.3, RngKey::new(1, Stream::Synthetic, 0, 0)).unwrap();
+        let p =
+            CsrPattern::random(rows, cols, 0.3, RngKey::new(1, Stream::Synthetic, 0, 0)).unwrap();
         let values = randn(p.nnz(), 2);
         let x = randn(cols * batch, 3);
         let bias = randn(rows, 4);
         let w = p.scatter_dense(&values);
         let mut y = vec![f32::NAN; rows * batch];
-        let csr = SpmmArgs { batch, ptr: p.row_ptr(), idx: p.col_idx(), perm: None, values: &values };
+        let csr = SpmmArgs {
+            batch,
+            ptr: p.row_ptr(),
+            idx: p.col_idx(),
+            perm: None,
+            values: &values,
+        };
         spmm_cpu(csr, &x, Some(&bias), Activation::Relu, &mut y);
         for r in 0..rows {
             for b in 0..batch {
-                let want: f32 = (0..cols).map(|c| w[r * cols + c] * x[c * batch + b]).sum::<f32>() + bias[r];
+                let want: f32 = (0..cols)
+                    .map(|c| w[r * cols + c] * x[c * batch + b])
+                    .sum::<f32>()
+                    + bias[r];
                 assert!((y[r * batch + b] - want.max(0.0)).abs() < 1e-5);
             }
         }
         let csc = p.csc();
         let dy = randn(rows * batch, 5);
         let mut dx = vec![f32::NAN; cols * batch];
-        let args = SpmmArgs { batch, ptr: &csc.col_ptr, idx: &csc.row_idx, perm: Some(&csc.perm), values: &values };
+        let args = SpmmArgs {
+            batch,
+            ptr: &csc.col_ptr,
+            idx: &csc.row_idx,
+            perm: Some(&csc.perm),
+            values: &values,
+        };
         spmm_cpu(args, &dy, None, Activation::None, &mut dx);
         for c in 0..cols {
             for b in 0..batch {

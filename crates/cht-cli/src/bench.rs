@@ -1,0 +1,327 @@
+//! `cht bench kernels`: forward, input-gradient and weight-gradient times of sparse (CSR),
+//! masked-dense and dense kernels on the selected adapter and on the CPU backend, in one run, with
+//! the sparse/dense ratio and the measured crossover density.
+//!
+//! GPU times come from timestamp queries when the adapter has them, else from wall time around a
+//! full sync; each figure is the median of `--runs` runs after one warm-up.
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+use cht_gpu::{Activation, DType, Device, DeviceOptions, Gemm, MaskOn, Tensor, Transpose};
+use cht_sparse::CsrPattern;
+use cht_sparse::rng::{RngKey, Stream};
+
+#[derive(clap::Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Sparse vs masked-dense vs dense kernel times (784→1568 and 1568→1568, batch 32 and 256).
+    Kernels(KernelArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct KernelArgs {
+    /// One JSON object per line instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Timed runs per figure (median reported).
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// Only batch 32 and densities 1, 10, 100 % (a smoke run).
+    #[arg(long)]
+    quick: bool,
+    /// Skip the CPU backend (by default both the selected adapter and the CPU are measured).
+    #[arg(long)]
+    no_cpu: bool,
+}
+
+pub fn run(options: &DeviceOptions, cmd: &BenchCommand) -> Result<()> {
+    match cmd {
+        BenchCommand::Kernels(a) => kernels(options, a),
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Op {
+    Forward,
+    InputGrad,
+    WeightGrad,
+}
+
+impl Op {
+    const ALL: [Op; 3] = [Op::Forward, Op::InputGrad, Op::WeightGrad];
+    fn name(self) -> &'static str {
+        match self {
+            Op::Forward => "forward",
+            Op::InputGrad => "dX",
+            Op::WeightGrad => "dW",
+        }
+    }
+}
+
+/// Buffers of one (shape, batch, density) case on one device.
+struct Case {
+    pattern: cht_gpu::SparsePattern,
+    values: Tensor,
+    dense_w: Tensor,
+    mask: Tensor,
+    x: Tensor,
+    y: Tensor,
+    dy: Tensor,
+    dx: Tensor,
+    dw_sparse: Tensor,
+    dw_dense: Tensor,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Sparse,
+    Masked,
+    Dense,
+}
+
+fn record(d: &Device, c: &Case, op: Op, kind: Kind) -> cht_gpu::Result<()> {
+    let nn = Gemm::new(Transpose::No, Transpose::No);
+    match (op, kind) {
+        (Op::Forward, Kind::Sparse) => {
+            d.spmm_forward(&c.pattern, &c.values, &c.x, None, Activation::None, &c.y)
+        }
+        (Op::InputGrad, Kind::Sparse) => d.spmm_backward_input(&c.pattern, &c.values, &c.dy, &c.dx),
+        (Op::WeightGrad, Kind::Sparse) => {
+            d.sddmm_weight_grad(&c.pattern, &c.dy, &c.x, &c.dw_sparse)
+        }
+        (Op::Forward, k) => {
+            let mask = if k == Kind::Masked {
+                MaskOn::A(&c.mask)
+            } else {
+                MaskOn::None
+            };
+            d.gemm(&Gemm { mask, ..nn }, &c.dense_w, &c.x, &c.y)
+        }
+        (Op::InputGrad, k) => {
+            let mask = if k == Kind::Masked {
+                MaskOn::A(&c.mask)
+            } else {
+                MaskOn::None
+            };
+            d.gemm(
+                &Gemm {
+                    mask,
+                    ..Gemm::new(Transpose::Yes, Transpose::No)
+                },
+                &c.dense_w,
+                &c.dy,
+                &c.dx,
+            )
+        }
+        (Op::WeightGrad, k) => {
+            let mask = if k == Kind::Masked {
+                MaskOn::C(&c.mask)
+            } else {
+                MaskOn::None
+            };
+            d.gemm(
+                &Gemm {
+                    mask,
+                    ..Gemm::new(Transpose::No, Transpose::Yes)
+                },
+                &c.dy,
+                &c.x,
+                &c.dw_dense,
+            )
+        }
+    }
+}
+
+fn median_ms(
+    d: &Device,
+    runs: usize,
+    mut f: impl FnMut(&Device) -> cht_gpu::Result<()>,
+) -> Result<(f64, &'static str)> {
+    d.time_ms(&mut f)?; // warm-up: pipeline creation, caches
+    let mut times = Vec::with_capacity(runs);
+    let mut how = "wall";
+    for _ in 0..runs.max(1) {
+        let (ms, h) = d.time_ms(&mut f)?;
+        times.push(ms);
+        how = h;
+    }
+    times.sort_by(f64::total_cmp);
+    Ok((times[times.len() / 2], how))
+}
+
+fn setup(d: &Device, inp: usize, out: usize, batch: usize, density: f64) -> Result<Case> {
+    let p = CsrPattern::random(out, inp, density, RngKey::new(1, Stream::Synthetic, 0, 0))?;
+    let fill = |label: &str, rows: usize, cols: usize| -> Result<Tensor> {
+        let t = d.zeros(label, rows, cols, DType::F32);
+        d.fill_uniform(RngKey::new(2, Stream::Synthetic, 0, 0), 0, -1.0, 1.0, &t)?;
+        Ok(t)
+    };
+    let values = fill("bench.values", p.nnz(), 1)?;
+    Ok(Case {
+        pattern: d.upload_pattern("bench.w", &p, p.nnz())?,
+        dense_w: fill("bench.dense_w", out, inp)?,
+        mask: d.tensor_u32("bench.mask", out, inp, &p.to_mask().to_u32())?,
+        values,
+        x: fill("bench.x", inp, batch)?,
+        y: d.zeros("bench.y", out, batch, DType::F32),
+        dy: fill("bench.dy", out, batch)?,
+        dx: d.zeros("bench.dx", inp, batch, DType::F32),
+        dw_sparse: d.zeros("bench.dw_sparse", p.nnz(), 1, DType::F32),
+        dw_dense: d.zeros("bench.dw_dense", out, inp, DType::F32),
+    })
+}
+
+/// One measured row.
+struct Row {
+    inp: usize,
+    out: usize,
+    batch: usize,
+    density: f64,
+    sparse_ms: f64,
+    masked_ms: f64,
+    dense_ms: f64,
+}
+
+fn kernels(options: &DeviceOptions, a: &KernelArgs) -> Result<()> {
+    let mut devices = vec![crate::open(options)?];
+    if !a.no_cpu && devices[0].is_gpu() {
+        devices.push(Device::cpu());
+    }
+    let shapes = [(784, 1568), (1568, 1568)];
+    let batches: &[usize] = if a.quick { &[32] } else { &[32, 256] };
+    let densities: &[f64] = if a.quick {
+        &[0.01, 0.1, 1.0]
+    } else {
+        &[0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0]
+    };
+    for d in &devices {
+        let backend = if d.is_gpu() { "gpu" } else { "cpu" };
+        let adapter = d.name();
+        if !a.json {
+            println!(
+                "\n== {backend}: {adapter} (median of {} runs, ms) ==",
+                a.runs
+            );
+            println!(
+                "{:<8} {:>5} {:>5} {:>5} {:>7} {:>10} {:>10} {:>10} {:>8}",
+                "op", "in", "out", "batch", "density", "sparse", "masked", "dense", "dense/sp"
+            );
+        }
+        let mut rows = Vec::new();
+        for &(inp, out) in &shapes {
+            for &batch in batches {
+                // Dense times do not depend on density: measure once per shape and batch.
+                let base = setup(d, inp, out, batch, 1.0)?;
+                let mut dense = BTreeMap::new();
+                for op in Op::ALL {
+                    dense.insert(
+                        op,
+                        median_ms(d, a.runs, |dev| record(dev, &base, op, Kind::Dense))?,
+                    );
+                }
+                drop(base);
+                for &density in densities {
+                    let case = setup(d, inp, out, batch, density)?;
+                    for op in Op::ALL {
+                        let (sparse_ms, how) =
+                            median_ms(d, a.runs, |dev| record(dev, &case, op, Kind::Sparse))?;
+                        let (masked_ms, _) =
+                            median_ms(d, a.runs, |dev| record(dev, &case, op, Kind::Masked))?;
+                        let dense_ms = dense[&op].0;
+                        let row = Row {
+                            inp,
+                            out,
+                            batch,
+                            density,
+                            sparse_ms,
+                            masked_ms,
+                            dense_ms,
+                        };
+                        if a.json {
+                            println!(
+                                "{}",
+                                serde_json::json!({
+                                    "op": op.name(), "in": inp, "out": out, "batch": batch,
+                                    "density": density, "backend": backend, "adapter": adapter,
+                                    "sparse_ms": sparse_ms, "masked_ms": masked_ms, "dense_ms": dense_ms,
+                                    "timing": how,
+                                })
+                            );
+                        } else {
+                            println!(
+                                "{:<8} {:>5} {:>5} {:>5} {:>6.1}% {:>10.3} {:>10.3} {:>10.3} {:>7.1}x",
+                                op.name(),
+                                inp,
+                                out,
+                                batch,
+                                density * 100.0,
+                                sparse_ms,
+                                masked_ms,
+                                dense_ms,
+                                dense_ms / sparse_ms
+                            );
+                        }
+                        rows.push(row);
+                    }
+                }
+            }
+        }
+        summary(&rows, backend, &adapter, a.json);
+    }
+    Ok(())
+}
+
+/// forward + dX + dW per (shape, batch, density): the ratio to dense and the crossover density.
+fn summary(rows: &[Row], backend: &str, adapter: &str, json: bool) {
+    // (in, out, batch) → [(density, sparse, masked, dense)] summed over the three ops.
+    type Totals = Vec<(f64, f64, f64, f64)>;
+    let mut totals: BTreeMap<(usize, usize, usize), Totals> = BTreeMap::new();
+    for r in rows {
+        let entry = totals.entry((r.inp, r.out, r.batch)).or_default();
+        match entry.iter_mut().find(|t| t.0 == r.density) {
+            Some(t) => {
+                t.1 += r.sparse_ms;
+                t.2 += r.masked_ms;
+                t.3 += r.dense_ms;
+            }
+            None => entry.push((r.density, r.sparse_ms, r.masked_ms, r.dense_ms)),
+        }
+    }
+    for ((inp, out, batch), mut t) in totals {
+        t.sort_by(|a, b| a.0.total_cmp(&b.0));
+        // The crossover: the highest measured density below which sparse always beats dense.
+        let crossover = t.iter().take_while(|x| x.1 < x.3).last().map(|x| x.0);
+        if json {
+            for &(density, s, m, dn) in &t {
+                println!(
+                    "{}",
+                    serde_json::json!({"op": "fwd+dX+dW", "in": inp, "out": out, "batch": batch,
+                        "density": density, "backend": backend, "adapter": adapter,
+                        "sparse_ms": s, "masked_ms": m, "dense_ms": dn})
+                );
+            }
+            println!(
+                "{}",
+                serde_json::json!({"crossover_density": crossover, "in": inp, "out": out, "batch": batch, "backend": backend, "adapter": adapter})
+            );
+        } else {
+            let ratios: Vec<String> = t
+                .iter()
+                .map(|x| format!("{:.0}%: {:.1}x", x.0 * 100.0, x.3 / x.1))
+                .collect();
+            println!(
+                "{inp}->{out} batch {batch}: fwd+dX+dW dense/sparse = {}",
+                ratios.join(", ")
+            );
+            match crossover {
+                Some(c) => println!(
+                    "  sparse/dense crossover: sparse is faster up to {:.0}% density (measured points)",
+                    c * 100.0
+                ),
+                None => {
+                    println!("  sparse/dense crossover: dense is faster at every measured density")
+                }
+            }
+        }
+    }
+}

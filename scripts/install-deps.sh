@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs what building and testing cht needs, idempotently:
+#  - lavapipe (Mesa's software Vulkan driver) so GPU tests run on a real driver without a GPU;
+#  - the wasm32 Rust target, so the browser crate is compiled too.
+# Needs root (or sudo) only when something is missing.
+set -euo pipefail
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    echo "install-deps: need root to run: $*" >&2; return 1; fi
+}
+
+if ! (vulkaninfo --summary 2>/dev/null | grep -q llvmpipe); then
+  echo "install-deps: installing Mesa's lavapipe Vulkan driver (mesa-vulkan-drivers)"
+  export DEBIAN_FRONTEND=noninteractive
+  as_root apt-get update -qq
+  as_root apt-get install -y -qq --no-install-recommends \
+    mesa-vulkan-drivers libvulkan1 vulkan-tools libegl1 libgles2 libegl-mesa0 >/dev/null
+fi
+
+if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+  rustup target add wasm32-unknown-unknown
+fi
