@@ -16,6 +16,18 @@ use cht_sparse::rng::{RngKey, Stream};
 pub enum BenchCommand {
     /// Sparse vs masked-dense vs dense kernel times (784→1568 and 1568→1568, batch 32 and 256).
     Kernels(KernelArgs),
+    /// Link-prediction times on random masks, with the ratio to the official code's figures.
+    Scores(ScoreBenchArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ScoreBenchArgs {
+    /// Timed runs per figure (median reported).
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// One JSON object per line.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -37,6 +49,7 @@ pub struct KernelArgs {
 pub fn run(options: &DeviceOptions, cmd: &BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Kernels(a) => kernels(options, a),
+        BenchCommand::Scores(a) => scores(a),
     }
 }
 
@@ -324,4 +337,47 @@ fn summary(rows: &[Row], backend: &str, adapter: &str, json: bool) {
             }
         }
     }
+}
+
+/// Peer figures measured on the 2-core development machine with the official code (issue text):
+/// exact CH3-L3p by the C++/OpenMP extension, CH2-L3n by the PyTorch dense implementation on CPU.
+const SCORE_CASES: [(cht_sparse::predict::Predictor, usize, f64, f64, &str); 4] = [
+    (cht_sparse::predict::Predictor::Ch3L3p, 1024, 0.05, 9.6, "official C++ (OpenMP)"),
+    (cht_sparse::predict::Predictor::Ch3L3p, 1568, 0.01, 2.3, "official C++ (OpenMP)"),
+    (cht_sparse::predict::Predictor::Ch2L3n, 1568, 0.01, 0.20, "official PyTorch, CPU"),
+    (cht_sparse::predict::Predictor::Ch2L3n, 4096, 0.05, 3.9, "official PyTorch, CPU"),
+];
+
+fn scores(a: &ScoreBenchArgs) -> Result<()> {
+    let threads = cht_gpu::cpu_threads();
+    if !a.json {
+        println!("link prediction on random masks, CPU backend ({threads} threads), median of {} runs", a.runs);
+        println!("{:<10} {:>10} {:>8} {:>10} {:>10} {:>9}  peer", "predictor", "size", "density", "ours (s)", "peer (s)", "speed-up");
+    }
+    for (predictor, n, density, peer_s, peer) in SCORE_CASES {
+        let p = CsrPattern::random(n, n, density, RngKey::new(1, Stream::Synthetic, 0, 0))?;
+        let mut times = Vec::new();
+        for _ in 0..a.runs.max(1) {
+            let start = std::time::Instant::now();
+            let s = cht_sparse::predict::scores(&p, predictor);
+            times.push(start.elapsed().as_secs_f64());
+            std::hint::black_box(s);
+        }
+        times.sort_by(f64::total_cmp);
+        let ours = times[times.len() / 2];
+        if a.json {
+            println!(
+                "{}",
+                serde_json::json!({"predictor": predictor.name(), "rows": n, "cols": n, "density": density,
+                    "backend": "cpu", "threads": threads, "ours_s": ours, "peer_s": peer_s, "peer": peer,
+                    "speedup": peer_s / ours})
+            );
+        } else {
+            println!(
+                "{:<10} {:>10} {:>7.0}% {:>10.4} {:>10.2} {:>8.1}x  {peer}",
+                predictor.name(), format!("{n}x{n}"), density * 100.0, ours, peer_s, peer_s / ours
+            );
+        }
+    }
+    Ok(())
 }

@@ -1,10 +1,11 @@
 //! `cht`: Cannistraci-Hebb dynamic sparse training on any GPU.
 //!
 //! Subcommands: `info` (adapter and limits), `demo` (train a sparse MLP on generated data),
-//! `bench kernels` (sparse vs masked-dense vs dense timings).
+//! `score` (link prediction on a mask file), `bench kernels|scores`.
 
 mod bench;
 mod demo;
+mod score;
 
 use anyhow::{Context, Result};
 use cht_gpu::{AdapterFilter, BackendChoice, Device, DeviceInfo, DeviceOptions};
@@ -34,6 +35,8 @@ enum Command {
     Info,
     /// Train a small sparse MLP on a generated problem and print the loss curve.
     Demo(demo::DemoArgs),
+    /// Cannistraci-Hebb link-prediction scores of a mask file (text 0/1 matrix or .npy).
+    Score(score::ScoreArgs),
     /// Benchmarks (ratios measured in one run; absolute times on software adapters mean little).
     Bench {
         #[command(subcommand)]
@@ -63,6 +66,7 @@ fn run() -> Result<()> {
     match cli.command {
         Command::Info => info(&options),
         Command::Demo(args) => demo::run(&open(&options)?, &args),
+        Command::Score(args) => score::run(&args),
         Command::Bench { what } => bench::run(&options, &what),
     }
 }

@@ -12,6 +12,8 @@ pub mod chain;
 mod csr;
 pub mod init;
 mod mask;
+pub mod mask_io;
+pub mod predict;
 pub mod removal;
 pub mod rng;
 pub mod schedule;
@@ -20,7 +22,7 @@ pub use csr::{CscPerm, CsrPattern};
 pub use mask::Mask;
 
 /// Errors raised when sparse structures are built from untrusted input.
-#[derive(Debug, thiserror::Error, PartialEq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq)]
 pub enum Error {
     /// `row_ptr` must have `rows + 1` entries.
     #[error("row_ptr has {got} entries, expected rows + 1 = {expected}")]
