@@ -342,17 +342,47 @@ fn summary(rows: &[Row], backend: &str, adapter: &str, json: bool) {
 /// Peer figures measured on the 2-core development machine with the official code (issue text):
 /// exact CH3-L3p by the C++/OpenMP extension, CH2-L3n by the PyTorch dense implementation on CPU.
 const SCORE_CASES: [(cht_sparse::predict::Predictor, usize, f64, f64, &str); 4] = [
-    (cht_sparse::predict::Predictor::Ch3L3p, 1024, 0.05, 9.6, "official C++ (OpenMP)"),
-    (cht_sparse::predict::Predictor::Ch3L3p, 1568, 0.01, 2.3, "official C++ (OpenMP)"),
-    (cht_sparse::predict::Predictor::Ch2L3n, 1568, 0.01, 0.20, "official PyTorch, CPU"),
-    (cht_sparse::predict::Predictor::Ch2L3n, 4096, 0.05, 3.9, "official PyTorch, CPU"),
+    (
+        cht_sparse::predict::Predictor::Ch3L3p,
+        1024,
+        0.05,
+        9.6,
+        "official C++ (OpenMP)",
+    ),
+    (
+        cht_sparse::predict::Predictor::Ch3L3p,
+        1568,
+        0.01,
+        2.3,
+        "official C++ (OpenMP)",
+    ),
+    (
+        cht_sparse::predict::Predictor::Ch2L3n,
+        1568,
+        0.01,
+        0.20,
+        "official PyTorch, CPU",
+    ),
+    (
+        cht_sparse::predict::Predictor::Ch2L3n,
+        4096,
+        0.05,
+        3.9,
+        "official PyTorch, CPU",
+    ),
 ];
 
 fn scores(a: &ScoreBenchArgs) -> Result<()> {
     let threads = cht_gpu::cpu_threads();
     if !a.json {
-        println!("link prediction on random masks, CPU backend ({threads} threads), median of {} runs", a.runs);
-        println!("{:<10} {:>10} {:>8} {:>10} {:>10} {:>9}  peer", "predictor", "size", "density", "ours (s)", "peer (s)", "speed-up");
+        println!(
+            "link prediction on random masks, CPU backend ({threads} threads), median of {} runs",
+            a.runs
+        );
+        println!(
+            "{:<10} {:>10} {:>8} {:>10} {:>10} {:>9}  peer",
+            "predictor", "size", "density", "ours (s)", "peer (s)", "speed-up"
+        );
     }
     for (predictor, n, density, peer_s, peer) in SCORE_CASES {
         let p = CsrPattern::random(n, n, density, RngKey::new(1, Stream::Synthetic, 0, 0))?;
@@ -375,7 +405,12 @@ fn scores(a: &ScoreBenchArgs) -> Result<()> {
         } else {
             println!(
                 "{:<10} {:>10} {:>7.0}% {:>10.4} {:>10.2} {:>8.1}x  {peer}",
-                predictor.name(), format!("{n}x{n}"), density * 100.0, ours, peer_s, peer_s / ours
+                predictor.name(),
+                format!("{n}x{n}"),
+                density * 100.0,
+                ours,
+                peer_s,
+                peer_s / ours
             );
         }
     }

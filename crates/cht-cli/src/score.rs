@@ -35,7 +35,12 @@ pub fn run(a: &ScoreArgs) -> Result<()> {
             Ok(())
         }
     }
-    .with_context(|| format!("writing {}", a.output.as_deref().unwrap_or(Path::new("-")).display()))?;
+    .with_context(|| {
+        format!(
+            "writing {}",
+            a.output.as_deref().unwrap_or(Path::new("-")).display()
+        )
+    })?;
     if let Some(path) = &a.output {
         eprintln!(
             "{}: {rows}x{cols} mask, {} links, {} candidates scored > 0 → {}",
@@ -49,7 +54,8 @@ pub fn run(a: &ScoreArgs) -> Result<()> {
 }
 
 fn is_npy(path: &Path) -> bool {
-    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy"))
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("npy"))
 }
 
 /// Reads a mask file, with the file name in every error.

@@ -16,6 +16,7 @@ pub mod mask_io;
 pub mod predict;
 pub mod removal;
 pub mod rng;
+pub mod sample;
 pub mod schedule;
 
 pub use csr::{CscPerm, CsrPattern};

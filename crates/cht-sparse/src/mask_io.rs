@@ -50,8 +50,8 @@ pub fn parse_text(text: &str) -> Result<Mask, MaskFileError> {
                 "0" => false,
                 "1" => true,
                 other => match other.parse::<f64>() {
-                    Ok(v) if v == 0.0 => false,
-                    Ok(v) if v == 1.0 => true,
+                    Ok(0.0) => false,
+                    Ok(1.0) => true,
                     _ => {
                         return Err(MaskFileError::NotBinary {
                             at: format!("line {}, column {}", n + 1, c + 1),
@@ -150,8 +150,8 @@ pub fn parse_npy(bytes: &[u8]) -> Result<Mask, MaskFileError> {
         let raw = &data[idx * size..(idx + 1) * size];
         let value = element(raw, kind, little);
         let bit = match value {
-            v if v == 0.0 => false,
-            v if v == 1.0 => true,
+            0.0 => false,
+            1.0 => true,
             v => {
                 return Err(MaskFileError::NotBinary {
                     at: format!("element {idx}"),

@@ -438,6 +438,7 @@ pub mod reference {
 }
 
 #[cfg(test)]
+#[allow(clippy::approx_constant)] // the spec's test vectors, to six decimals
 mod tests {
     use super::*;
     use crate::rng::{Counter, RngKey, Stream};

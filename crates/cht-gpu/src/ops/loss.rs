@@ -163,12 +163,13 @@ mod tests {
         let mut s = [0.0; 4];
         softmax_xent_cpu(classes, batch, &z, &[1, 2], &mut dz, &mut s);
         for b in 0..batch {
-            assert!((s[b] - 3f32.ln()).abs() < 1e-5, "{s:?}");
+            // lse ≈ 1001.1 carries f32 rounding of ~6e-5 for the large-logit sample.
+            assert!((s[b] - 3f32.ln()).abs() < 2e-4, "{s:?}");
             let col: f32 = (0..classes).map(|c| dz[c * batch + b]).sum();
-            assert!(col.abs() < 1e-6);
+            assert!(col.abs() < 1e-4, "{col}");
         }
         let mut m = [0.0; 4];
         accumulate_metrics_cpu(batch, &s, &mut m);
-        assert!((m[0] - 2.0 * 3f32.ln()).abs() < 1e-5 && m[2] == 2.0);
+        assert!((m[0] - 2.0 * 3f32.ln()).abs() < 4e-4 && m[2] == 2.0);
     }
 }
