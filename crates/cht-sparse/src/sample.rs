@@ -21,7 +21,7 @@ pub const FRAC_BITS: u32 = 16;
 /// Temperature resolution: `T` is stored as a multiple of `1 / T_SCALE`.
 pub const T_SCALE: u32 = 64;
 /// Largest supported temperature (keeps `T·log₂ w` inside `i32`).
-pub const T_MAX: f32 = 31.0;
+pub const T_MAX: f32 = 15.0;
 const LOG_CLAMP: i32 = 32 << FRAC_BITS;
 
 /// `log₂ x` in 16.16 fixed point for a positive normal or subnormal `x`, from integer operations

@@ -41,6 +41,32 @@ struct Params {
     _pad: [u32; 3],
 }
 
+/// Records `output[0] = 0, output[i + 1] = Σ_{j ≤ i} input[j]` for `n` words on the GPU (one
+/// workgroup; exact integer arithmetic); `status[0]` receives the total.
+pub(crate) fn exclusive_scan_gpu(
+    g: &crate::gpu::Gpu,
+    input: &Tensor,
+    output: &Tensor,
+    status: &Tensor,
+    n: usize,
+) -> Result<()> {
+    let params = Params {
+        rows: 0,
+        cols: 0,
+        n: n as u32,
+        capacity: u32::MAX,
+        slot: 0,
+        _pad: [0; 3],
+    };
+    g.dispatch(
+        &SCAN,
+        &[],
+        bytes(&params),
+        &[input, output, status],
+        [1, 1, 1],
+    )
+}
+
 /// Scratch buffers for rebuilding patterns of one `rows × cols` shape, created once and reused.
 #[derive(Clone, Debug)]
 pub struct CsrBuilder {

@@ -11,6 +11,7 @@
 //! | `optim`       | `shaders/optim.wgsl`     | SGD with momentum and weight decay |
 //! | `csr_build`   | `shaders/csr_build.wgsl` | CSR/CSC from a mask, gather/scatter values |
 //! | `random`      | `shaders/random.wgsl`    | counter-based RNG fill |
+//! | `sample`      | `shaders/sample.wgsl`    | sampling keys, exact top-k selection |
 
 pub mod csr_build;
 pub mod elementwise;
@@ -18,6 +19,7 @@ pub mod gemm;
 pub mod loss;
 pub mod optim;
 pub mod random;
+pub mod sample;
 pub mod sddmm;
 pub mod spmm;
 
@@ -27,7 +29,12 @@ pub(crate) const WG: usize = 64;
 /// Workgroup grid for `threads` invocations of a 1-D kernel with `WG` lanes. Grids wider than the
 /// 65535 limit wrap into a second dimension; shaders rebuild the linear index from `num_workgroups`.
 pub(crate) fn grid_1d(threads: usize) -> [u32; 3] {
-    let groups = threads.div_ceil(WG);
+    grid_1d_wg(threads, WG)
+}
+
+/// [`grid_1d`] for kernels with `wg` invocations per workgroup.
+pub(crate) fn grid_1d_wg(threads: usize, wg: usize) -> [u32; 3] {
+    let groups = threads.div_ceil(wg);
     const MAX: usize = 65_535;
     if groups <= MAX {
         [groups as u32, 1, 1]

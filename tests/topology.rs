@@ -1,0 +1,112 @@
+//! Topology-evolution kernels on a real driver against their CPU twins: sampling keys and top-k
+//! selection must be bit-identical (the same seed gives the same links everywhere).
+
+mod common;
+
+use cht::gpu::Device;
+use cht::gpu::ops::sample::{Eligible, KeyMode, select_top_k_cpu};
+use cht::sparse::rng::{RngKey, Stream};
+use common::{cpu, gpu, randn};
+
+fn run_select(
+    d: &Device,
+    w: &[f32],
+    mask: &[u32],
+    eligible: Eligible,
+    mode: KeyMode,
+    k: u32,
+    seed: u32,
+) -> (Vec<u32>, Vec<u32>, Vec<u32>) {
+    let n = w.len();
+    let wt = d.tensor_f32("w", n, 1, w).unwrap();
+    let mt = d.tensor_u32("mask", n, 1, mask).unwrap();
+    let keys = d.tensor_u32("keys", n, 1, &vec![0xdead_beef; n]).unwrap();
+    let sel = d.selector("sel", n);
+    let out = d.tensor_u32("selected", n, 1, &vec![7; n]).unwrap();
+    let rng = RngKey::new(seed, Stream::Regrowth, 3, 1);
+    d.sample_keys(&wt, Some(&mt), eligible, mode, rng, &keys)
+        .unwrap();
+    d.set_select_count(&sel, k).unwrap();
+    d.select_top_k(&sel, &keys, &out).unwrap();
+    (
+        d.read_u32(&keys).unwrap(),
+        d.read_u32(&out).unwrap(),
+        d.read_u32(&sel.state).unwrap(),
+    )
+}
+
+#[test]
+fn sampling_keys_and_selection_are_bit_identical_on_gpu_and_cpu() {
+    let mut cases = 0;
+    for &n in &[1usize, 7, 255, 256, 257, 1000, 70_001] {
+        for seed in [1u32, 2] {
+            let mut w: Vec<f32> = randn(n, seed).iter().map(|v| v.abs()).collect();
+            // Zero scores (lower tier) and exact ties (hard mode breaks them by index).
+            for i in (0..n).step_by(5) {
+                w[i] = 0.0;
+            }
+            for i in (1..n).step_by(7) {
+                w[i] = 0.5;
+            }
+            let mask: Vec<u32> = randn(n, seed + 9)
+                .iter()
+                .map(|v| u32::from(*v > 0.0))
+                .collect();
+            for eligible in [Eligible::All, Eligible::MaskSet, Eligible::MaskClear] {
+                for mode in [
+                    KeyMode::Soft { temperature: 1.0 },
+                    KeyMode::Soft { temperature: 3.5 },
+                    KeyMode::Hard,
+                ] {
+                    for k in [0u32, 1, (n / 3) as u32, n as u32 + 5] {
+                        let what = format!("n {n} seed {seed} {eligible:?} {mode:?} k {k}");
+                        let (keys, selected, state) =
+                            run_select(&cpu(), &w, &mask, eligible, mode, k, seed);
+                        // Twin against an independent sort.
+                        let want = select_top_k_cpu(&keys, k as usize);
+                        let got: Vec<u32> = (0..n as u32)
+                            .filter(|&i| selected[i as usize] == 1)
+                            .collect();
+                        assert_eq!(got, want, "{what}");
+                        let eligible_count = keys.iter().filter(|&&v| v > 0).count();
+                        assert_eq!(got.len(), (k as usize).min(eligible_count), "{what}");
+                        // Positive scores always outrank zero scores.
+                        if got.len() < eligible_count {
+                            let min_chosen = got
+                                .iter()
+                                .map(|&i| w[i as usize])
+                                .fold(f32::INFINITY, f32::min);
+                            let has_positive_left =
+                                (0..n).any(|i| keys[i] >= 0x8000_0000 && selected[i] == 0);
+                            assert!(
+                                !(min_chosen == 0.0 && has_positive_left),
+                                "{what}: a zero score beat a positive one"
+                            );
+                        }
+                        if let Some(g) = gpu() {
+                            let (gk, gs, gstate) =
+                                run_select(g, &w, &mask, eligible, mode, k, seed);
+                            assert_eq!(gk, keys, "{what}: GPU keys differ from the CPU twin");
+                            assert_eq!(gs, selected, "{what}: GPU selection differs");
+                            assert_eq!(gstate[3], state[3], "{what}: eligible count");
+                        }
+                        cases += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert!(cases > 400);
+}
+
+#[test]
+fn hard_mode_picks_the_largest_scores() {
+    let w = [0.1f32, 0.9, 0.0, 0.5, 0.9, 0.3];
+    let mask = [0u32; 6];
+    let (_, selected, _) = run_select(&cpu(), &w, &mask, Eligible::All, KeyMode::Hard, 3, 0);
+    assert_eq!(selected, [0, 1, 0, 1, 1, 0]);
+    if let Some(g) = gpu() {
+        let (_, selected, _) = run_select(g, &w, &mask, Eligible::All, KeyMode::Hard, 3, 0);
+        assert_eq!(selected, [0, 1, 0, 1, 1, 0]);
+    }
+}
