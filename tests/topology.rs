@@ -110,3 +110,60 @@ fn hard_mode_picks_the_largest_scores() {
         assert_eq!(selected, [0, 1, 0, 1, 1, 0]);
     }
 }
+
+#[test]
+fn node_based_link_prediction_matches_the_cpu_twin_bit_for_bit() {
+    use cht::sparse::CsrPattern;
+    use cht::sparse::predict::{Predictor, scores};
+    let Some(g) = gpu() else { return };
+    let mut cases = 0;
+    for &(rows, cols) in &[(1, 1), (3, 4), (7, 67), (67, 7), (131, 67), (64, 64)] {
+        for &density in &[0.0, 0.02, 0.1, 0.5, 1.0] {
+            let p = CsrPattern::random(rows, cols, density, common::key(rows as u32 + 7)).unwrap();
+            for predictor in [Predictor::Ch3L3n, Predictor::Ch2L3n, Predictor::Ch31L3n] {
+                let what = format!("{rows}x{cols} d={density} {predictor:?}");
+                let dp = g.upload_pattern("p", &p, p.nnz() + 5).unwrap();
+                let scratch = g.link_scratch("s", rows, cols);
+                let out = g
+                    .tensor_f32("scores", rows, cols, &common::poison(rows * cols))
+                    .unwrap();
+                g.link_scores(&dp, predictor, &scratch, &out).unwrap();
+                let got = g.read_f32(&out).unwrap();
+                let want = scores(&p, predictor);
+                if predictor == Predictor::Ch31L3n {
+                    // pow() is not correctly rounded on GPUs.
+                    common::assert_close(&what, &got, &want, 1e-5);
+                } else {
+                    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(&got), bits(&want), "{what}");
+                }
+                cases += 1;
+            }
+        }
+    }
+    assert_eq!(cases, 90);
+}
+
+#[test]
+fn link_prediction_handles_chunked_scratch_on_large_layers() {
+    use cht::sparse::CsrPattern;
+    use cht::sparse::predict::{Predictor, scores};
+    // 2100 rows: the 4 Mi-word scratch holds 1997 seeds, so the row phase runs in two chunks.
+    let p = CsrPattern::random(2100, 9, 0.3, common::key(3)).unwrap();
+    let want = scores(&p, Predictor::Ch2L3n);
+    if let Some(g) = gpu() {
+        let dp = g.upload_pattern("p", &p, p.nnz()).unwrap();
+        let scratch = g.link_scratch("s", 2100, 9);
+        let out = g.zeros("scores", 2100, 9, cht::gpu::DType::F32);
+        g.link_scores(&dp, Predictor::Ch2L3n, &scratch, &out)
+            .unwrap();
+        assert_eq!(g.read_f32(&out).unwrap(), want);
+    }
+    let c = cpu();
+    let dp = c.upload_pattern("p", &p, p.nnz()).unwrap();
+    let scratch = c.link_scratch("s", 2100, 9);
+    let out = c.zeros("scores", 2100, 9, cht::gpu::DType::F32);
+    c.link_scores(&dp, Predictor::Ch2L3n, &scratch, &out)
+        .unwrap();
+    assert_eq!(c.read_f32(&out).unwrap(), want);
+}

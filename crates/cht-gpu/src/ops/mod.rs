@@ -11,6 +11,7 @@
 //! | `optim`       | `shaders/optim.wgsl`     | SGD with momentum and weight decay |
 //! | `csr_build`   | `shaders/csr_build.wgsl` | CSR/CSC from a mask, gather/scatter values |
 //! | `random`      | `shaders/random.wgsl`    | counter-based RNG fill |
+//! | `predict`     | `shaders/ch_l3n.wgsl`    | node-based CH link prediction |
 //! | `sample`      | `shaders/sample.wgsl`    | sampling keys, exact top-k selection |
 
 pub mod csr_build;
@@ -18,6 +19,7 @@ pub mod elementwise;
 pub mod gemm;
 pub mod loss;
 pub mod optim;
+pub mod predict;
 pub mod random;
 pub mod sample;
 pub mod sddmm;

@@ -1,0 +1,190 @@
+//! Node-based Cannistraci-Hebb link prediction on the device; shader `shaders/ch_l3n.wgsl`, CPU
+//! twin `cht_sparse::predict::scores` (same summation order, so the scores agree bit for bit where
+//! f32 division is correctly rounded; CH3.1 uses `pow` and agrees to rounding only).
+
+use cht_sparse::CsrPattern;
+use cht_sparse::predict::{Predictor, scores};
+
+use crate::device::{Backend, Device};
+use crate::error::{Error, Result};
+use crate::gpu::{Access, Kernel};
+use crate::ops::{bytes, grid_1d};
+use crate::sparse::SparsePattern;
+use crate::tensor::{DType, Tensor, as_f32_mut};
+
+const SOURCE: &str = include_str!("../../../../shaders/ch_l3n.wgsl");
+const fn kernel(entry: &'static str, access: &'static [Access]) -> Kernel {
+    Kernel {
+        family: "ch_l3n",
+        source: SOURCE,
+        entry,
+        access,
+    }
+}
+const R: Access = Access::Read;
+const W: Access = Access::ReadWrite;
+const COUNT: Kernel = kernel("l3n_count", &[R, R, R, R, W]);
+const WEIGHTS: Kernel = kernel("l3n_weights", &[R, R, W]);
+const ROWS: Kernel = kernel("l3n_rows", &[R, R, R, W]);
+const COLS: Kernel = kernel("l3n_cols", &[R, R, R, W]);
+
+/// Scratch entries (per buffer) a link-prediction pass may use: 4 Mi words = 16 MiB.
+const SCRATCH_WORDS: usize = 1 << 22;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    rows: u32,
+    others: u32,
+    start: u32,
+    chunk: u32,
+    variant: u32,
+    _pad: [u32; 3],
+}
+
+/// Bounded scratch for scoring `rows × cols` layers, created once per shape.
+#[derive(Clone, Debug)]
+pub struct LinkScratch {
+    rows: usize,
+    cols: usize,
+    counts: Tensor,
+    weights: Tensor,
+}
+
+impl LinkScratch {
+    fn chunk(&self, seeds_side: usize) -> usize {
+        (SCRATCH_WORDS / seeds_side.max(1)).clamp(1, seeds_side.max(1))
+    }
+}
+
+impl Device {
+    /// Scratch for [`Device::link_scores`] on `rows × cols` layers (at most 2 × 16 MiB).
+    pub fn link_scratch(&self, label: &str, rows: usize, cols: usize) -> LinkScratch {
+        let words = (rows * rows).max(cols * cols).clamp(1, SCRATCH_WORDS);
+        LinkScratch {
+            rows,
+            cols,
+            counts: self.zeros(&format!("{label}.cn"), words, 1, DType::U32),
+            weights: self.zeros(&format!("{label}.node_weights"), words, 1, DType::F32),
+        }
+    }
+
+    /// Writes the `predictor`'s score of every pair of the pattern into `scores` (`[rows, cols]`,
+    /// existing links 0). The GPU runs the node-based predictors; path-based ones run on the CPU
+    /// backend only for now.
+    pub fn link_scores(
+        &self,
+        pattern: &SparsePattern,
+        predictor: Predictor,
+        scratch: &LinkScratch,
+        out: &Tensor,
+    ) -> Result<()> {
+        const OP: &str = "link_scores";
+        let (rows, cols) = (pattern.rows, pattern.cols);
+        out.expect(OP, DType::F32, rows, cols)?;
+        if (scratch.rows, scratch.cols) != (rows, cols) {
+            return Err(crate::error::shape_err(
+                OP,
+                "scratch was made for another shape",
+            ));
+        }
+        match &self.backend {
+            Backend::Gpu(g) => {
+                let variant = match predictor {
+                    Predictor::Ch3L3n => 0,
+                    Predictor::Ch2L3n => 1,
+                    Predictor::Ch31L3n => 2,
+                    other => {
+                        return Err(Error::Unsupported(format!(
+                            "{} runs on the CPU backend only for now",
+                            other.name()
+                        )));
+                    }
+                };
+                let p = pattern;
+                // Output-side LC nodes, chunks of seed rows.
+                let chunk = scratch.chunk(rows);
+                for start in (0..rows).step_by(chunk) {
+                    let n = chunk.min(rows - start);
+                    let params = Params {
+                        rows: rows as u32,
+                        others: cols as u32,
+                        start: start as u32,
+                        chunk: n as u32,
+                        variant,
+                        _pad: [0; 3],
+                    };
+                    g.clear(scratch.counts.gpu_buffer(OP)?);
+                    let count = [
+                        &p.row_ptr,
+                        &p.col_idx,
+                        &p.col_ptr,
+                        &p.row_idx,
+                        &scratch.counts,
+                    ];
+                    g.dispatch(&COUNT, &[], bytes(&params), &count, grid_1d(p.capacity))?;
+                    g.dispatch(
+                        &WEIGHTS,
+                        &[],
+                        bytes(&params),
+                        &[&p.row_ptr, &scratch.counts, &scratch.weights],
+                        grid_1d(n * rows),
+                    )?;
+                    g.dispatch(
+                        &ROWS,
+                        &[],
+                        bytes(&params),
+                        &[&p.col_ptr, &p.row_idx, &scratch.weights, out],
+                        grid_1d(n * cols),
+                    )?;
+                }
+                // Input-side LC nodes, chunks of seed columns; also zeroes existing links.
+                let chunk = scratch.chunk(cols);
+                for start in (0..cols).step_by(chunk) {
+                    let n = chunk.min(cols - start);
+                    let params = Params {
+                        rows: cols as u32,
+                        others: rows as u32,
+                        start: start as u32,
+                        chunk: n as u32,
+                        variant,
+                        _pad: [0; 3],
+                    };
+                    g.clear(scratch.counts.gpu_buffer(OP)?);
+                    let count = [
+                        &p.col_ptr,
+                        &p.row_idx,
+                        &p.row_ptr,
+                        &p.col_idx,
+                        &scratch.counts,
+                    ];
+                    g.dispatch(&COUNT, &[], bytes(&params), &count, grid_1d(p.capacity))?;
+                    g.dispatch(
+                        &WEIGHTS,
+                        &[],
+                        bytes(&params),
+                        &[&p.col_ptr, &scratch.counts, &scratch.weights],
+                        grid_1d(n * cols),
+                    )?;
+                    g.dispatch(
+                        &COLS,
+                        &[],
+                        bytes(&params),
+                        &[&p.row_ptr, &p.col_idx, &scratch.weights, out],
+                        grid_1d(n * rows),
+                    )?;
+                }
+                Ok(())
+            }
+            Backend::Cpu => {
+                let row_ptr = pattern.row_ptr.cpu_read(OP)?.clone();
+                let mut col_idx = pattern.col_idx.cpu_read(OP)?.clone();
+                col_idx.truncate(row_ptr[rows] as usize);
+                let csr = CsrPattern::new(rows, cols, row_ptr, col_idx)?;
+                let s = scores(&csr, predictor);
+                as_f32_mut(&mut out.cpu_write(OP)?).copy_from_slice(&s);
+                Ok(())
+            }
+        }
+    }
+}
