@@ -156,7 +156,8 @@ fn sample_keys(@builtin(global_invocation_id) gid: vec3<u32>,
     } else if (eligibility == 2u) {
         eligible = elig_mask[i] == 0u;
     }
-    let w = weights[i];
+    // Scores are magnitudes: |w| lets gradients be used directly (RigL).
+    let w = abs(weights[i]);
     var key = 0u;
     if (eligible && w > 0.0) {
         // Upper tier: positive scores.

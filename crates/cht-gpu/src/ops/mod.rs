@@ -12,6 +12,7 @@
 //! | `csr_build`   | `shaders/csr_build.wgsl` | CSR/CSC from a mask, gather/scatter values |
 //! | `random`      | `shaders/random.wgsl`    | counter-based RNG fill |
 //! | `predict`     | `shaders/ch_l3n.wgsl`    | node-based CH link prediction |
+//! | `topology`    | `shaders/topology.wgsl`  | removal scores, mask edits, chain sweeps |
 //! | `sample`      | `shaders/sample.wgsl`    | sampling keys, exact top-k selection |
 
 pub mod csr_build;
@@ -24,6 +25,7 @@ pub mod random;
 pub mod sample;
 pub mod sddmm;
 pub mod spmm;
+pub mod topology;
 
 /// Invocations per workgroup of the 1-D kernels (`WG` in the shaders).
 pub(crate) const WG: usize = 64;

@@ -3,7 +3,7 @@
 //!
 //! A topology update draws links in two steps that never leave the device:
 //! [`Device::sample_keys`] turns scores into `u32` keys (Gumbel keys for soft sampling with
-//! `p ∝ score^T`, the score's bits for hard top-k; zero scores in a lower, randomly ordered tier;
+//! `p ∝ |score|^T`, the score's bits for hard top-k; zero scores in a lower, randomly ordered tier;
 //! ineligible candidates 0), then [`Device::select_top_k`] marks the `k` largest keys (ties: lower
 //! index) with a radix select. Both are integer-exact, so the CPU twins select the same links.
 
@@ -283,6 +283,7 @@ pub fn sample_keys_cpu(
         KeyMode::Hard => 0,
     };
     for (i, (k, &w)) in keys.iter_mut().zip(weights).enumerate() {
+        let w = w.abs();
         let ok = match (eligible, mask) {
             (Eligible::All, _) => true,
             (Eligible::MaskSet, Some(m)) => m[i] != 0,

@@ -1,0 +1,272 @@
+//! The policies of a DST run and the paper's presets.
+
+use cht_sparse::init::{TopologyInit, WeightInit};
+use cht_sparse::predict::Predictor;
+use cht_sparse::schedule::{DensityDecay, TemperatureSchedule, UpdateBoundary, ZetaSchedule};
+use serde::{Deserialize, Serialize};
+
+/// The method a configuration implements (for reports; the fields below decide behaviour).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Method {
+    /// Fully connected: no sparsity, no updates.
+    Fc,
+    /// SET: magnitude removal, random regrowth.
+    Set,
+    /// RigL: magnitude removal, gradient regrowth, cosine ζ.
+    RigL,
+    /// MEST (EM&S): |W| + 0.01·|G| removal, random regrowth, elastic density.
+    Mest,
+    /// GMP: gradual magnitude pruning only (cubic).
+    Gmp,
+    /// GraNet: cubic pruning, magnitude removal, gradient regrowth.
+    GraNet,
+    /// CHT (ICLR'24): hard removal, CH3-L3p top-k regrowth, chain removal.
+    Cht,
+    /// CHTs with the exact path-based predictor (CH3-L3p).
+    ChtsP,
+    /// CHTs with the node-based predictor (CH2-L3n).
+    ChtsN,
+    /// CHTss: CHTs-n plus sigmoid density decay.
+    Chtss,
+}
+
+/// Hard top-k or soft sampling.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Selection {
+    /// Deterministic top-k (zero-score ties in random order).
+    Hard,
+    /// Sampling without replacement (removal: `p ∝ score^T` with the temperature schedule;
+    /// regrowth: `p ∝ score`, with the ε fallback of spec §3.4).
+    Soft,
+}
+
+/// Link removal (spec §2).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Removal {
+    /// Score of a link.
+    pub score: RemovalScoreKind,
+    /// Keep the top-scored links, or sample them.
+    pub selection: Selection,
+    /// Temperature of soft removal.
+    pub temperature: TemperatureSchedule,
+    /// Removal fraction ζ per update.
+    pub zeta: ZetaSchedule,
+}
+
+/// Removal scores available on the device.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub enum RemovalScoreKind {
+    /// `|W|`.
+    WeightMagnitude,
+    /// Relative importance with ε = 1e-5 added once.
+    RelativeImportance,
+    /// `|W| + factor·|G|`.
+    Mest {
+        /// 0.01 in the official code.
+        factor: f32,
+    },
+}
+
+/// Candidate scores for regrowth (spec §3.2).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub enum RegrowScores {
+    /// Uniform random (SET, MEST).
+    Random,
+    /// Magnitude of the dense gradient (RigL, GraNet); the caller passes it at update steps.
+    Gradient,
+    /// Cannistraci-Hebb link prediction on the post-removal mask.
+    LinkPrediction(Predictor),
+}
+
+/// Link regrowth (spec §3).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Regrowth {
+    /// Candidate scores.
+    pub scores: RegrowScores,
+    /// Sampled or top-k.
+    pub selection: Selection,
+}
+
+/// Chain removal / network percolation (spec §4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChainRemoval {
+    /// No percolation.
+    Off,
+    /// The sparse layers form one sequential chain (MLP, §4.1).
+    Sequential,
+}
+
+/// Everything that decides how a run's topology evolves.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DstConfig {
+    /// Which method this is.
+    pub method: Method,
+    /// Target density of every sparse layer (1 = fully connected).
+    pub density: f64,
+    /// Removal rule.
+    pub removal: Removal,
+    /// Regrowth rule (`None`: prune only, as GMP).
+    pub regrowth: Option<Regrowth>,
+    /// Percolation after removal.
+    pub chain_removal: ChainRemoval,
+    /// Gradual density decay (CHTss, GMP, GraNet), or constant density.
+    pub density_decay: Option<DensityDecay>,
+    /// Score of the decay's pruning step (relative importance for CHTss, magnitude otherwise).
+    pub prune_score: RemovalScoreKind,
+    /// ΔT: optimizer steps between topology updates.
+    pub interval: u64,
+    /// Last step at which updates happen (`T_end`).
+    pub t_end: u64,
+    /// Whether `T_end` itself may be an update step.
+    pub boundary: UpdateBoundary,
+    /// Sparse topology initialisation.
+    pub topology_init: TopologyInit,
+    /// Weight initialisation.
+    pub weight_init: WeightInit,
+    /// Seed of every random draw of the run.
+    pub seed: u32,
+}
+
+impl DstConfig {
+    /// The preset for `method` at `density`, with updates every `interval` steps until `t_end`
+    /// (spec §3.2 baselines, §7.2 MLP recipes; CHTs uses soft WM removal with the paper's
+    /// temperature schedule δ 0.5→0.9 and soft CH regrowth; CHTss adds sigmoid decay from 50 %
+    /// sparsity with the half-step rule).
+    pub fn preset(method: Method, density: f64, interval: u64, t_end: u64, seed: u32) -> DstConfig {
+        let zeta = 0.3;
+        let hard_wm = Removal {
+            score: RemovalScoreKind::WeightMagnitude,
+            selection: Selection::Hard,
+            temperature: TemperatureSchedule::Paper,
+            zeta: ZetaSchedule::Fixed { zeta },
+        };
+        let cosine = ZetaSchedule::Cosine { zeta, t_end };
+        let soft_wm = Removal {
+            selection: Selection::Soft,
+            zeta: cosine.clone(),
+            ..hard_wm.clone()
+        };
+        let regrow = |scores, selection| Some(Regrowth { scores, selection });
+        let base = DstConfig {
+            method,
+            density,
+            removal: hard_wm.clone(),
+            regrowth: regrow(RegrowScores::Random, Selection::Hard),
+            chain_removal: ChainRemoval::Off,
+            density_decay: None,
+            prune_score: RemovalScoreKind::WeightMagnitude,
+            interval,
+            t_end,
+            boundary: UpdateBoundary::BeforeEnd,
+            topology_init: TopologyInit::ErdosRenyi,
+            weight_init: WeightInit::Kaiming,
+            seed,
+        };
+        let cubic = |from: f64| DensityDecay {
+            schedule: cht_sparse::schedule::DensitySchedule::Cubic,
+            initial_sparsity: from,
+            final_sparsity: 1.0 - density,
+            interval,
+            pruning_t_end: t_end,
+            init_step: 0,
+        };
+        let ch = |predictor| RegrowScores::LinkPrediction(predictor);
+        match method {
+            Method::Fc => DstConfig {
+                density: 1.0,
+                regrowth: None,
+                ..base
+            },
+            Method::Set => base,
+            Method::RigL => DstConfig {
+                removal: Removal {
+                    zeta: cosine,
+                    ..hard_wm
+                },
+                regrowth: regrow(RegrowScores::Gradient, Selection::Hard),
+                ..base
+            },
+            Method::Mest => DstConfig {
+                removal: Removal {
+                    score: RemovalScoreKind::Mest { factor: 0.01 },
+                    zeta: ZetaSchedule::EmS {
+                        target_density: density,
+                    },
+                    ..hard_wm
+                },
+                ..base
+            },
+            Method::Gmp => DstConfig {
+                regrowth: None,
+                density_decay: Some(cubic(0.0)),
+                ..base
+            },
+            Method::GraNet => DstConfig {
+                regrowth: regrow(RegrowScores::Gradient, Selection::Hard),
+                density_decay: Some(cubic(0.5)),
+                ..base
+            },
+            Method::Cht => DstConfig {
+                removal: Removal {
+                    zeta: cosine,
+                    ..hard_wm
+                },
+                regrowth: regrow(ch(Predictor::Ch3L3p), Selection::Hard),
+                chain_removal: ChainRemoval::Sequential,
+                topology_init: TopologyInit::Csti { dim: 2 },
+                weight_init: WeightInit::Swi {
+                    variant: Default::default(),
+                },
+                ..base
+            },
+            Method::ChtsP | Method::ChtsN | Method::Chtss => {
+                let predictor = if method == Method::ChtsP {
+                    Predictor::Ch3L3p
+                } else {
+                    Predictor::Ch2L3n
+                };
+                DstConfig {
+                    removal: soft_wm,
+                    regrowth: regrow(ch(predictor), Selection::Soft),
+                    chain_removal: ChainRemoval::Sequential,
+                    density_decay: (method == Method::Chtss).then(|| DensityDecay {
+                        schedule: cht_sparse::schedule::DensitySchedule::chtss(),
+                        ..cubic(0.5)
+                    }),
+                    prune_score: if method == Method::Chtss {
+                        RemovalScoreKind::RelativeImportance
+                    } else {
+                        RemovalScoreKind::WeightMagnitude
+                    },
+                    weight_init: WeightInit::Swi {
+                        variant: Default::default(),
+                    },
+                    ..base
+                }
+            }
+        }
+    }
+
+    /// Density of the sparse layers at step `t` (the decay schedule, or the constant target).
+    pub fn density_at(&self, t: u64) -> crate::Result<f64> {
+        match &self.density_decay {
+            Some(d) => Ok(d.density(t)?),
+            None => Ok(self.density),
+        }
+    }
+
+    /// Checks the values a user may have edited.
+    pub fn validate(&self) -> crate::Result<()> {
+        let bad = |m: String| Err(crate::Error::Config(m));
+        if !(self.density > 0.0 && self.density <= 1.0) {
+            return bad(format!("density must be in (0, 1], got {}", self.density));
+        }
+        if self.interval == 0 {
+            return bad("interval (ΔT) must be at least 1".into());
+        }
+        if let Some(d) = &self.density_decay {
+            d.validate()?;
+        }
+        Ok(())
+    }
+}

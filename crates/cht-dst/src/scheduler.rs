@@ -1,0 +1,304 @@
+//! [`DstScheduler`]: the per-run state (step counter, per-layer link counts, last report) and the
+//! decisions of each update; serde-serialisable for checkpoints.
+
+use cht_gpu::Device;
+use cht_sparse::init::Correlation;
+use cht_sparse::removal::{guarded_floor, removal_counts};
+use cht_sparse::rng::{RngKey, Stream};
+use cht_sparse::schedule::{
+    UpdateSchedule, ZetaSchedule, ems_initial_density, ems_regrow_fraction,
+};
+use cht_sparse::{CsrPattern, Mask};
+use serde::{Deserialize, Serialize};
+
+use crate::config::DstConfig;
+use crate::update::{LayerPlan, LayerRef, RegrowTarget, Topology};
+use crate::{Error, Result};
+
+/// Decides when and how the topology of a chain of sparse layers changes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DstScheduler {
+    config: DstConfig,
+    /// Optimizer steps taken (`t`).
+    step: u64,
+    /// Topology updates done.
+    updates: u32,
+    layers: Vec<LayerState>,
+    last: Option<UpdateReport>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct LayerState {
+    rows: usize,
+    cols: usize,
+    /// Links the layer holds (as planned; percolation may leave fewer, see
+    /// [`Topology::live_links`]).
+    nnz: usize,
+    capacity: usize,
+}
+
+/// What one update did to one layer (planned counts).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LayerReport {
+    /// Links before the update.
+    pub before: usize,
+    /// Links removed (pruning and removal, before percolation).
+    pub removed: usize,
+    /// Links the layer is refilled to (or given, for EM_S).
+    pub after: usize,
+    /// ζ used.
+    pub zeta: f64,
+    /// Removal temperature used.
+    pub temperature: f64,
+}
+
+/// What one update did.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UpdateReport {
+    /// Optimizer step of the update.
+    pub step: u64,
+    /// Per layer.
+    pub layers: Vec<LayerReport>,
+}
+
+impl DstScheduler {
+    /// A scheduler for sparse layers of the given `(rows, cols)` shapes, in forward order.
+    pub fn new(config: DstConfig, shapes: &[(usize, usize)]) -> Result<DstScheduler> {
+        config.validate()?;
+        let density = initial_density(&config)?;
+        let layers = shapes
+            .iter()
+            .map(|&(rows, cols)| {
+                let nnz = guarded_floor(density * (rows * cols) as f64)
+                    .max(1)
+                    .min(rows * cols);
+                LayerState {
+                    rows,
+                    cols,
+                    nnz,
+                    capacity: nnz,
+                }
+            })
+            .collect();
+        Ok(DstScheduler {
+            config,
+            step: 0,
+            updates: 0,
+            layers,
+            last: None,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &DstConfig {
+        &self.config
+    }
+
+    /// Optimizer steps so far.
+    pub fn step_count(&self) -> u64 {
+        self.step
+    }
+
+    /// The initial masks (spec §6): `correlation` is needed by CSTI only.
+    pub fn initial_masks(&self, correlation: Option<&Correlation>) -> Result<Vec<Mask>> {
+        let density = initial_density(&self.config)?;
+        self.layers
+            .iter()
+            .enumerate()
+            .map(|(l, s)| {
+                let key = RngKey::new(self.config.seed, Stream::TopologyInit, 0, l as u32);
+                let mut mask = self
+                    .config
+                    .topology_init
+                    .mask(s.rows, s.cols, density, key, correlation)
+                    .map_err(|e| Error::Config(format!("layer {l} initial topology: {e}")))?;
+                trim_to(&mut mask, s.nnz);
+                Ok(mask)
+            })
+            .collect()
+    }
+
+    /// The initial weights of layer `l` for `mask` (CSR order), by the configured initialiser.
+    pub fn initial_weights(&self, l: usize, mask: &Mask) -> Result<Vec<f32>> {
+        let density = initial_density(&self.config)?;
+        let key = RngKey::new(self.config.seed, Stream::WeightInit, 0, l as u32);
+        cht_sparse::init::mask_weights(mask, &self.config.weight_init, density, key)
+            .map_err(|e| Error::Config(format!("layer {l} weight init: {e}")))
+    }
+
+    /// Device scratch for the update of these layers, with `state_tensors` optimizer-state tensors
+    /// per layer (create once, reuse at every update).
+    pub fn topology(&self, device: &Device, state_tensors: usize) -> Topology {
+        let shapes: Vec<_> = self
+            .layers
+            .iter()
+            .map(|s| (s.rows, s.cols, s.capacity))
+            .collect();
+        Topology::new(device, &shapes, state_tensors)
+    }
+
+    /// Counts one optimizer step and says whether it is a topology update (then call
+    /// [`DstScheduler::update`] and, as the paper's MLP and LLaMA loops do, skip that step's
+    /// optimizer update).
+    pub fn step(&mut self) -> bool {
+        self.step += 1;
+        self.is_update_step()
+    }
+
+    fn is_update_step(&self) -> bool {
+        if self.config.method == crate::Method::Fc {
+            return false;
+        }
+        let schedule = UpdateSchedule {
+            interval: self.config.interval,
+            t_end: self.config.t_end,
+            boundary: self.config.boundary,
+        };
+        schedule.is_update_step(self.step)
+    }
+
+    /// Rewires every layer on the device (one submit, no readback) and returns the planned counts.
+    pub fn update(
+        &mut self,
+        device: &Device,
+        topology: &Topology,
+        layers: &[LayerRef<'_>],
+    ) -> Result<UpdateReport> {
+        if layers.len() != self.layers.len() {
+            return Err(Error::Config(format!(
+                "{} layers given, expected {}",
+                layers.len(),
+                self.layers.len()
+            )));
+        }
+        let t = self.step;
+        let c = &self.config;
+        let temperature = c.removal.temperature.temperature(t, c.t_end)?;
+        let density_t = c.density_at(t)?;
+        let mut plans = Vec::with_capacity(layers.len());
+        let mut reports = Vec::with_capacity(layers.len());
+        for (l, s) in self.layers.iter_mut().enumerate() {
+            let total = s.rows * s.cols;
+            let target = guarded_floor(density_t * total as f64).clamp(1, s.capacity);
+            let n_before = s.nnz;
+            let n_pruned = if c.density_decay.is_some() {
+                n_before.min(target)
+            } else {
+                n_before
+            };
+            let sparsity = 1.0 - n_pruned as f64 / total as f64;
+            let zeta = c.removal.zeta.zeta(t, sparsity)?;
+            let counts =
+                removal_counts(n_pruned, zeta).map_err(|e| Error::Config(e.to_string()))?;
+            let regrow = c.regrowth.as_ref().map(|r| {
+                let target = if c.density_decay.is_some() {
+                    RegrowTarget::UpTo(target as u32)
+                } else if matches!(c.removal.zeta, ZetaSchedule::EmS { .. }) {
+                    let n =
+                        guarded_floor(ems_regrow_fraction(t, c.t_end, c.interval) * total as f64);
+                    RegrowTarget::Exactly(n.min(s.capacity - counts.n_keep) as u32)
+                } else {
+                    RegrowTarget::UpTo(n_before as u32)
+                };
+                (r.scores, r.selection, target)
+            });
+            let after = match regrow {
+                None => counts.n_keep,
+                Some((_, _, RegrowTarget::UpTo(n))) => n as usize,
+                Some((_, _, RegrowTarget::Exactly(n))) => counts.n_keep + n as usize,
+            };
+            plans.push(LayerPlan {
+                n_before,
+                n_pruned,
+                prune_score: c.prune_score,
+                n_keep: counts.n_keep,
+                removal_score: c.removal.score,
+                removal: c.removal.selection,
+                temperature: temperature as f32,
+                regrow,
+                seed: c.seed,
+                update: self.updates,
+                layer: l as u32,
+            });
+            reports.push(LayerReport {
+                before: n_before,
+                removed: n_before - counts.n_keep,
+                after,
+                zeta,
+                temperature,
+            });
+            s.nnz = after;
+        }
+        topology.record(
+            device,
+            layers,
+            &plans,
+            c.chain_removal == crate::ChainRemoval::Sequential,
+        )?;
+        self.updates += 1;
+        let report = UpdateReport {
+            step: t,
+            layers: reports,
+        };
+        self.last = Some(report.clone());
+        Ok(report)
+    }
+
+    /// A readable per-layer summary: shape, planned links and density, last update's counts.
+    pub fn summary(&self) -> String {
+        let mut out = format!(
+            "{:?}: step {}, {} topology updates (every {} steps until {})\n",
+            self.config.method, self.step, self.updates, self.config.interval, self.config.t_end
+        );
+        for (l, s) in self.layers.iter().enumerate() {
+            let density = s.nnz as f64 / (s.rows * s.cols) as f64;
+            out.push_str(&format!(
+                "  layer {l}: {}x{}, {} links ({:.2}%)",
+                s.rows,
+                s.cols,
+                s.nnz,
+                density * 100.0
+            ));
+            if let Some(r) = self.last.as_ref().and_then(|r| r.layers.get(l)) {
+                out.push_str(&format!(
+                    ", last update: -{} links, ζ {:.3}, T {:.2}",
+                    r.removed, r.zeta, r.temperature
+                ));
+            }
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// Density the layers start at: the decay's initial density, EM_S's d + 5 %, or the target.
+fn initial_density(c: &DstConfig) -> Result<f64> {
+    if let Some(d) = &c.density_decay {
+        return Ok(d.density(0)?);
+    }
+    if matches!(c.removal.zeta, ZetaSchedule::EmS { .. }) {
+        return Ok(ems_initial_density(c.density)?);
+    }
+    Ok(c.density)
+}
+
+/// Drops links beyond `nnz` (last in row-major order) so every initialiser gives exactly the
+/// scheduler's count (CSTI may add tied links).
+fn trim_to(mask: &mut Mask, nnz: usize) {
+    let mut extra = mask.nnz().saturating_sub(nnz);
+    let (rows, cols) = (mask.rows(), mask.cols());
+    for p in (0..rows * cols).rev() {
+        if extra == 0 {
+            break;
+        }
+        if mask.get(p / cols, p % cols) {
+            mask.set(p / cols, p % cols, false);
+            extra -= 1;
+        }
+    }
+}
+
+/// The pattern of a mask (convenience for callers uploading initial masks).
+pub fn pattern_of(mask: &Mask) -> CsrPattern {
+    CsrPattern::from_mask(mask)
+}

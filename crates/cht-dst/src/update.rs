@@ -1,0 +1,345 @@
+//! The topology update on the device: per-layer scratch created once, and the recorded sequence
+//! score → sample → percolate → regrow → rebuild → re-gather. No step reads anything back.
+
+use cht_gpu::ops::predict::LinkScratch;
+use cht_gpu::ops::sample::{Eligible, KeyMode, Selector};
+use cht_gpu::ops::topology::{Axis, LinkScore};
+use cht_gpu::{CsrBuilder, DType, Device, SparsePattern, Tensor};
+use cht_sparse::rng::{RngKey, Stream};
+
+use crate::config::{RegrowScores, RemovalScoreKind, Selection};
+use crate::{Error, Result};
+
+/// The parameters and optimizer state of one sparse layer, as the update rewires them in place.
+#[derive(Clone, Copy, Debug)]
+pub struct LayerRef<'a> {
+    /// The layer's CSR/CSC pattern (rebuilt in place).
+    pub pattern: &'a SparsePattern,
+    /// Weights in CSR order.
+    pub values: &'a Tensor,
+    /// Optimizer state in CSR order (e.g. momentum), re-gathered with the weights.
+    pub state: &'a [&'a Tensor],
+    /// The links' gradient (CSR order): needed by MEST removal.
+    pub grad: Option<&'a Tensor>,
+    /// The dense gradient `[rows, cols]`: needed by gradient regrowth (RigL, GraNet).
+    pub dense_grad: Option<&'a Tensor>,
+}
+
+/// Device scratch of the topology update for a chain of sparse layers.
+#[derive(Debug)]
+pub struct Topology {
+    layers: Vec<LayerScratch>,
+}
+
+#[derive(Debug)]
+struct LayerScratch {
+    rows: usize,
+    cols: usize,
+    mask: Tensor,
+    selected: Tensor,
+    dense_scores: Tensor,
+    dense_keys: Tensor,
+    dense_sel: Selector,
+    dense_w: Tensor,
+    dense_state: Vec<Tensor>,
+    link_scores: Tensor,
+    link_keys: Tensor,
+    link_live: Tensor,
+    link_keep: Tensor,
+    link_sel: Selector,
+    prune_sel: Selector,
+    row_sums: Tensor,
+    col_sums: Tensor,
+    post: SparsePattern,
+    builder: CsrBuilder,
+    predict: LinkScratch,
+    row_flags: Tensor,
+    col_flags: Tensor,
+}
+
+/// What one layer does at one update (decided by the scheduler on the host).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LayerPlan {
+    /// Live links before the update.
+    pub n_before: usize,
+    /// Links kept by the decay's pruning step (`n_before` when there is none).
+    pub n_pruned: usize,
+    pub prune_score: RemovalScoreKind,
+    /// Links kept by removal.
+    pub n_keep: usize,
+    pub removal_score: RemovalScoreKind,
+    pub removal: Selection,
+    pub temperature: f32,
+    pub regrow: Option<(RegrowScores, Selection, RegrowTarget)>,
+    pub seed: u32,
+    pub update: u32,
+    pub layer: u32,
+}
+
+/// How many links regrowth adds.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum RegrowTarget {
+    /// Refill up to this many links (counting what survived removal and percolation).
+    UpTo(u32),
+    /// Exactly this many (EM_S).
+    Exactly(u32),
+}
+
+impl Topology {
+    /// Scratch for layers of the given `(rows, cols, capacity)` shapes with `state_tensors`
+    /// optimizer-state tensors each.
+    pub fn new(
+        device: &Device,
+        shapes: &[(usize, usize, usize)],
+        state_tensors: usize,
+    ) -> Topology {
+        let layers = shapes
+            .iter()
+            .enumerate()
+            .map(|(l, &(rows, cols, capacity))| {
+                let label = format!("dst.layer{l}");
+                let t = |name: &str, r: usize, c: usize, d: DType| {
+                    device.zeros(&format!("{label}.{name}"), r, c, d)
+                };
+                LayerScratch {
+                    rows,
+                    cols,
+                    mask: t("mask", rows, cols, DType::U32),
+                    selected: t("selected", rows, cols, DType::U32),
+                    dense_scores: t("regrow_scores", rows, cols, DType::F32),
+                    dense_keys: t("regrow_keys", rows, cols, DType::U32),
+                    dense_sel: device.selector(&format!("{label}.regrow"), rows * cols),
+                    dense_w: t("dense_w", rows, cols, DType::F32),
+                    dense_state: (0..state_tensors)
+                        .map(|i| t(&format!("dense_state{i}"), rows, cols, DType::F32))
+                        .collect(),
+                    link_scores: t("removal_scores", capacity, 1, DType::F32),
+                    link_keys: t("removal_keys", capacity, 1, DType::U32),
+                    link_live: t("live", capacity, 1, DType::U32),
+                    link_keep: t("keep", capacity, 1, DType::U32),
+                    link_sel: device.selector(&format!("{label}.removal"), capacity),
+                    prune_sel: device.selector(&format!("{label}.prune"), capacity),
+                    row_sums: t("row_sums", rows, 1, DType::F32),
+                    col_sums: t("col_sums", cols, 1, DType::F32),
+                    post: device.sparse_pattern(
+                        &format!("{label}.post_removal"),
+                        rows,
+                        cols,
+                        capacity,
+                    ),
+                    builder: device.csr_builder(&format!("{label}.builder"), rows, cols),
+                    predict: device.link_scratch(&format!("{label}.predict"), rows, cols),
+                    row_flags: t("row_flags", rows, 1, DType::U32),
+                    col_flags: t("col_flags", cols, 1, DType::U32),
+                }
+            })
+            .collect();
+        Topology { layers }
+    }
+
+    /// Records the whole update of every layer (removal → chain removal → regrowth → rebuild),
+    /// then submits once.
+    pub(crate) fn record(
+        &self,
+        device: &Device,
+        layers: &[LayerRef<'_>],
+        plans: &[LayerPlan],
+        chain: bool,
+    ) -> Result<()> {
+        if layers.len() != self.layers.len() || plans.len() != self.layers.len() {
+            return Err(Error::Config(format!(
+                "{} layers given, the scheduler manages {}",
+                layers.len(),
+                self.layers.len()
+            )));
+        }
+        for ((s, layer), plan) in self.layers.iter().zip(layers).zip(plans) {
+            s.remove(device, layer, plan)?;
+        }
+        if chain {
+            self.chain_removal(device)?;
+        }
+        for ((s, layer), plan) in self.layers.iter().zip(layers).zip(plans) {
+            s.regrow_and_rebuild(device, layer, plan)?;
+        }
+        device.submit()?;
+        Ok(())
+    }
+
+    /// Sequential percolation over the post-removal masks (spec §4.1): a backward sweep clears
+    /// inputs of neurons without outgoing links, then a forward sweep clears outputs of neurons
+    /// without incoming links.
+    fn chain_removal(&self, device: &Device) -> Result<()> {
+        let n = self.layers.len();
+        for l in (0..n.saturating_sub(1)).rev() {
+            let next = &self.layers[l + 1];
+            device.mask_any(&next.mask, Axis::Cols, &next.col_flags)?;
+            device.mask_clear_unflagged(&self.layers[l].mask, Axis::Rows, &next.col_flags)?;
+        }
+        for l in 1..n {
+            let prev = &self.layers[l - 1];
+            device.mask_any(&prev.mask, Axis::Rows, &prev.row_flags)?;
+            device.mask_clear_unflagged(&self.layers[l].mask, Axis::Cols, &prev.row_flags)?;
+        }
+        Ok(())
+    }
+}
+
+fn key_mode(selection: Selection, temperature: f32) -> KeyMode {
+    match selection {
+        Selection::Hard => KeyMode::Hard,
+        Selection::Soft => KeyMode::Soft { temperature },
+    }
+}
+
+impl LayerScratch {
+    fn link_score<'a>(
+        &self,
+        kind: RemovalScoreKind,
+        layer: &LayerRef<'a>,
+    ) -> Result<LinkScore<'a>> {
+        Ok(match kind {
+            RemovalScoreKind::WeightMagnitude => LinkScore::WeightMagnitude,
+            RemovalScoreKind::RelativeImportance => LinkScore::RelativeImportance { epsilon: 1e-5 },
+            RemovalScoreKind::Mest { factor } => LinkScore::Mest {
+                factor,
+                grad: layer.grad.ok_or_else(|| {
+                    Error::Config("MEST removal needs the links' gradient".into())
+                })?,
+            },
+        })
+    }
+
+    /// Keeps the old weights and state in dense scratch, then chooses the links that stay and
+    /// writes them into `mask`.
+    fn remove(&self, device: &Device, layer: &LayerRef<'_>, plan: &LayerPlan) -> Result<()> {
+        let p = layer.pattern;
+        device.csr_scatter(p, layer.values, &self.dense_w)?;
+        for (state, dense) in layer.state.iter().zip(&self.dense_state) {
+            device.csr_scatter(p, state, dense)?;
+        }
+        device.live_link_flags(p, &self.link_live)?;
+        let rng =
+            |stream, salt: u32| RngKey::new(plan.seed, stream, plan.update, plan.layer * 4 + salt);
+        if plan.n_pruned < plan.n_before {
+            // Density decay: hard-prune to the scheduled density first; survivors become "live".
+            let score = self.link_score(plan.prune_score, layer)?;
+            device.removal_scores(
+                p,
+                layer.values,
+                score,
+                &self.row_sums,
+                &self.col_sums,
+                &self.link_scores,
+            )?;
+            device.sample_keys(
+                &self.link_scores,
+                Some(&self.link_live),
+                Eligible::MaskSet,
+                KeyMode::Hard,
+                rng(Stream::Removal, 1),
+                &self.link_keys,
+            )?;
+            // Each selector's count is written once per submit: host writes land before any command.
+            device.set_select_count(&self.prune_sel, plan.n_pruned as u32)?;
+            device.select_top_k(&self.prune_sel, &self.link_keys, &self.link_keep)?;
+            device.copy(&self.link_keep, &self.link_live)?;
+        }
+        let score = self.link_score(plan.removal_score, layer)?;
+        device.removal_scores(
+            p,
+            layer.values,
+            score,
+            &self.row_sums,
+            &self.col_sums,
+            &self.link_scores,
+        )?;
+        let mode = key_mode(plan.removal, plan.temperature);
+        device.sample_keys(
+            &self.link_scores,
+            Some(&self.link_live),
+            Eligible::MaskSet,
+            mode,
+            rng(Stream::Removal, 0),
+            &self.link_keys,
+        )?;
+        device.set_select_count(&self.link_sel, plan.n_keep as u32)?;
+        device.select_top_k(&self.link_sel, &self.link_keys, &self.link_keep)?;
+        device.clear(&self.mask)?;
+        device.mask_set_links(p, &self.link_keep, &self.mask)?;
+        Ok(())
+    }
+
+    /// Regrows links on the post-removal mask, rebuilds the layer's pattern in place and gathers
+    /// its weights and optimizer state back (kept and removed-then-regrown links keep their values,
+    /// new links start at 0).
+    fn regrow_and_rebuild(
+        &self,
+        device: &Device,
+        layer: &LayerRef<'_>,
+        plan: &LayerPlan,
+    ) -> Result<()> {
+        if let Some((scores, selection, target)) = plan.regrow {
+            device.build_pattern(&self.builder, &self.mask, &self.post)?;
+            let rng = RngKey::new(plan.seed, Stream::Regrowth, plan.update, plan.layer * 4);
+            match scores {
+                RegrowScores::LinkPrediction(predictor) => {
+                    device.link_scores(&self.post, predictor, &self.predict, &self.dense_scores)?;
+                }
+                RegrowScores::Random => {
+                    let key =
+                        RngKey::new(plan.seed, Stream::Regrowth, plan.update, plan.layer * 4 + 1);
+                    device.fill_uniform(key, 0, 0.0, 1.0, &self.dense_scores)?;
+                }
+                RegrowScores::Gradient => {
+                    let g = layer.dense_grad.ok_or_else(|| {
+                        Error::Config("gradient regrowth needs the dense gradient".into())
+                    })?;
+                    device.copy(g, &self.dense_scores)?;
+                }
+            }
+            match target {
+                RegrowTarget::UpTo(n) => {
+                    device.set_select_deficit(&self.dense_sel, n, &self.builder.status)?
+                }
+                RegrowTarget::Exactly(n) => device.set_select_count(&self.dense_sel, n)?,
+            }
+            // Regrowth samples p ∝ score (no temperature, spec §3.3).
+            let mode = key_mode(selection, 1.0);
+            device.sample_keys(
+                &self.dense_scores,
+                Some(&self.mask),
+                Eligible::MaskClear,
+                mode,
+                rng,
+                &self.dense_keys,
+            )?;
+            device.select_top_k(&self.dense_sel, &self.dense_keys, &self.selected)?;
+            device.mask_or(&self.mask, &self.selected)?;
+        }
+        device.build_pattern(&self.builder, &self.mask, layer.pattern)?;
+        device.csr_gather(layer.pattern, &self.dense_w, layer.values)?;
+        for (state, dense) in layer.state.iter().zip(&self.dense_state) {
+            device.csr_gather(layer.pattern, dense, state)?;
+        }
+        Ok(())
+    }
+
+    /// Shape of this layer.
+    #[allow(dead_code)]
+    fn shape(&self) -> (usize, usize) {
+        (self.rows, self.cols)
+    }
+}
+
+impl Topology {
+    /// Reads every layer's live link count back (one readback per layer; for reports, not for the
+    /// update itself). Native only.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn live_links(&self, device: &Device) -> Result<Vec<usize>> {
+        self.layers
+            .iter()
+            .map(|s| Ok(device.read_u32(&s.builder.status)?[0] as usize))
+            .collect()
+    }
+}

@@ -1,0 +1,244 @@
+//! The whole topology update — removal, chain removal, regrowth, CSR/CSC rebuild, re-gathered
+//! weights and momentum — on the GPU (lavapipe in CI) and on the CPU backend: the same seed must give
+//! identical masks, weights and optimizer state after 10 consecutive updates of a 3-layer MLP.
+
+mod common;
+
+use cht::dst::{DstConfig, DstScheduler, LayerRef, Method};
+use cht::gpu::{DType, Device, SparsePattern, Tensor};
+use cht::sparse::CsrPattern;
+use cht::sparse::rng::{Counter, RngKey, Stream};
+use common::{cpu, gpu};
+
+/// Sparse layers of a 24 → 40 → 40 → 10 MLP, in (out, in) order.
+const SHAPES: [(usize, usize); 3] = [(40, 24), (40, 40), (10, 40)];
+
+struct Net {
+    patterns: Vec<SparsePattern>,
+    values: Vec<Tensor>,
+    momentum: Vec<Tensor>,
+    grads: Vec<Tensor>,
+    dense_grads: Vec<Tensor>,
+}
+
+fn build(d: &Device, sched: &DstScheduler) -> Net {
+    let masks = sched.initial_masks(None).unwrap();
+    let mut net = Net {
+        patterns: vec![],
+        values: vec![],
+        momentum: vec![],
+        grads: vec![],
+        dense_grads: vec![],
+    };
+    for (l, mask) in masks.iter().enumerate() {
+        let p = CsrPattern::from_mask(mask);
+        let cap = sched_capacity(sched, l).max(p.nnz());
+        let mut w = sched.initial_weights(l, mask).unwrap();
+        w.resize(cap, 0.0);
+        let m: Vec<f32> = w.iter().map(|v| 0.1 * v).collect();
+        net.patterns
+            .push(d.upload_pattern(&format!("l{l}"), &p, cap).unwrap());
+        net.values.push(d.tensor_f32("w", cap, 1, &w).unwrap());
+        net.momentum.push(d.tensor_f32("m", cap, 1, &m).unwrap());
+        net.grads.push(d.zeros("g", cap, 1, DType::F32));
+        net.dense_grads
+            .push(d.zeros("dg", mask.rows(), mask.cols(), DType::F32));
+    }
+    net
+}
+
+fn sched_capacity(sched: &DstScheduler, l: usize) -> usize {
+    let masks = sched.initial_masks(None).unwrap();
+    masks[l].nnz()
+}
+
+/// Host-side "training": identical new weights, gradients and dense gradients on both devices.
+fn perturb(d: &Device, net: &Net, round: u32) {
+    for (l, (v, g)) in net.values.iter().zip(&net.grads).enumerate() {
+        let mut rng = Counter::new(RngKey::new(99, Stream::Synthetic, round, l as u32));
+        let w: Vec<f32> = d
+            .read_f32(v)
+            .unwrap()
+            .iter()
+            .map(|x| x * 0.9 + 0.05 * rng.normal())
+            .collect();
+        d.write_f32(v, &w).unwrap();
+        let gr: Vec<f32> = (0..g.len()).map(|_| rng.normal()).collect();
+        d.write_f32(g, &gr).unwrap();
+        let dg = &net.dense_grads[l];
+        let dense: Vec<f32> = (0..dg.len()).map(|_| rng.normal()).collect();
+        d.write_f32(dg, &dense).unwrap();
+    }
+}
+
+/// Per layer: the pattern and the bits of its weights and momentum.
+type Snapshot = Vec<(CsrPattern, Vec<u32>, Vec<u32>)>;
+
+fn snapshot(d: &Device, net: &Net) -> Snapshot {
+    net.patterns
+        .iter()
+        .zip(&net.values)
+        .zip(&net.momentum)
+        .map(|((p, v), m)| {
+            let pat = d.download_pattern(p).unwrap();
+            let nnz = pat.nnz();
+            let bits = |t: &Tensor| {
+                d.read_f32(t).unwrap()[..nnz]
+                    .iter()
+                    .map(|x| x.to_bits())
+                    .collect()
+            };
+            (pat, bits(v), bits(m))
+        })
+        .collect()
+}
+
+fn run(d: &Device, method: Method) -> Vec<Snapshot> {
+    let config = DstConfig::preset(method, 0.2, 1, 1000, 5);
+    let mut sched = DstScheduler::new(config, &SHAPES).unwrap();
+    let net = build(d, &sched);
+    let topo = sched.topology(d, 1);
+    let mut history = vec![snapshot(d, &net)];
+    for round in 0..10 {
+        perturb(d, &net, round);
+        assert!(sched.step(), "interval 1: every step updates");
+        let states: Vec<[&Tensor; 1]> = net.momentum.iter().map(|m| [m]).collect();
+        let layers: Vec<LayerRef> = (0..3)
+            .map(|l| LayerRef {
+                pattern: &net.patterns[l],
+                values: &net.values[l],
+                state: &states[l],
+                grad: Some(&net.grads[l]),
+                dense_grad: Some(&net.dense_grads[l]),
+            })
+            .collect();
+        sched.update(d, &topo, &layers).unwrap();
+        history.push(snapshot(d, &net));
+    }
+    eprintln!("{}", sched.summary());
+    history
+}
+
+#[test]
+fn ten_updates_give_identical_masks_weights_and_state_on_gpu_and_cpu() {
+    for method in [
+        Method::ChtsN,
+        Method::Set,
+        Method::RigL,
+        Method::Mest,
+        Method::Chtss,
+        Method::GraNet,
+        Method::Gmp,
+    ] {
+        let c = run(&cpu(), method);
+        // The topology really evolves, and stays a valid chain of the planned size.
+        let first = &c[0];
+        let last = &c[10];
+        let changed = first.iter().zip(last).any(|(a, b)| a.0 != b.0);
+        assert!(changed, "{method:?}: no link ever moved");
+        if matches!(method, Method::Set | Method::ChtsN | Method::RigL) {
+            for (l, (a, b)) in first.iter().zip(last).enumerate() {
+                assert_eq!(
+                    a.0.nnz(),
+                    b.0.nnz(),
+                    "{method:?} layer {l}: density must stay constant"
+                );
+            }
+        }
+        if let Some(g) = gpu() {
+            let gh = run(g, method);
+            for (round, (cs, gs)) in c.iter().zip(&gh).enumerate() {
+                for (l, (cl, gl)) in cs.iter().zip(gs).enumerate() {
+                    assert_eq!(
+                        cl.0, gl.0,
+                        "{method:?} update {round} layer {l}: masks differ between CPU and GPU"
+                    );
+                    assert_eq!(
+                        cl.1, gl.1,
+                        "{method:?} update {round} layer {l}: weights differ"
+                    );
+                    assert_eq!(
+                        cl.2, gl.2,
+                        "{method:?} update {round} layer {l}: momentum differs"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn kept_links_keep_their_weights_and_new_links_start_at_zero() {
+    let d = cpu();
+    let config = DstConfig::preset(Method::Set, 0.3, 1, 1000, 1);
+    let mut sched = DstScheduler::new(config, &SHAPES).unwrap();
+    let net = build(&d, &sched);
+    let topo = sched.topology(&d, 1);
+    let before = snapshot(&d, &net);
+    sched.step();
+    let states: Vec<[&Tensor; 1]> = net.momentum.iter().map(|m| [m]).collect();
+    let layers: Vec<LayerRef> = (0..3)
+        .map(|l| LayerRef {
+            pattern: &net.patterns[l],
+            values: &net.values[l],
+            state: &states[l],
+            grad: None,
+            dense_grad: None,
+        })
+        .collect();
+    sched.update(&d, &topo, &layers).unwrap();
+    let after = snapshot(&d, &net);
+    for (l, (b, a)) in before.iter().zip(&after).enumerate() {
+        let old =
+            b.0.scatter_dense(&b.1.iter().map(|x| f32::from_bits(*x)).collect::<Vec<_>>());
+        let new_mask = a.0.to_mask();
+        let old_mask = b.0.to_mask();
+        let new_dense =
+            a.0.scatter_dense(&a.1.iter().map(|x| f32::from_bits(*x)).collect::<Vec<_>>());
+        let (rows, cols) = SHAPES[l];
+        let mut kept = 0;
+        for r in 0..rows {
+            for c in 0..cols {
+                if new_mask.get(r, c) {
+                    if old_mask.get(r, c) {
+                        assert_eq!(new_dense[r * cols + c], old[r * cols + c]);
+                        kept += 1;
+                    } else {
+                        assert_eq!(new_dense[r * cols + c], 0.0, "new link must start at 0");
+                    }
+                }
+            }
+        }
+        // SET removes ζ = 30 % and regrows as many.
+        let n = b.0.nnz();
+        assert_eq!(a.0.nnz(), n);
+        assert!(
+            kept >= n - (0.3 * n as f64).floor() as usize - 1 && kept < n,
+            "layer {l}: kept {kept} of {n}"
+        );
+    }
+}
+
+#[test]
+fn scheduler_round_trips_through_json_and_fc_never_updates() {
+    let config = DstConfig::preset(Method::Chtss, 0.1, 10, 100, 3);
+    let mut sched = DstScheduler::new(config, &SHAPES).unwrap();
+    for _ in 0..25 {
+        sched.step();
+    }
+    let json = serde_json::to_string(&sched).unwrap();
+    let back: DstScheduler = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, sched);
+    let mut fc = DstScheduler::new(DstConfig::preset(Method::Fc, 0.1, 1, 100, 0), &SHAPES).unwrap();
+    assert!((0..50).all(|_| !fc.step()));
+    assert!(
+        DstScheduler::new(
+            DstConfig {
+                interval: 0,
+                ..DstConfig::preset(Method::Set, 0.1, 1, 9, 0)
+            },
+            &SHAPES
+        )
+        .is_err()
+    );
+}
