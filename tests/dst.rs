@@ -242,3 +242,182 @@ fn scheduler_round_trips_through_json_and_fc_never_updates() {
         .is_err()
     );
 }
+
+#[test]
+fn device_chain_removal_reproduces_the_spec_vector() {
+    use cht::sparse::Mask;
+    let mask = |rows: usize, cols: usize, v: &[u8]| {
+        Mask::from_bools(rows, cols, v.iter().map(|&b| b == 1).collect()).unwrap()
+    };
+    let m1 = mask(3, 4, &[1, 0, 1, 0, 0, 0, 0, 0, 0, 1, 0, 1]);
+    let m2 = mask(3, 3, &[1, 1, 0, 0, 1, 0, 0, 0, 0]);
+    let m3 = mask(2, 3, &[1, 1, 1, 0, 0, 1]);
+    let want = [
+        vec![1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        vec![1, 0, 0, 0, 0, 0, 0, 0, 0],
+        vec![1, 0, 0, 0, 0, 0],
+    ];
+    let mut devices = vec![cpu()];
+    if gpu().is_some() {
+        devices.push(
+            Device::open_blocking(&cht::gpu::DeviceOptions {
+                backend: cht::gpu::BackendChoice::Gpu,
+                ..cht::gpu::DeviceOptions::from_env().unwrap()
+            })
+            .unwrap(),
+        );
+    }
+    for d in &devices {
+        let t: Vec<Tensor> = [&m1, &m2, &m3]
+            .iter()
+            .map(|m| d.tensor_u32("m", m.rows(), m.cols(), &m.to_u32()).unwrap())
+            .collect();
+        let refs: Vec<&Tensor> = t.iter().collect();
+        cht::dst::chain_removal(d, &refs).unwrap();
+        for (l, (m, w)) in t.iter().zip(&want).enumerate() {
+            assert_eq!(&d.read_u32(m).unwrap(), w, "{}: layer {l}", d.name());
+        }
+        let bad = [&t[0], &t[0]];
+        assert!(
+            cht::dst::chain_removal(d, &bad).is_err(),
+            "3 outputs cannot feed 4 inputs"
+        );
+    }
+}
+
+#[test]
+fn device_removal_scores_reproduce_the_spec_vector() {
+    use cht::gpu::ops::topology::LinkScore;
+    // Spec §2.3: W = [[0.5, −0.25, 0], [0.1, 0.4, −0.2]]; the 0 is not a link.
+    let p = CsrPattern::new(2, 3, vec![0, 2, 5], vec![0, 1, 0, 1, 2]).unwrap();
+    let w = [0.5f32, -0.25, 0.1, 0.4, -0.2];
+    let ri = [1.499_977f32, 0.717_938, 0.309_519, 1.186_796, 1.285_660];
+    let mut devices = vec![cpu()];
+    if gpu().is_some() {
+        devices.push(
+            Device::open_blocking(&cht::gpu::DeviceOptions {
+                backend: cht::gpu::BackendChoice::Gpu,
+                ..cht::gpu::DeviceOptions::from_env().unwrap()
+            })
+            .unwrap(),
+        );
+    }
+    for d in &devices {
+        let dp = d.upload_pattern("w", &p, 5).unwrap();
+        let v = d.tensor_f32("v", 5, 1, &w).unwrap();
+        let (rs, cs) = (
+            d.zeros("rs", 2, 1, DType::F32),
+            d.zeros("cs", 3, 1, DType::F32),
+        );
+        let out = d.tensor_f32("out", 5, 1, &common::poison(5)).unwrap();
+        d.removal_scores(
+            &dp,
+            &v,
+            LinkScore::RelativeImportance { epsilon: 1e-5 },
+            &rs,
+            &cs,
+            &out,
+        )
+        .unwrap();
+        common::assert_close(
+            &format!("{} RI", d.name()),
+            &d.read_f32(&out).unwrap(),
+            &ri,
+            1e-6,
+        );
+        d.removal_scores(&dp, &v, LinkScore::WeightMagnitude, &rs, &cs, &out)
+            .unwrap();
+        common::assert_close(
+            &format!("{} WM", d.name()),
+            &d.read_f32(&out).unwrap(),
+            &[0.5, 0.25, 0.1, 0.4, 0.2],
+            0.0,
+        );
+        let g = d
+            .tensor_f32("g", 5, 1, &[1.0, -2.0, 0.0, 0.0, 10.0])
+            .unwrap();
+        d.removal_scores(
+            &dp,
+            &v,
+            LinkScore::Mest {
+                factor: 0.01,
+                grad: &g,
+            },
+            &rs,
+            &cs,
+            &out,
+        )
+        .unwrap();
+        common::assert_close(
+            &format!("{} MEST", d.name()),
+            &d.read_f32(&out).unwrap(),
+            &[0.51, 0.27, 0.1, 0.4, 0.3],
+            1e-6,
+        );
+    }
+}
+
+#[test]
+fn zero_option_starts_every_regrown_link_at_zero_and_reports_anp_itop() {
+    let d = cpu();
+    // The same update with both options: identical masks; "Zero" differs exactly on the links
+    // that were removed and regrown in the same update.
+    let one_update = |regrown_weights| {
+        let config = DstConfig {
+            regrown_weights,
+            ..DstConfig::preset(Method::Set, 0.5, 1, 1000, 4)
+        };
+        let mut sched = DstScheduler::new(config, &SHAPES).unwrap();
+        sched.observe(&sched.initial_masks(None).unwrap()).unwrap();
+        let net = build(&d, &sched);
+        let topo = sched.topology(&d, 1);
+        let before = snapshot(&d, &net);
+        sched.step();
+        let states: Vec<[&Tensor; 1]> = net.momentum.iter().map(|m| [m]).collect();
+        let layers: Vec<LayerRef> = (0..3)
+            .map(|l| LayerRef {
+                pattern: &net.patterns[l],
+                values: &net.values[l],
+                state: &states[l],
+                grad: None,
+                dense_grad: None,
+            })
+            .collect();
+        sched.update(&d, &topo, &layers).unwrap();
+        let itop0 = sched.itop();
+        sched.observe(&topo.read_masks(&d).unwrap()).unwrap();
+        assert!(sched.itop() > itop0, "ITOP must grow when new links appear");
+        let anp = sched.anp().unwrap();
+        assert!(anp > 0.5 && anp <= 1.0, "ANP {anp}");
+        assert!(sched.summary().contains("ANP"));
+        (before, snapshot(&d, &net))
+    };
+    let (before, keep) = one_update(cht::dst::RegrownWeights::KeepIfRemoved);
+    let (_, zero) = one_update(cht::dst::RegrownWeights::Zero);
+    let mut regrown_removed = 0;
+    for ((b, k), z) in before.iter().zip(&keep).zip(&zero) {
+        assert_eq!(k.0, z.0, "the option must not change the masks");
+        let old: std::collections::HashSet<(u32, u32)> = coords(&b.0).into_iter().collect();
+        for ((rc, kv), zv) in coords(&k.0).into_iter().zip(&k.1).zip(&z.1) {
+            if kv != zv {
+                assert_eq!(*zv, 0, "Zero may only differ by zeroing");
+                assert!(
+                    old.contains(&rc),
+                    "only links that existed before can carry an old value"
+                );
+                regrown_removed += 1;
+            }
+        }
+    }
+    assert!(
+        regrown_removed > 0,
+        "no removed-and-regrown link in this update"
+    );
+}
+
+fn coords(p: &CsrPattern) -> Vec<(u32, u32)> {
+    p.row_of_links()
+        .into_iter()
+        .zip(p.col_idx().iter().copied())
+        .collect()
+}

@@ -28,6 +28,9 @@ pub struct ScoreBenchArgs {
     /// One JSON object per line.
     #[arg(long)]
     json: bool,
+    /// Skip the GPU (by default the selected adapter is measured beside the CPU backend).
+    #[arg(long)]
+    no_gpu: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -49,7 +52,7 @@ pub struct KernelArgs {
 pub fn run(options: &DeviceOptions, cmd: &BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Kernels(a) => kernels(options, a),
-        BenchCommand::Scores(a) => scores(a),
+        BenchCommand::Scores(a) => scores(options, a),
     }
 }
 
@@ -372,16 +375,19 @@ const SCORE_CASES: [(cht_sparse::predict::Predictor, usize, f64, f64, &str); 4] 
     ),
 ];
 
-fn scores(a: &ScoreBenchArgs) -> Result<()> {
+fn scores(options: &DeviceOptions, a: &ScoreBenchArgs) -> Result<()> {
     let threads = cht_gpu::cpu_threads();
+    let gpu = Device::open_blocking(options).ok().filter(Device::is_gpu);
+    let gpu_name = gpu.as_ref().map(Device::name);
     if !a.json {
+        println!("link prediction on random masks, median of {} runs", a.runs);
         println!(
-            "link prediction on random masks, CPU backend ({threads} threads), median of {} runs",
-            a.runs
+            "CPU backend: Rust, {threads} threads; GPU: {}",
+            gpu_name.as_deref().unwrap_or("none")
         );
         println!(
-            "{:<10} {:>10} {:>8} {:>10} {:>10} {:>9}  peer",
-            "predictor", "size", "density", "ours (s)", "peer (s)", "speed-up"
+            "{:<10} {:>10} {:>8} {:>10} {:>10} {:>10} {:>9}  peer",
+            "predictor", "size", "density", "cpu (s)", "gpu (s)", "peer (s)", "cpu gain"
         );
     }
     for (predictor, n, density, peer_s, peer) in SCORE_CASES {
@@ -395,22 +401,89 @@ fn scores(a: &ScoreBenchArgs) -> Result<()> {
         }
         times.sort_by(f64::total_cmp);
         let ours = times[times.len() / 2];
+        let gpu_s = match &gpu {
+            Some(g) if !a.no_gpu => {
+                let dp = g.upload_pattern("bench.scores", &p, p.nnz())?;
+                let scratch = g.link_scratch("bench.scores", n, n);
+                let out = g.zeros("bench.scores.out", n, n, DType::F32);
+                let (ms, _) =
+                    median_ms(g, 1, |dev| dev.link_scores(&dp, predictor, &scratch, &out))?;
+                Some(ms / 1e3)
+            }
+            _ => None,
+        };
         if a.json {
             println!(
                 "{}",
                 serde_json::json!({"predictor": predictor.name(), "rows": n, "cols": n, "density": density,
-                    "backend": "cpu", "threads": threads, "ours_s": ours, "peer_s": peer_s, "peer": peer,
-                    "speedup": peer_s / ours})
+                    "cpu_s": ours, "cpu_threads": threads, "gpu_s": gpu_s, "gpu_adapter": gpu_name,
+                    "peer_s": peer_s, "peer": peer, "cpu_speedup": peer_s / ours})
             );
         } else {
+            let g = gpu_s.map_or("-".to_owned(), |s| format!("{s:.4}"));
             println!(
-                "{:<10} {:>10} {:>7.0}% {:>10.4} {:>10.2} {:>8.1}x  {peer}",
+                "{:<10} {:>10} {:>7.0}% {:>10.4} {:>10} {:>10.2} {:>8.1}x  {peer}",
                 predictor.name(),
                 format!("{n}x{n}"),
                 density * 100.0,
                 ours,
+                g,
                 peer_s,
                 peer_s / ours
+            );
+        }
+    }
+    topology_update(gpu.as_ref(), a)
+}
+
+/// One full CHTs-n topology update (soft removal, CH2-L3n scoring, soft regrowth, CSR/CSC rebuild,
+/// re-gather of weights and momentum) of a 1568×1568 layer at 1 % density.
+fn topology_update(gpu: Option<&Device>, a: &ScoreBenchArgs) -> Result<()> {
+    use cht_dst::{DstConfig, DstScheduler, LayerRef, Method};
+    let cpu = Device::cpu();
+    let mut devices = vec![&cpu];
+    if let Some(g) = gpu.filter(|_| !a.no_gpu) {
+        devices.push(g);
+    }
+    for d in devices {
+        let config = DstConfig::preset(Method::ChtsN, 0.01, 1, 1_000_000, 1);
+        let mut sched = DstScheduler::new(config, &[(1568, 1568)])?;
+        let mask = sched.initial_masks(None)?.remove(0);
+        let p = CsrPattern::from_mask(&mask);
+        let weights = sched.initial_weights(0, &mask)?;
+        let pattern = d.upload_pattern("bench.update", &p, p.nnz())?;
+        let values = d.tensor_f32("bench.update.values", p.nnz(), 1, &weights)?;
+        let momentum = d.zeros("bench.update.momentum", p.nnz(), 1, DType::F32);
+        let topo = sched.topology(d, 1);
+        let state = [&momentum];
+        let layer = LayerRef {
+            pattern: &pattern,
+            values: &values,
+            state: &state,
+            grad: None,
+            dense_grad: None,
+        };
+        let (ms, how) = median_ms(d, a.runs, |dev| {
+            sched.step();
+            sched
+                .update(dev, &topo, &[layer])
+                .map(|_| ())
+                .map_err(|e| match e {
+                    cht_dst::Error::Device(e) => e,
+                    other => cht_gpu::Error::Unsupported(other.to_string()),
+                })
+        })?;
+        if a.json {
+            println!(
+                "{}",
+                serde_json::json!({"op": "topology_update", "method": "CHTs-n", "rows": 1568, "cols": 1568,
+                    "density": 0.01, "backend": if d.is_gpu() { "gpu" } else { "cpu" }, "adapter": d.name(),
+                    "ms": ms, "timing": how})
+            );
+        } else {
+            println!(
+                "full CHTs-n topology update, 1568x1568 @ 1% on {}: {ms:.1} ms ({how})",
+                d.name()
             );
         }
     }

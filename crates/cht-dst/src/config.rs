@@ -87,6 +87,17 @@ pub struct Regrowth {
     pub selection: Selection,
 }
 
+/// Initial value of regrown links (spec §3.5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum RegrownWeights {
+    /// New links start at 0; a link removed and regrown in the same update keeps its old weight and
+    /// optimizer state (both official codes).
+    #[default]
+    KeepIfRemoved,
+    /// Every regrown link starts at 0, including removed-and-regrown ones.
+    Zero,
+}
+
 /// Chain removal / network percolation (spec §4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ChainRemoval {
@@ -109,6 +120,8 @@ pub struct DstConfig {
     pub regrowth: Option<Regrowth>,
     /// Percolation after removal.
     pub chain_removal: ChainRemoval,
+    /// Initial value of regrown links.
+    pub regrown_weights: RegrownWeights,
     /// Gradual density decay (CHTss, GMP, GraNet), or constant density.
     pub density_decay: Option<DensityDecay>,
     /// Score of the decay's pruning step (relative importance for CHTss, magnitude otherwise).
@@ -153,6 +166,7 @@ impl DstConfig {
             removal: hard_wm.clone(),
             regrowth: regrow(RegrowScores::Random, Selection::Hard),
             chain_removal: ChainRemoval::Off,
+            regrown_weights: RegrownWeights::KeepIfRemoved,
             density_decay: None,
             prune_score: RemovalScoreKind::WeightMagnitude,
             interval,

@@ -16,9 +16,12 @@ mod config;
 mod scheduler;
 mod update;
 
-pub use config::{ChainRemoval, DstConfig, Method, RegrowScores, Regrowth, Removal, Selection};
+pub use config::{
+    ChainRemoval, DstConfig, Method, RegrowScores, RegrownWeights, Regrowth, Removal,
+    RemovalScoreKind, Selection,
+};
 pub use scheduler::{DstScheduler, LayerReport, UpdateReport, pattern_of};
-pub use update::{LayerRef, Topology};
+pub use update::{LayerRef, Topology, chain_removal};
 
 /// Errors of the scheduler.
 #[derive(Debug, thiserror::Error)]

@@ -2,6 +2,7 @@
 //! decisions of each update; serde-serialisable for checkpoints.
 
 use cht_gpu::Device;
+use cht_sparse::chain::{ItopTracker, anp, itop_rate};
 use cht_sparse::init::Correlation;
 use cht_sparse::removal::{guarded_floor, removal_counts};
 use cht_sparse::rng::{RngKey, Stream};
@@ -25,6 +26,10 @@ pub struct DstScheduler {
     updates: u32,
     layers: Vec<LayerState>,
     last: Option<UpdateReport>,
+    /// In-time over-parameterisation: every link that has ever been active, per layer.
+    itop: Vec<ItopTracker>,
+    /// Active-neuron rate of the last observed masks.
+    anp: Option<f64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -80,12 +85,18 @@ impl DstScheduler {
                 }
             })
             .collect();
+        let itop = shapes
+            .iter()
+            .map(|&(rows, cols)| ItopTracker::new(rows, cols))
+            .collect();
         Ok(DstScheduler {
             config,
             step: 0,
             updates: 0,
             layers,
             last: None,
+            itop,
+            anp: None,
         })
     }
 
@@ -216,6 +227,7 @@ impl DstScheduler {
                 removal: c.removal.selection,
                 temperature: temperature as f32,
                 regrow,
+                regrown_weights: c.regrown_weights,
                 seed: c.seed,
                 update: self.updates,
                 layer: l as u32,
@@ -244,11 +256,40 @@ impl DstScheduler {
         Ok(report)
     }
 
+    /// Records the current masks (read with [`Topology::read_masks`] or the initial masks) for the
+    /// ANP and ITOP metrics.
+    pub fn observe(&mut self, masks: &[Mask]) -> Result<()> {
+        for (tracker, mask) in self.itop.iter_mut().zip(masks) {
+            tracker
+                .observe(mask)
+                .map_err(|e| Error::Config(e.to_string()))?;
+        }
+        self.anp = Some(anp(masks).rate());
+        Ok(())
+    }
+
+    /// Active neurons after percolation over all neurons of the chain (spec §4.3), as of the last
+    /// [`DstScheduler::observe`].
+    pub fn anp(&self) -> Option<f64> {
+        self.anp
+    }
+
+    /// Fraction of all possible links that have been active at some observed point.
+    pub fn itop(&self) -> f64 {
+        itop_rate(&self.itop)
+    }
+
     /// A readable per-layer summary: shape, planned links and density, last update's counts.
     pub fn summary(&self) -> String {
         let mut out = format!(
-            "{:?}: step {}, {} topology updates (every {} steps until {})\n",
-            self.config.method, self.step, self.updates, self.config.interval, self.config.t_end
+            "{:?}: step {}, {} topology updates (every {} steps until {}), ANP {}, ITOP {:.3}\n",
+            self.config.method,
+            self.step,
+            self.updates,
+            self.config.interval,
+            self.config.t_end,
+            self.anp.map_or("-".into(), |a| format!("{:.3}", a)),
+            self.itop()
         );
         for (l, s) in self.layers.iter().enumerate() {
             let density = s.nnz as f64 / (s.rows * s.cols) as f64;

@@ -7,7 +7,7 @@ use cht_gpu::ops::topology::{Axis, LinkScore};
 use cht_gpu::{CsrBuilder, DType, Device, SparsePattern, Tensor};
 use cht_sparse::rng::{RngKey, Stream};
 
-use crate::config::{RegrowScores, RemovalScoreKind, Selection};
+use crate::config::{RegrowScores, RegrownWeights, RemovalScoreKind, Selection};
 use crate::{Error, Result};
 
 /// The parameters and optimizer state of one sparse layer, as the update rewires them in place.
@@ -71,6 +71,7 @@ pub(crate) struct LayerPlan {
     pub removal: Selection,
     pub temperature: f32,
     pub regrow: Option<(RegrowScores, Selection, RegrowTarget)>,
+    pub regrown_weights: RegrownWeights,
     pub seed: u32,
     pub update: u32,
     pub layer: u32,
@@ -166,23 +167,60 @@ impl Topology {
         Ok(())
     }
 
-    /// Sequential percolation over the post-removal masks (spec §4.1): a backward sweep clears
-    /// inputs of neurons without outgoing links, then a forward sweep clears outputs of neurons
-    /// without incoming links.
+    /// Sequential percolation over the post-removal masks (spec §4.1).
     fn chain_removal(&self, device: &Device) -> Result<()> {
-        let n = self.layers.len();
-        for l in (0..n.saturating_sub(1)).rev() {
-            let next = &self.layers[l + 1];
-            device.mask_any(&next.mask, Axis::Cols, &next.col_flags)?;
-            device.mask_clear_unflagged(&self.layers[l].mask, Axis::Rows, &next.col_flags)?;
-        }
-        for l in 1..n {
-            let prev = &self.layers[l - 1];
-            device.mask_any(&prev.mask, Axis::Rows, &prev.row_flags)?;
-            device.mask_clear_unflagged(&self.layers[l].mask, Axis::Cols, &prev.row_flags)?;
-        }
-        Ok(())
+        let masks: Vec<&Tensor> = self.layers.iter().map(|s| &s.mask).collect();
+        let flags: Vec<(&Tensor, &Tensor)> = self
+            .layers
+            .iter()
+            .map(|s| (&s.row_flags, &s.col_flags))
+            .collect();
+        chain_removal_with(device, &masks, &flags)
     }
+}
+
+/// Sequential chain removal (spec §4.1) on dense `[out, in]` u32 masks of consecutive layers, on the
+/// device: a backward sweep clears the inputs of neurons without outgoing links, then a forward
+/// sweep clears the outputs of neurons without incoming links. Allocates its flag buffers; the
+/// topology update reuses its own.
+pub fn chain_removal(device: &Device, masks: &[&Tensor]) -> Result<()> {
+    let flags: Vec<(Tensor, Tensor)> = masks
+        .iter()
+        .map(|m| {
+            (
+                device.zeros("chain.rows", m.rows(), 1, DType::U32),
+                device.zeros("chain.cols", m.cols(), 1, DType::U32),
+            )
+        })
+        .collect();
+    let refs: Vec<(&Tensor, &Tensor)> = flags.iter().map(|(r, c)| (r, c)).collect();
+    chain_removal_with(device, masks, &refs)
+}
+
+fn chain_removal_with(
+    device: &Device,
+    masks: &[&Tensor],
+    flags: &[(&Tensor, &Tensor)],
+) -> Result<()> {
+    let n = masks.len();
+    for w in masks.windows(2) {
+        if w[0].rows() != w[1].cols() {
+            return Err(Error::Config(format!(
+                "chain removal: a layer with {} outputs feeds one with {} inputs",
+                w[0].rows(),
+                w[1].cols()
+            )));
+        }
+    }
+    for l in (0..n.saturating_sub(1)).rev() {
+        device.mask_any(masks[l + 1], Axis::Cols, flags[l + 1].1)?;
+        device.mask_clear_unflagged(masks[l], Axis::Rows, flags[l + 1].1)?;
+    }
+    for l in 1..n {
+        device.mask_any(masks[l - 1], Axis::Rows, flags[l - 1].0)?;
+        device.mask_clear_unflagged(masks[l], Axis::Cols, flags[l - 1].0)?;
+    }
+    Ok(())
 }
 
 fn key_mode(selection: Selection, temperature: f32) -> KeyMode {
@@ -281,6 +319,14 @@ impl LayerScratch {
     ) -> Result<()> {
         if let Some((scores, selection, target)) = plan.regrow {
             device.build_pattern(&self.builder, &self.mask, &self.post)?;
+            if plan.regrown_weights == RegrownWeights::Zero {
+                // Keep only the survivors' values in the dense scratch (round trip through the
+                // post-removal pattern), so every regrown link gathers 0.
+                for dense in std::iter::once(&self.dense_w).chain(&self.dense_state) {
+                    device.csr_gather(&self.post, dense, &self.link_scores)?;
+                    device.csr_scatter(&self.post, &self.link_scores, dense)?;
+                }
+            }
             let rng = RngKey::new(plan.seed, Stream::Regrowth, plan.update, plan.layer * 4);
             match scores {
                 RegrowScores::LinkPrediction(predictor) => {
@@ -337,9 +383,27 @@ impl Topology {
     /// update itself). Native only.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn live_links(&self, device: &Device) -> Result<Vec<usize>> {
+        // The builder's status holds the count of the last pattern it built: the final one.
         self.layers
             .iter()
             .map(|s| Ok(device.read_u32(&s.builder.status)?[0] as usize))
+            .collect()
+    }
+}
+
+impl Topology {
+    /// Reads the masks the last update produced (one readback per layer; for ANP/ITOP reports
+    /// every few updates). Native only.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn read_masks(&self, device: &Device) -> Result<Vec<cht_sparse::Mask>> {
+        self.layers
+            .iter()
+            .map(|s| {
+                let words = device.read_u32(&s.mask)?;
+                let bits = words.iter().map(|&w| w != 0).collect();
+                cht_sparse::Mask::from_bools(s.rows, s.cols, bits)
+                    .map_err(|e| Error::Config(e.to_string()))
+            })
             .collect()
     }
 }

@@ -11,7 +11,7 @@
 //! | `optim`       | `shaders/optim.wgsl`     | SGD with momentum and weight decay |
 //! | `csr_build`   | `shaders/csr_build.wgsl` | CSR/CSC from a mask, gather/scatter values |
 //! | `random`      | `shaders/random.wgsl`    | counter-based RNG fill |
-//! | `predict`     | `shaders/ch_l3n.wgsl`    | node-based CH link prediction |
+//! | `predict`     | `shaders/ch_link.wgsl`   | CH link prediction (L3n and L3p) |
 //! | `topology`    | `shaders/topology.wgsl`  | removal scores, mask edits, chain sweeps |
 //! | `sample`      | `shaders/sample.wgsl`    | sampling keys, exact top-k selection |
 

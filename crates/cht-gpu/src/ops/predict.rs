@@ -1,18 +1,19 @@
-//! Node-based Cannistraci-Hebb link prediction on the device; shader `shaders/ch_l3n.wgsl`, CPU
-//! twin `cht_sparse::predict::scores` (same summation order, so the scores agree bit for bit where
-//! f32 division is correctly rounded; CH3.1 uses `pow` and agrees to rounding only).
+//! Cannistraci-Hebb link prediction on the device; shader `shaders/ch_link.wgsl`, CPU twin
+//! `cht_sparse::predict::scores`. Node-based predictors sum in the twin's order, so the scores agree
+//! bit for bit where f32 division is correctly rounded (CH3.1 uses `pow`: rounding only);
+//! path-based predictors agree to rounding.
 
 use cht_sparse::CsrPattern;
 use cht_sparse::predict::{Predictor, scores};
 
 use crate::device::{Backend, Device};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::gpu::{Access, Kernel};
 use crate::ops::{bytes, grid_1d};
 use crate::sparse::SparsePattern;
 use crate::tensor::{DType, Tensor, as_f32_mut};
 
-const SOURCE: &str = include_str!("../../../../shaders/ch_l3n.wgsl");
+const SOURCE: &str = include_str!("../../../../shaders/ch_link.wgsl");
 const fn kernel(entry: &'static str, access: &'static [Access]) -> Kernel {
     Kernel {
         family: "ch_l3n",
@@ -27,6 +28,7 @@ const COUNT: Kernel = kernel("l3n_count", &[R, R, R, R, W]);
 const WEIGHTS: Kernel = kernel("l3n_weights", &[R, R, W]);
 const ROWS: Kernel = kernel("l3n_rows", &[R, R, R, W]);
 const COLS: Kernel = kernel("l3n_cols", &[R, R, R, W]);
+const PATHS: Kernel = kernel("l3p_cols", &[R, R, R, R, R, W]);
 
 /// Scratch entries (per buffer) a link-prediction pass may use: 4 Mi words = 16 MiB.
 const SCRATCH_WORDS: usize = 1 << 22;
@@ -70,8 +72,7 @@ impl Device {
     }
 
     /// Writes the `predictor`'s score of every pair of the pattern into `scores` (`[rows, cols]`,
-    /// existing links 0). The GPU runs the node-based predictors; path-based ones run on the CPU
-    /// backend only for now.
+    /// existing links 0).
     pub fn link_scores(
         &self,
         pattern: &SparsePattern,
@@ -94,14 +95,52 @@ impl Device {
                     Predictor::Ch3L3n => 0,
                     Predictor::Ch2L3n => 1,
                     Predictor::Ch31L3n => 2,
-                    other => {
-                        return Err(Error::Unsupported(format!(
-                            "{} runs on the CPU backend only for now",
-                            other.name()
-                        )));
-                    }
+                    Predictor::Ch3L3p => 3,
+                    Predictor::Ch2L3p => 4,
+                    Predictor::RaL3 => 5,
                 };
                 let p = pattern;
+                if predictor.is_path_based() {
+                    // Chunks of seed columns j: factors f(k; j), then every path through (j, a).
+                    let chunk = scratch.chunk(cols);
+                    for start in (0..cols).step_by(chunk) {
+                        let n = chunk.min(cols - start);
+                        let params = Params {
+                            rows: cols as u32,
+                            others: rows as u32,
+                            start: start as u32,
+                            chunk: n as u32,
+                            variant,
+                            _pad: [0; 3],
+                        };
+                        g.clear(scratch.counts.gpu_buffer(OP)?);
+                        let count = [
+                            &p.col_ptr,
+                            &p.row_idx,
+                            &p.row_ptr,
+                            &p.col_idx,
+                            &scratch.counts,
+                        ];
+                        g.dispatch(&COUNT, &[], bytes(&params), &count, grid_1d(p.capacity))?;
+                        g.dispatch(
+                            &WEIGHTS,
+                            &[],
+                            bytes(&params),
+                            &[&p.col_ptr, &scratch.counts, &scratch.weights],
+                            grid_1d(n * cols),
+                        )?;
+                        let paths = [
+                            &p.row_ptr,
+                            &p.col_idx,
+                            &p.col_ptr,
+                            &p.row_idx,
+                            &scratch.weights,
+                            out,
+                        ];
+                        g.dispatch(&PATHS, &[], bytes(&params), &paths, grid_1d(n * rows))?;
+                    }
+                    return Ok(());
+                }
                 // Output-side LC nodes, chunks of seed rows.
                 let chunk = scratch.chunk(rows);
                 for start in (0..rows).step_by(chunk) {
