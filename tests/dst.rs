@@ -291,7 +291,7 @@ fn device_removal_scores_reproduce_the_spec_vector() {
     // Spec §2.3: W = [[0.5, −0.25, 0], [0.1, 0.4, −0.2]]; the 0 is not a link.
     let p = CsrPattern::new(2, 3, vec![0, 2, 5], vec![0, 1, 0, 1, 2]).unwrap();
     let w = [0.5f32, -0.25, 0.1, 0.4, -0.2];
-    let ri = [1.499_977f32, 0.717_938, 0.309_519, 1.186_796, 1.285_660];
+    let ri = [1.499_977f32, 0.717_938, 0.309_519, 1.186_796, 1.285_66];
     let mut devices = vec![cpu()];
     if gpu().is_some() {
         devices.push(
