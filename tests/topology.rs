@@ -172,6 +172,7 @@ fn link_prediction_handles_chunked_scratch_on_large_layers() {
 }
 
 #[test]
+#[allow(clippy::approx_constant)] // the spec's test vector, to six decimals
 fn link_prediction_reproduces_the_spec_vectors_on_every_backend() {
     use cht::sparse::predict::Predictor;
     use cht::sparse::{CsrPattern, Mask};
