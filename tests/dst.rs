@@ -421,3 +421,25 @@ fn coords(p: &CsrPattern) -> Vec<(u32, u32)> {
         .zip(p.col_idx().iter().copied())
         .collect()
 }
+
+#[test]
+fn erk_distribution_spreads_the_same_link_budget_unevenly() {
+    let shapes = [(1568, 784), (1568, 1568), (10, 1568)];
+    let config = DstConfig {
+        distribution: cht::dst::DensityDistribution::Erk,
+        ..DstConfig::preset(Method::Set, 0.05, 10, 100, 0)
+    };
+    let sched = DstScheduler::new(config, &shapes).unwrap();
+    let masks = sched.initial_masks(None).unwrap();
+    let links: usize = masks.iter().map(|m| m.nnz()).sum();
+    let total: usize = shapes.iter().map(|&(r, c)| r * c).sum();
+    let global = links as f64 / total as f64;
+    assert!((global - 0.05).abs() < 0.001, "global density {global}");
+    // The small classifier layer is much denser than the big hidden layer.
+    assert!(
+        masks[2].density() > 4.0 * masks[1].density(),
+        "{} vs {}",
+        masks[2].density(),
+        masks[1].density()
+    );
+}

@@ -98,6 +98,16 @@ pub enum RegrownWeights {
     Zero,
 }
 
+/// How the global density is spread over the sparse layers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum DensityDistribution {
+    /// Every layer at the same density (the paper).
+    #[default]
+    Uniform,
+    /// Erdős–Rényi-Kernel (RigL): density ∝ (in + out)/(in·out), the same total number of links.
+    Erk,
+}
+
 /// Chain removal / network percolation (spec §4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ChainRemoval {
@@ -112,8 +122,10 @@ pub enum ChainRemoval {
 pub struct DstConfig {
     /// Which method this is.
     pub method: Method,
-    /// Target density of every sparse layer (1 = fully connected).
+    /// Target density of the sparse layers (1 = fully connected).
     pub density: f64,
+    /// How that density is spread over the layers.
+    pub distribution: DensityDistribution,
     /// Removal rule.
     pub removal: Removal,
     /// Regrowth rule (`None`: prune only, as GMP).
@@ -163,6 +175,7 @@ impl DstConfig {
         let base = DstConfig {
             method,
             density,
+            distribution: DensityDistribution::Uniform,
             removal: hard_wm.clone(),
             regrowth: regrow(RegrowScores::Random, Selection::Hard),
             chain_removal: ChainRemoval::Off,

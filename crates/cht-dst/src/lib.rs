@@ -17,8 +17,8 @@ mod scheduler;
 mod update;
 
 pub use config::{
-    ChainRemoval, DstConfig, Method, RegrowScores, RegrownWeights, Regrowth, Removal,
-    RemovalScoreKind, Selection,
+    ChainRemoval, DensityDistribution, DstConfig, Method, RegrowScores, RegrownWeights, Regrowth,
+    Removal, RemovalScoreKind, Selection,
 };
 pub use scheduler::{DstScheduler, LayerReport, UpdateReport, pattern_of};
 pub use update::{LayerRef, Topology, chain_removal};

@@ -36,6 +36,8 @@ pub struct DstScheduler {
 struct LayerState {
     rows: usize,
     cols: usize,
+    /// This layer's density relative to the global one (1 for uniform, ERK's ratio otherwise).
+    scale: f64,
     /// Links the layer holds (as planned; percolation may leave fewer, see
     /// [`Topology::live_links`]).
     nnz: usize,
@@ -71,15 +73,27 @@ impl DstScheduler {
     pub fn new(config: DstConfig, shapes: &[(usize, usize)]) -> Result<DstScheduler> {
         config.validate()?;
         let density = initial_density(&config)?;
+        let scales: Vec<f64> = match config.distribution {
+            crate::config::DensityDistribution::Uniform => vec![1.0; shapes.len()],
+            crate::config::DensityDistribution::Erk => {
+                cht_sparse::init::erk_densities(shapes, config.density)
+                    .map_err(|e| Error::Config(format!("ERK allocation: {e}")))?
+                    .into_iter()
+                    .map(|d| d / config.density)
+                    .collect()
+            }
+        };
         let layers = shapes
             .iter()
-            .map(|&(rows, cols)| {
-                let nnz = guarded_floor(density * (rows * cols) as f64)
+            .zip(scales)
+            .map(|(&(rows, cols), scale)| {
+                let nnz = guarded_floor((density * scale).min(1.0) * (rows * cols) as f64)
                     .max(1)
                     .min(rows * cols);
                 LayerState {
                     rows,
                     cols,
+                    scale,
                     nnz,
                     capacity: nnz,
                 }
@@ -118,10 +132,11 @@ impl DstScheduler {
             .enumerate()
             .map(|(l, s)| {
                 let key = RngKey::new(self.config.seed, Stream::TopologyInit, 0, l as u32);
+                let layer_density = (density * s.scale).min(1.0);
                 let mut mask = self
                     .config
                     .topology_init
-                    .mask(s.rows, s.cols, density, key, correlation)
+                    .mask(s.rows, s.cols, layer_density, key, correlation)
                     .map_err(|e| Error::Config(format!("layer {l} initial topology: {e}")))?;
                 trim_to(&mut mask, s.nnz);
                 Ok(mask)
@@ -131,7 +146,7 @@ impl DstScheduler {
 
     /// The initial weights of layer `l` for `mask` (CSR order), by the configured initialiser.
     pub fn initial_weights(&self, l: usize, mask: &Mask) -> Result<Vec<f32>> {
-        let density = initial_density(&self.config)?;
+        let density = (initial_density(&self.config)? * self.layers[l].scale).min(1.0);
         let key = RngKey::new(self.config.seed, Stream::WeightInit, 0, l as u32);
         cht_sparse::init::mask_weights(mask, &self.config.weight_init, density, key)
             .map_err(|e| Error::Config(format!("layer {l} weight init: {e}")))
@@ -190,7 +205,8 @@ impl DstScheduler {
         let mut reports = Vec::with_capacity(layers.len());
         for (l, s) in self.layers.iter_mut().enumerate() {
             let total = s.rows * s.cols;
-            let target = guarded_floor(density_t * total as f64).clamp(1, s.capacity);
+            let target =
+                guarded_floor((density_t * s.scale).min(1.0) * total as f64).clamp(1, s.capacity);
             let n_before = s.nnz;
             let n_pruned = if c.density_decay.is_some() {
                 n_before.min(target)
