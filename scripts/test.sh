@@ -14,7 +14,7 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 
 echo "== adapter used by the GPU tests"
-cargo run --release -q -p cht-cli -- info
+cargo run --release -q -p cht-cli -- --backend gpu info
 
 echo "== tests (GPU kernels vs CPU twins, end-to-end training on GPU and CPU)"
 cargo test --release --workspace

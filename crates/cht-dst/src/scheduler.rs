@@ -119,6 +119,12 @@ impl DstScheduler {
         &self.config
     }
 
+    /// Link slots of layer `l` (its initial link count): the capacity its device pattern and the
+    /// update's scratch are made for.
+    pub fn capacity(&self, l: usize) -> usize {
+        self.layers[l].capacity
+    }
+
     /// Optimizer steps so far.
     pub fn step_count(&self) -> u64 {
         self.step

@@ -10,7 +10,9 @@ use crate::tensor::{DType, Store, Tensor};
 /// Which execution to use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum BackendChoice {
-    /// A GPU adapter if one exists, else the CPU twins (reported once in the log).
+    /// A hardware GPU adapter if one exists, else the CPU twins (reported once in the log).
+    /// Software adapters (lavapipe, SwiftShader, WARP: device type `Cpu`) are slower than the CPU
+    /// twins, so `Auto` skips them; ask for `Gpu` to use one anyway.
     #[default]
     Auto,
     /// A GPU adapter, or an error.
@@ -89,6 +91,18 @@ impl Device {
                 backend: Backend::Gpu(Box::new(Gpu::open(&options.adapter).await?)),
             }),
             BackendChoice::Auto => match Gpu::open(&options.adapter).await {
+                // A software rasteriser is slower than the CPU twins; only an explicit request
+                // (an adapter name or `Gpu`) uses it.
+                Ok(gpu)
+                    if gpu.summary.device_type == "Cpu"
+                        && options.adapter.name_contains.is_none() =>
+                {
+                    log::info!(
+                        "adapter {:?} is a software rasteriser: using the faster CPU backend",
+                        gpu.summary.name
+                    );
+                    Ok(Device::cpu())
+                }
                 Ok(gpu) => Ok(Device {
                     backend: Backend::Gpu(Box::new(gpu)),
                 }),

@@ -16,12 +16,14 @@ pub struct SparseLinear {
     pub values: Tensor,
     /// Gradient of the weights, written by the backward pass.
     pub grad: Tensor,
-    velocity: Tensor,
+    /// Momentum of the weights, in the same order.
+    pub velocity: Tensor,
     /// Bias (`[out, 1]`).
     pub bias: Tensor,
     /// Gradient of the bias.
     pub bias_grad: Tensor,
-    bias_velocity: Tensor,
+    /// Momentum of the bias.
+    pub bias_velocity: Tensor,
 }
 
 /// `y = W·x + b` with a dense `W` (`[out, in]`).
@@ -31,12 +33,14 @@ pub struct DenseLinear {
     pub weight: Tensor,
     /// Gradient of the weights, written by the backward pass.
     pub grad: Tensor,
-    velocity: Tensor,
+    /// Momentum of the weights, in the same order.
+    pub velocity: Tensor,
     /// Bias (`[out, 1]`).
     pub bias: Tensor,
     /// Gradient of the bias.
     pub bias_grad: Tensor,
-    bias_velocity: Tensor,
+    /// Momentum of the bias.
+    pub bias_velocity: Tensor,
 }
 
 /// One linear layer of an MLP.
@@ -87,6 +91,32 @@ impl SparseLinear {
             values: device.tensor_f32(&format!("{label}.values"), nnz, 1, &w)?,
             grad: zeros(device, &format!("{label}.values.grad"), nnz, 1),
             velocity: zeros(device, &format!("{label}.values.momentum"), nnz, 1),
+            bias: zeros(device, &format!("{label}.bias"), rows, 1),
+            bias_grad: zeros(device, &format!("{label}.bias.grad"), rows, 1),
+            bias_velocity: zeros(device, &format!("{label}.bias.momentum"), rows, 1),
+        })
+    }
+}
+
+impl SparseLinear {
+    /// A layer over `pattern` with the given weights (CSR order), room for `capacity` links
+    /// (at least the pattern's), and zero bias and optimizer state.
+    pub fn from_parts(
+        device: &Device,
+        label: &str,
+        pattern: &CsrPattern,
+        capacity: usize,
+        weights: &[f32],
+    ) -> Result<Self> {
+        let capacity = capacity.max(pattern.nnz());
+        let rows = pattern.rows();
+        let mut w = weights.to_vec();
+        w.resize(capacity, 0.0);
+        Ok(SparseLinear {
+            pattern: device.upload_pattern(label, pattern, capacity)?,
+            values: device.tensor_f32(&format!("{label}.values"), capacity, 1, &w)?,
+            grad: zeros(device, &format!("{label}.values.grad"), capacity, 1),
+            velocity: zeros(device, &format!("{label}.values.momentum"), capacity, 1),
             bias: zeros(device, &format!("{label}.bias"), rows, 1),
             bias_grad: zeros(device, &format!("{label}.bias.grad"), rows, 1),
             bias_velocity: zeros(device, &format!("{label}.bias.momentum"), rows, 1),

@@ -97,6 +97,24 @@ impl Mlp {
         Ok(Mlp { layers })
     }
 
+    /// An MLP from ready-made layers (input side first); hidden layers get ReLU.
+    pub fn from_layers(layers: Vec<Layer>) -> Result<Mlp> {
+        if layers.is_empty() {
+            return Err(Error::Config("an MLP needs at least one layer".into()));
+        }
+        for (l, w) in layers.windows(2).enumerate() {
+            if w[0].out_features() != w[1].in_features() {
+                return Err(Error::Config(format!(
+                    "layer {l} has {} outputs but layer {} has {} inputs",
+                    w[0].out_features(),
+                    l + 1,
+                    w[1].in_features()
+                )));
+            }
+        }
+        Ok(Mlp { layers })
+    }
+
     /// Input features.
     pub fn in_features(&self) -> usize {
         self.layers[0].in_features()
@@ -150,11 +168,28 @@ impl Mlp {
     /// forward, loss (accumulated on the device), backward, and — unless `sgd` is `None`, as on
     /// topology-update steps — the optimizer.
     pub fn train_step(&self, device: &Device, ws: &Workspace, sgd: Option<SgdStep>) -> Result<()> {
+        self.train_step_capturing(device, ws, sgd, &[])
+    }
+
+    /// [`Mlp::train_step`] that also writes the *dense* weight gradient `δ·xᵀ` of the listed layers
+    /// into the given `[out, in]` tensors (RigL/GraNet regrowth scores; only on update steps, since
+    /// it costs a dense product).
+    pub fn train_step_capturing(
+        &self,
+        device: &Device,
+        ws: &Workspace,
+        sgd: Option<SgdStep>,
+        capture: &[(usize, &Tensor)],
+    ) -> Result<()> {
         self.record_forward_loss(device, ws)?;
         // Backward: grads[l] holds dL/d(pre-activation of layer l) once ReLU backward has run.
         for (l, layer) in self.layers.iter().enumerate().rev() {
             let dx = (l > 0).then(|| &ws.grads[l - 1]);
             layer.backward(device, &ws.acts[l], &ws.grads[l], dx)?;
+            for (_, dense) in capture.iter().filter(|(i, _)| *i == l) {
+                let nt = cht_gpu::Gemm::new(cht_gpu::Transpose::No, cht_gpu::Transpose::Yes);
+                device.gemm(&nt, &ws.grads[l], &ws.acts[l], dense)?;
+            }
             if let Some(dx) = dx {
                 device.relu_backward(&ws.acts[l], dx)?;
             }

