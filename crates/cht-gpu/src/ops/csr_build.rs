@@ -171,53 +171,29 @@ impl Device {
 
     /// `values[k] = dense[row(k), col(k)]` for every live link of `p`; `dense` is `[rows, cols]`.
     pub fn csr_gather(&self, p: &SparsePattern, dense: &Tensor, values: &Tensor) -> Result<()> {
-        const OP: &str = "csr_gather";
-        dense.expect(OP, DType::F32, p.rows, p.cols)?;
-        values.expect(OP, DType::F32, p.capacity, 1)?;
-        match &self.backend {
-            Backend::Gpu(g) => {
-                let params = Params {
-                    rows: p.rows as u32,
-                    cols: p.cols as u32,
-                    n: 0,
-                    capacity: p.capacity as u32,
-                    slot: 0,
-                    _pad: [0; 3],
-                };
-                g.dispatch(
-                    &GATHER,
-                    &[],
-                    bytes(&params),
-                    &[&p.row_ptr, &p.row_of, &p.col_idx, dense, values],
-                    grid_1d(p.capacity),
-                )
-            }
-            Backend::Cpu => {
-                let (rp, ro, ci) = (
-                    p.row_ptr.cpu_read(OP)?,
-                    p.row_of.cpu_read(OP)?,
-                    p.col_idx.cpu_read(OP)?,
-                );
-                let d = dense.cpu_read(OP)?;
-                let mut v = values.cpu_write(OP)?;
-                let nnz = (rp[p.rows] as usize).min(p.capacity);
-                let (d, v) = (as_f32(&d), as_f32_mut(&mut v));
-                for k in 0..nnz {
-                    v[k] = d[ro[k] as usize * p.cols + ci[k] as usize];
-                }
-                Ok(())
-            }
-        }
+        self.move_values(p, Move::Gather, dense, values)
     }
 
     /// Writes the live links' `values` into `dense` (`[rows, cols]`), zeros elsewhere.
     pub fn csr_scatter(&self, p: &SparsePattern, values: &Tensor, dense: &Tensor) -> Result<()> {
-        const OP: &str = "csr_scatter";
-        dense.expect(OP, DType::F32, p.rows, p.cols)?;
-        values.expect(OP, DType::F32, p.capacity, 1)?;
+        self.move_values(p, Move::Scatter, dense, values)
+    }
+
+    fn move_values(
+        &self,
+        p: &SparsePattern,
+        how: Move,
+        dense: &Tensor,
+        values: &Tensor,
+    ) -> Result<()> {
+        let op = match how {
+            Move::Gather => "csr_gather",
+            Move::Scatter => "csr_scatter",
+        };
+        dense.expect(op, DType::F32, p.rows, p.cols)?;
+        values.expect(op, DType::F32, p.capacity, 1)?;
         match &self.backend {
             Backend::Gpu(g) => {
-                g.clear(dense.gpu_buffer(OP)?);
                 let params = Params {
                     rows: p.rows as u32,
                     cols: p.cols as u32,
@@ -226,32 +202,50 @@ impl Device {
                     slot: 0,
                     _pad: [0; 3],
                 };
-                g.dispatch(
-                    &SCATTER,
-                    &[],
-                    bytes(&params),
-                    &[&p.row_ptr, &p.row_of, &p.col_idx, values, dense],
-                    grid_1d(p.capacity),
-                )
+                let (kernel, src, dst) = match how {
+                    Move::Gather => (&GATHER, dense, values),
+                    Move::Scatter => {
+                        g.clear(dense.gpu_buffer(op)?);
+                        (&SCATTER, values, dense)
+                    }
+                };
+                let tensors = [&p.row_ptr, &p.row_of, &p.col_idx, src, dst];
+                g.dispatch(kernel, &[], bytes(&params), &tensors, grid_1d(p.capacity))
             }
             Backend::Cpu => {
                 let (rp, ro, ci) = (
-                    p.row_ptr.cpu_read(OP)?,
-                    p.row_of.cpu_read(OP)?,
-                    p.col_idx.cpu_read(OP)?,
+                    p.row_ptr.cpu_read(op)?,
+                    p.row_of.cpu_read(op)?,
+                    p.col_idx.cpu_read(op)?,
                 );
-                let v = values.cpu_read(OP)?;
-                let mut d = dense.cpu_write(OP)?;
                 let nnz = (rp[p.rows] as usize).min(p.capacity);
-                let (v, d) = (as_f32(&v), as_f32_mut(&mut d));
-                d.fill(0.0);
-                for k in 0..nnz {
-                    d[ro[k] as usize * p.cols + ci[k] as usize] = v[k];
+                let at = |k: usize| ro[k] as usize * p.cols + ci[k] as usize;
+                match how {
+                    Move::Gather => {
+                        let d = dense.cpu_read(op)?;
+                        let mut v = values.cpu_write(op)?;
+                        let (d, v) = (as_f32(&d), as_f32_mut(&mut v));
+                        (0..nnz).for_each(|k| v[k] = d[at(k)]);
+                    }
+                    Move::Scatter => {
+                        let v = values.cpu_read(op)?;
+                        let mut d = dense.cpu_write(op)?;
+                        let (v, d) = (as_f32(&v), as_f32_mut(&mut d));
+                        d.fill(0.0);
+                        (0..nnz).for_each(|k| d[at(k)] = v[k]);
+                    }
                 }
                 Ok(())
             }
         }
     }
+}
+
+/// Direction of [`Device::csr_gather`] / [`Device::csr_scatter`].
+#[derive(Clone, Copy, Debug)]
+enum Move {
+    Gather,
+    Scatter,
 }
 
 /// Output arrays of [`build_pattern_cpu`].

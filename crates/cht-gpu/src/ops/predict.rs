@@ -44,6 +44,13 @@ struct Params {
     _pad: [u32; 3],
 }
 
+/// Which side of the layer a phase takes its seeds from.
+#[derive(Clone, Copy, Debug)]
+enum Side {
+    Rows,
+    Cols,
+}
+
 /// Bounded scratch for scoring `rows × cols` layers, created once per shape.
 #[derive(Clone, Debug)]
 pub struct LinkScratch {
@@ -100,118 +107,49 @@ impl Device {
                     Predictor::RaL3 => 5,
                 };
                 let p = pattern;
-                if predictor.is_path_based() {
-                    // Chunks of seed columns j: factors f(k; j), then every path through (j, a).
-                    let chunk = scratch.chunk(cols);
-                    for start in (0..cols).step_by(chunk) {
-                        let n = chunk.min(cols - start);
+                // Each phase takes chunks of seeds on one side: CN counts and node weights of
+                // the chunk, then one gather kernel. `Side::Rows` seeds are output neurons (CSR
+                // lists, CSC for the other side); `Side::Cols` the reverse.
+                let phase = |side: Side, last: &Kernel, last_bindings: &[&Tensor]| -> Result<()> {
+                    let (seeds, others, seed_ptr, seed_idx, other_ptr, other_idx) = match side {
+                        Side::Rows => (rows, cols, &p.row_ptr, &p.col_idx, &p.col_ptr, &p.row_idx),
+                        Side::Cols => (cols, rows, &p.col_ptr, &p.row_idx, &p.row_ptr, &p.col_idx),
+                    };
+                    let chunk = scratch.chunk(seeds);
+                    for start in (0..seeds).step_by(chunk) {
+                        let n = chunk.min(seeds - start);
                         let params = Params {
-                            rows: cols as u32,
-                            others: rows as u32,
+                            rows: seeds as u32,
+                            others: others as u32,
                             start: start as u32,
                             chunk: n as u32,
                             variant,
                             _pad: [0; 3],
                         };
+                        let params = bytes(&params);
                         g.clear(scratch.counts.gpu_buffer(OP)?);
-                        let count = [
-                            &p.col_ptr,
-                            &p.row_idx,
-                            &p.row_ptr,
-                            &p.col_idx,
-                            &scratch.counts,
-                        ];
-                        g.dispatch(&COUNT, &[], bytes(&params), &count, grid_1d(p.capacity))?;
-                        g.dispatch(
-                            &WEIGHTS,
-                            &[],
-                            bytes(&params),
-                            &[&p.col_ptr, &scratch.counts, &scratch.weights],
-                            grid_1d(n * cols),
-                        )?;
-                        let paths = [
-                            &p.row_ptr,
-                            &p.col_idx,
-                            &p.col_ptr,
-                            &p.row_idx,
-                            &scratch.weights,
-                            out,
-                        ];
-                        g.dispatch(&PATHS, &[], bytes(&params), &paths, grid_1d(n * rows))?;
+                        let count = [seed_ptr, seed_idx, other_ptr, other_idx, &scratch.counts];
+                        g.dispatch(&COUNT, &[], params, &count, grid_1d(p.capacity))?;
+                        let weights = [seed_ptr, &scratch.counts, &scratch.weights];
+                        g.dispatch(&WEIGHTS, &[], params, &weights, grid_1d(n * seeds))?;
+                        let mut bindings: Vec<&Tensor> = last_bindings.to_vec();
+                        bindings.extend([&scratch.weights, out]);
+                        g.dispatch(last, &[], params, &bindings, grid_1d(n * others))?;
                     }
-                    return Ok(());
-                }
-                // Output-side LC nodes, chunks of seed rows.
-                let chunk = scratch.chunk(rows);
-                for start in (0..rows).step_by(chunk) {
-                    let n = chunk.min(rows - start);
-                    let params = Params {
-                        rows: rows as u32,
-                        others: cols as u32,
-                        start: start as u32,
-                        chunk: n as u32,
-                        variant,
-                        _pad: [0; 3],
-                    };
-                    g.clear(scratch.counts.gpu_buffer(OP)?);
-                    let count = [
-                        &p.row_ptr,
-                        &p.col_idx,
-                        &p.col_ptr,
-                        &p.row_idx,
-                        &scratch.counts,
-                    ];
-                    g.dispatch(&COUNT, &[], bytes(&params), &count, grid_1d(p.capacity))?;
-                    g.dispatch(
-                        &WEIGHTS,
-                        &[],
-                        bytes(&params),
-                        &[&p.row_ptr, &scratch.counts, &scratch.weights],
-                        grid_1d(n * rows),
+                    Ok(())
+                };
+                if predictor.is_path_based() {
+                    // Factors f(k; j) per seed column, then every path through (j, a).
+                    phase(
+                        Side::Cols,
+                        &PATHS,
+                        &[&p.row_ptr, &p.col_idx, &p.col_ptr, &p.row_idx],
                     )?;
-                    g.dispatch(
-                        &ROWS,
-                        &[],
-                        bytes(&params),
-                        &[&p.col_ptr, &p.row_idx, &scratch.weights, out],
-                        grid_1d(n * cols),
-                    )?;
-                }
-                // Input-side LC nodes, chunks of seed columns; also zeroes existing links.
-                let chunk = scratch.chunk(cols);
-                for start in (0..cols).step_by(chunk) {
-                    let n = chunk.min(cols - start);
-                    let params = Params {
-                        rows: cols as u32,
-                        others: rows as u32,
-                        start: start as u32,
-                        chunk: n as u32,
-                        variant,
-                        _pad: [0; 3],
-                    };
-                    g.clear(scratch.counts.gpu_buffer(OP)?);
-                    let count = [
-                        &p.col_ptr,
-                        &p.row_idx,
-                        &p.row_ptr,
-                        &p.col_idx,
-                        &scratch.counts,
-                    ];
-                    g.dispatch(&COUNT, &[], bytes(&params), &count, grid_1d(p.capacity))?;
-                    g.dispatch(
-                        &WEIGHTS,
-                        &[],
-                        bytes(&params),
-                        &[&p.col_ptr, &scratch.counts, &scratch.weights],
-                        grid_1d(n * cols),
-                    )?;
-                    g.dispatch(
-                        &COLS,
-                        &[],
-                        bytes(&params),
-                        &[&p.row_ptr, &p.col_idx, &scratch.weights, out],
-                        grid_1d(n * rows),
-                    )?;
+                } else {
+                    // Output-side LC nodes (writes every score), then input-side ones (adds, and
+                    // zeroes existing links).
+                    phase(Side::Rows, &ROWS, &[&p.col_ptr, &p.row_idx])?;
+                    phase(Side::Cols, &COLS, &[&p.row_ptr, &p.col_idx])?;
                 }
                 Ok(())
             }
