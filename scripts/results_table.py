@@ -22,6 +22,8 @@ ORDER = ["fc", "chts-p", "chts-n", "cht", "rigl", "set", "chtss-n", "granet", "g
 runs = sys.argv[1] if len(sys.argv) > 1 else "runs"
 rows = {}
 for name in sorted(os.listdir(runs)):
+    if name.startswith("ablation-"):
+        continue  # variants of a preset are reported separately
     path = os.path.join(runs, name, "summary.json")
     if not os.path.isfile(path):
         continue

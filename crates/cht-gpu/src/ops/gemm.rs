@@ -237,9 +237,24 @@ pub fn gemm_cpu(
         Transpose::No => row * s.k + kk,
         Transpose::Yes => kk * s.m + row,
     };
+    // NT without an A mask (weight gradients): every entry is a dot product of two contiguous
+    // rows, summed in the same k order as the general loop and the shader.
+    let dots =
+        s.trans_a == Transpose::No && s.trans_b == Transpose::Yes && !matches!(mask, CpuMask::A(_));
     crate::cpu::for_each_chunk(c, s.n, |row, out| {
         let mut acc = vec![0f32; s.n];
-        for kk in 0..s.k {
+        if dots {
+            let a_row = &a[row * s.k..(row + 1) * s.k];
+            for (col, o) in acc.iter_mut().enumerate() {
+                let b_row = &b[col * s.k..(col + 1) * s.k];
+                *o = a_row
+                    .iter()
+                    .zip(b_row)
+                    .fold(0.0, |sum, (&x, &y)| sum + x * y);
+            }
+        }
+        let k_loop = if dots { 0 } else { s.k };
+        for kk in 0..k_loop {
             let ai = a_idx(row, kk);
             let av = match mask {
                 CpuMask::A(m) if m[ai] == 0 => 0.0,
