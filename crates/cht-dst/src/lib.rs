@@ -20,7 +20,7 @@ pub use config::{
     ChainRemoval, DensityDistribution, DstConfig, Method, RegrowScores, RegrownWeights, Regrowth,
     Removal, RemovalScoreKind, Selection,
 };
-pub use scheduler::{DstScheduler, LayerReport, UpdateReport, pattern_of};
+pub use scheduler::{DstScheduler, LayerReport, UpdateReport};
 pub use update::{LayerRef, Topology, chain_removal};
 
 /// Errors of the scheduler.

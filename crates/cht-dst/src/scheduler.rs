@@ -2,6 +2,7 @@
 //! decisions of each update; serde-serialisable for checkpoints.
 
 use cht_gpu::Device;
+use cht_sparse::Mask;
 use cht_sparse::chain::{ItopTracker, anp, itop_rate};
 use cht_sparse::init::Correlation;
 use cht_sparse::removal::{guarded_floor, removal_counts};
@@ -9,7 +10,6 @@ use cht_sparse::rng::{RngKey, Stream};
 use cht_sparse::schedule::{
     UpdateSchedule, ZetaSchedule, ems_initial_density, ems_regrow_fraction,
 };
-use cht_sparse::{CsrPattern, Mask};
 use serde::{Deserialize, Serialize};
 
 use crate::config::DstConfig;
@@ -359,9 +359,4 @@ fn trim_to(mask: &mut Mask, nnz: usize) {
             extra -= 1;
         }
     }
-}
-
-/// The pattern of a mask (convenience for callers uploading initial masks).
-pub fn pattern_of(mask: &Mask) -> CsrPattern {
-    CsrPattern::from_mask(mask)
 }

@@ -370,12 +370,6 @@ impl LayerScratch {
         }
         Ok(())
     }
-
-    /// Shape of this layer.
-    #[allow(dead_code)]
-    fn shape(&self) -> (usize, usize) {
-        (self.rows, self.cols)
-    }
 }
 
 impl Topology {

@@ -393,7 +393,7 @@ impl<'d> Run<'d> {
 
     /// Per-layer density, ANP and ITOP (one mask readback per epoch).
     fn topology_metrics(&mut self) -> Result<(Vec<f64>, Option<f64>, Option<f64>)> {
-        let (Some(sched), Some(topology)) = (self.sched.as_mut(), self.topology.as_ref()) else {
+        let Some(sched) = self.sched.as_mut() else {
             return Ok((vec![1.0; self.config.model.hidden_layers], None, None));
         };
         let mut masks = Vec::new();
@@ -402,7 +402,6 @@ impl<'d> Run<'d> {
                 masks.push(self.device.download_pattern(&s.pattern)?.to_mask());
             }
         }
-        let _ = topology;
         sched.observe(&masks)?;
         let density = masks.iter().map(cht_sparse::Mask::density).collect();
         Ok((density, sched.anp(), Some(sched.itop())))
