@@ -4,7 +4,7 @@
 
 mod common;
 
-use cht::dst::{DstConfig, DstScheduler, LayerRef, Method};
+use cht::dst::{DstConfig, DstScheduler, LayerRef, Method, Topology};
 use cht::gpu::{DType, Device, SparsePattern, Tensor};
 use cht::sparse::CsrPattern;
 use cht::sparse::rng::{Counter, RngKey, Stream};
@@ -50,6 +50,21 @@ fn build(d: &Device, sched: &DstScheduler) -> Net {
 fn sched_capacity(sched: &DstScheduler, l: usize) -> usize {
     let masks = sched.initial_masks(None).unwrap();
     masks[l].nnz()
+}
+
+/// One topology update of `net` (momentum as the optimizer state; gradients when `with_grads`).
+fn update(d: &Device, sched: &mut DstScheduler, topo: &Topology, net: &Net, with_grads: bool) {
+    let states: Vec<[&Tensor; 1]> = net.momentum.iter().map(|m| [m]).collect();
+    let layers: Vec<LayerRef> = (0..3)
+        .map(|l| LayerRef {
+            pattern: &net.patterns[l],
+            values: &net.values[l],
+            state: &states[l],
+            grad: with_grads.then(|| &net.grads[l]),
+            dense_grad: with_grads.then(|| &net.dense_grads[l]),
+        })
+        .collect();
+    sched.update(d, topo, &layers).unwrap();
 }
 
 /// Host-side "training": identical new weights, gradients and dense gradients on both devices.
@@ -102,17 +117,7 @@ fn run(d: &Device, method: Method) -> Vec<Snapshot> {
     for round in 0..10 {
         perturb(d, &net, round);
         assert!(sched.step(), "interval 1: every step updates");
-        let states: Vec<[&Tensor; 1]> = net.momentum.iter().map(|m| [m]).collect();
-        let layers: Vec<LayerRef> = (0..3)
-            .map(|l| LayerRef {
-                pattern: &net.patterns[l],
-                values: &net.values[l],
-                state: &states[l],
-                grad: Some(&net.grads[l]),
-                dense_grad: Some(&net.dense_grads[l]),
-            })
-            .collect();
-        sched.update(d, &topo, &layers).unwrap();
+        update(d, &mut sched, &topo, &net, true);
         history.push(snapshot(d, &net));
     }
     eprintln!("{}", sched.summary());
@@ -176,17 +181,7 @@ fn kept_links_keep_their_weights_and_new_links_start_at_zero() {
     let topo = sched.topology(&d, 1);
     let before = snapshot(&d, &net);
     sched.step();
-    let states: Vec<[&Tensor; 1]> = net.momentum.iter().map(|m| [m]).collect();
-    let layers: Vec<LayerRef> = (0..3)
-        .map(|l| LayerRef {
-            pattern: &net.patterns[l],
-            values: &net.values[l],
-            state: &states[l],
-            grad: None,
-            dense_grad: None,
-        })
-        .collect();
-    sched.update(&d, &topo, &layers).unwrap();
+    update(&d, &mut sched, &topo, &net, false);
     let after = snapshot(&d, &net);
     for (l, (b, a)) in before.iter().zip(&after).enumerate() {
         let old =
@@ -373,17 +368,7 @@ fn zero_option_starts_every_regrown_link_at_zero_and_reports_anp_itop() {
         let topo = sched.topology(&d, 1);
         let before = snapshot(&d, &net);
         sched.step();
-        let states: Vec<[&Tensor; 1]> = net.momentum.iter().map(|m| [m]).collect();
-        let layers: Vec<LayerRef> = (0..3)
-            .map(|l| LayerRef {
-                pattern: &net.patterns[l],
-                values: &net.values[l],
-                state: &states[l],
-                grad: None,
-                dense_grad: None,
-            })
-            .collect();
-        sched.update(&d, &topo, &layers).unwrap();
+        update(&d, &mut sched, &topo, &net, false);
         let itop0 = sched.itop();
         sched.observe(&topo.read_masks(&d).unwrap()).unwrap();
         assert!(sched.itop() > itop0, "ITOP must grow when new links appear");

@@ -147,6 +147,11 @@ pub struct DstSection {
     pub update_every_epochs: u32,
     /// Removal fraction ζ (0.3). Adaptive methods anneal it with a cosine.
     pub zeta: Option<f64>,
+    /// How ζ evolves: `"fixed"`, `"cosine"` (adaptive, until 75 % of training) or `"em-s"`
+    /// (MEST's elastic schedule, as the official MLP README's CHTs recipe).
+    pub zeta_schedule: Option<ZetaKind>,
+    /// Removal selection: `"Soft"` (sampled with the temperature schedule) or `"Hard"` (top-k).
+    pub removal: Option<cht_dst::Selection>,
     /// Soft-removal temperature schedule, e.g. `"Paper"`, `"OldLinear"`,
     /// `{ NewLinear = { start_t = 1.0, end_t = 9.0 } }`.
     pub temperature: Option<TemperatureSchedule>,
@@ -161,6 +166,18 @@ pub struct DstSection {
     pub distribution: Option<DensityDistribution>,
     /// `"KeepIfRemoved"` (default) or `"Zero"` for regrown links.
     pub regrown_weights: Option<RegrownWeights>,
+}
+
+/// ζ schedules selectable in a config.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ZetaKind {
+    /// Constant ζ.
+    Fixed,
+    /// Cosine-annealed ζ.
+    Cosine,
+    /// MEST's EM_S.
+    EmS,
 }
 
 /// Method names as written in configs and `--set dst.method=…`.
@@ -333,6 +350,28 @@ impl RunConfig {
                 dim: self.model.dim.round().max(1.0) as usize,
             };
         }
+        if let Some(kind) = d.zeta_schedule {
+            let zeta = match c.removal.zeta {
+                ZetaSchedule::Fixed { zeta } | ZetaSchedule::Cosine { zeta, .. } => zeta,
+                ZetaSchedule::EmS { .. } => 0.3,
+            };
+            let t_end = total / 4 * 3 + total % 4 * 3 / 4;
+            c.removal.zeta = match kind {
+                ZetaKind::Fixed => ZetaSchedule::Fixed { zeta },
+                ZetaKind::Cosine => ZetaSchedule::Cosine { zeta, t_end },
+                ZetaKind::EmS => ZetaSchedule::EmS {
+                    target_density: d.density,
+                },
+            };
+            c.t_end = if kind == ZetaKind::Fixed {
+                total
+            } else {
+                t_end
+            };
+        }
+        if let Some(selection) = d.removal {
+            c.removal.selection = selection;
+        }
         if let Some(z) = d.zeta {
             match &mut c.removal.zeta {
                 ZetaSchedule::Fixed { zeta } | ZetaSchedule::Cosine { zeta, .. } => *zeta = z,
@@ -448,6 +487,23 @@ mod tests {
         let d = c.dst_config(100);
         assert_eq!(d.interval, 100);
         assert_eq!(d.removal.zeta, ZetaSchedule::Fixed { zeta: 0.2 });
+        let c = RunConfig::load(
+            &p,
+            &["dst.zeta_schedule=em-s".into(), "dst.removal=Hard".into()],
+        )
+        .unwrap();
+        let d = c.dst_config(100);
+        assert_eq!(
+            d.removal.zeta,
+            ZetaSchedule::EmS {
+                target_density: 0.01
+            }
+        );
+        assert_eq!(d.removal.selection, cht_dst::Selection::Hard);
+        assert_eq!(
+            d.t_end, 7500,
+            "EM_S updates until 75 % of 100 epochs × 100 steps"
+        );
     }
 
     #[test]
