@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what building and testing cht needs, idempotently:
 #  - lavapipe (Mesa's software Vulkan driver) so GPU tests run on a real driver without a GPU;
-#  - the wasm32 Rust target, so the browser crate is compiled too.
+#  - Chromium and ChromeDriver from Debian, for the browser tests;
+#  - the wasm32 Rust target, so the browser crate is compiled too (scripts/web.sh installs the
+#    matching wasm-bindgen-cli).
 # Needs root (or sudo) only when something is missing.
 set -euo pipefail
 
@@ -9,6 +11,14 @@ as_root() {
   if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
     echo "install-deps: need root to run: $*" >&2; return 1; fi
 }
+
+# Chromium + ChromeDriver run the browser tests (WebGPU on its SwiftShader adapter).
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  echo "install-deps: installing Debian's chromium and chromium-driver (browser tests)"
+  export DEBIAN_FRONTEND=noninteractive
+  as_root apt-get update -qq
+  as_root apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
 
 if ! (vulkaninfo --summary 2>/dev/null | grep -q llvmpipe); then
   echo "install-deps: installing Mesa's lavapipe Vulkan driver (mesa-vulkan-drivers)"

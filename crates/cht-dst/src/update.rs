@@ -33,7 +33,10 @@ pub struct Topology {
 
 #[derive(Debug)]
 struct LayerScratch {
+    // Read by the native-only mask readback.
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
     rows: usize,
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
     cols: usize,
     mask: Tensor,
     selected: Tensor,

@@ -95,9 +95,14 @@ impl Device {
     /// Reads the CSR part back and validates it (native only).
     #[cfg(not(target_arch = "wasm32"))]
     pub fn download_pattern(&self, p: &SparsePattern) -> Result<CsrPattern> {
-        let row_ptr = self.read_u32(&p.row_ptr)?;
+        pollster::block_on(self.download_pattern_async(p))
+    }
+
+    /// Reads the CSR part back and validates it (awaitable in the browser).
+    pub async fn download_pattern_async(&self, p: &SparsePattern) -> Result<CsrPattern> {
+        let row_ptr = self.read_u32_async(&p.row_ptr).await?;
         let nnz = row_ptr[p.rows] as usize;
-        let mut col_idx = self.read_u32(&p.col_idx)?;
+        let mut col_idx = self.read_u32_async(&p.col_idx).await?;
         col_idx.truncate(nnz.min(col_idx.len()));
         Ok(CsrPattern::new(p.rows, p.cols, row_ptr, col_idx)?)
     }

@@ -42,6 +42,8 @@ pub(crate) enum Store {
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 impl Tensor {
+    // In the browser wgpu's handles are not `Send`; there is only one thread there anyway.
+    #[cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
     pub(crate) fn new(label: &str, rows: usize, cols: usize, dtype: DType, store: Store) -> Tensor {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         Tensor {

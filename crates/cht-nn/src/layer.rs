@@ -52,6 +52,17 @@ pub enum Layer {
     Dense(DenseLinear),
 }
 
+/// How the parameters that no sparse initialiser sets start: dense weights and every bias.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LinearInit {
+    /// Kaiming-uniform dense weights `U(±sqrt(6/in))` and zero biases.
+    #[default]
+    KaimingZeroBias,
+    /// PyTorch's `nn.Linear` default, which the official code keeps for biases and for its dense
+    /// `last_layer` (spec §6.6): weights and biases `U(±1/sqrt(in))`.
+    Torch,
+}
+
 /// Kaiming-uniform bound `sqrt(6 / fan_in)` for ReLU layers. For sparse layers `fan_in` is the mean
 /// number of incoming links per neuron, so the activation scale does not shrink with density.
 fn kaiming_bound(fan_in: f64) -> f32 {
@@ -124,6 +135,29 @@ impl SparseLinear {
     }
 }
 
+impl SparseLinear {
+    /// Draws the bias from PyTorch's default `U(±1/sqrt(in))` (the official code's biases).
+    pub fn init_torch_bias(&self, device: &Device, seed: u32, layer: u32) -> Result<()> {
+        let b = torch_bias(self.pattern.rows(), self.pattern.cols(), seed, layer);
+        device.write_f32(&self.bias, &b)?;
+        Ok(())
+    }
+}
+
+/// PyTorch's `nn.Linear` default bound `1/sqrt(in)` (Kaiming-uniform with a = √5).
+fn torch_bound(inp: usize) -> f32 {
+    (1.0 / (inp.max(1) as f64).sqrt()) as f32
+}
+
+/// PyTorch's default bias of an `out × inp` layer.
+fn torch_bias(out: usize, inp: usize, seed: u32, layer: u32) -> Vec<f32> {
+    uniform(
+        out,
+        torch_bound(inp),
+        RngKey::new(seed, Stream::WeightInit, 1, layer),
+    )
+}
+
 impl DenseLinear {
     /// A dense `out × in` layer with Kaiming-uniform weights and zero bias.
     pub fn new(
@@ -134,19 +168,55 @@ impl DenseLinear {
         seed: u32,
         layer: u32,
     ) -> Result<Self> {
+        Self::with_init(
+            device,
+            label,
+            (out, inp),
+            seed,
+            layer,
+            LinearInit::KaimingZeroBias,
+        )
+    }
+
+    /// A dense `out × in` layer initialised as `init` says.
+    pub fn with_init(
+        device: &Device,
+        label: &str,
+        (out, inp): (usize, usize),
+        seed: u32,
+        layer: u32,
+        init: LinearInit,
+    ) -> Result<Self> {
+        let bound = match init {
+            LinearInit::KaimingZeroBias => kaiming_bound(inp as f64),
+            LinearInit::Torch => torch_bound(inp),
+        };
         let w = uniform(
             out * inp,
-            kaiming_bound(inp as f64),
+            bound,
             RngKey::new(seed, Stream::WeightInit, 0, layer),
         );
+        let bias = match init {
+            LinearInit::KaimingZeroBias => vec![0.0; out],
+            LinearInit::Torch => torch_bias(out, inp, seed, layer),
+        };
         Ok(DenseLinear {
             weight: device.tensor_f32(&format!("{label}.weight"), out, inp, &w)?,
             grad: zeros(device, &format!("{label}.weight.grad"), out, inp),
             velocity: zeros(device, &format!("{label}.weight.momentum"), out, inp),
-            bias: zeros(device, &format!("{label}.bias"), out, 1),
+            bias: device.tensor_f32(&format!("{label}.bias"), out, 1, &bias)?,
             bias_grad: zeros(device, &format!("{label}.bias.grad"), out, 1),
             bias_velocity: zeros(device, &format!("{label}.bias.momentum"), out, 1),
         })
+    }
+}
+
+impl DenseLinear {
+    /// Draws the bias from PyTorch's default `U(±1/sqrt(in))`, keeping the weights.
+    pub fn init_torch_bias(&self, device: &Device, seed: u32, layer: u32) -> Result<()> {
+        let b = torch_bias(self.weight.rows(), self.weight.cols(), seed, layer);
+        device.write_f32(&self.bias, &b)?;
+        Ok(())
     }
 }
 

@@ -9,7 +9,7 @@ mod layer;
 mod mlp;
 pub mod synthetic;
 
-pub use layer::{DenseLinear, Layer, SparseLinear};
+pub use layer::{DenseLinear, Layer, LinearInit, SparseLinear};
 pub use mlp::{Metrics, Mlp, MlpConfig, Workspace};
 
 /// Errors of the model layer.

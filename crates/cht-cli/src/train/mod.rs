@@ -14,13 +14,13 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use cht_dst::{DstScheduler, LayerRef, RegrowScores, Topology};
 use cht_gpu::{DType, Device, SgdStep, Tensor};
-use cht_nn::{DenseLinear, Layer, Mlp, SparseLinear, Workspace};
+use cht_nn::{DenseLinear, Layer, LinearInit, Mlp, SparseLinear, Workspace};
 use cht_sparse::CsrPattern;
 
 pub use checkpoint::Checkpoint;
 use config::RunConfig;
 use data::Data;
-pub use data::fetch;
+pub use data::{fetch, web_subset};
 use report::{EpochMetrics, Reporter};
 
 /// Command-line arguments of `cht train`.
@@ -167,18 +167,19 @@ impl<'d> Run<'d> {
         }
         let dst = config.dst_config(steps_per_epoch);
         let seed = config.train.seed;
+        let torch_init = config.model.default_init == config::DefaultInit::Pytorch;
         let mut layers = Vec::new();
         let mut sched = None;
         if dst.method == cht_dst::Method::Fc {
             for (l, &(out, inp)) in shapes.iter().enumerate() {
-                layers.push(Layer::Dense(DenseLinear::new(
-                    device,
-                    &format!("layer{l}"),
-                    out,
-                    inp,
-                    seed,
-                    l as u32,
-                )?));
+                // The official FC hidden layers use `init_mode` (Kaiming) weights and the
+                // default bias.
+                let layer =
+                    DenseLinear::new(device, &format!("layer{l}"), out, inp, seed, l as u32)?;
+                if torch_init {
+                    layer.init_torch_bias(device, seed, l as u32)?;
+                }
+                layers.push(Layer::Dense(layer));
             }
         } else {
             let s = DstScheduler::new(dst, &shapes)?;
@@ -197,17 +198,25 @@ impl<'d> Run<'d> {
                     s.capacity(l),
                     &weights,
                 )?;
+                if torch_init {
+                    layer.init_torch_bias(device, seed, l as u32)?;
+                }
                 layers.push(Layer::Sparse(layer));
             }
             sched = Some(s);
         }
-        layers.push(Layer::Dense(DenseLinear::new(
+        let classifier_init = if torch_init {
+            LinearInit::Torch
+        } else {
+            LinearInit::KaimingZeroBias
+        };
+        layers.push(Layer::Dense(DenseLinear::with_init(
             device,
             "classifier",
-            classes,
-            hidden,
+            (classes, hidden),
             seed,
             n_sparse as u32,
+            classifier_init,
         )?));
         let mlp = Mlp::from_layers(layers)?;
         let topology = sched.as_ref().map(|s| s.topology(device, 1));

@@ -1,0 +1,626 @@
+//! The browser demo's trainer: a small MLP on an MNIST subset with CHTs, SET or dense training.
+//!
+//! Platform independent (every readback is `async`), so the same code runs natively — where a
+//! test pins its masks against the wasm build — and in the browser. The training step is the
+//! native runner's: one submit per step, the optimizer skipped on topology-update steps, losses
+//! read back only when asked.
+
+use cht_dst::{DstConfig, DstScheduler, LayerRef, Method, Topology};
+use cht_gpu::{Device, SgdStep};
+use cht_nn::{DenseLinear, Layer, Metrics, Mlp, SparseLinear, Workspace};
+use cht_sparse::rng::{Counter, RngKey, Stream};
+use cht_sparse::schedule::TemperatureSchedule;
+use cht_sparse::{CsrPattern, Mask};
+
+/// Side length of an MNIST image.
+pub const SIDE: usize = 28;
+/// Pixels per image.
+pub const PIXELS: usize = SIDE * SIDE;
+const MAGIC: &[u8; 8] = b"CHTMNIST";
+const MEAN: f32 = 0.1307;
+const STD: f32 = 0.3081;
+
+/// Training method of the demo.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DemoMethod {
+    /// CHTs: soft removal, CH2-L3n link prediction with soft regrowth, chain removal.
+    Chts,
+    /// SET: magnitude removal, random regrowth.
+    Set,
+    /// Fully connected.
+    Dense,
+}
+
+impl DemoMethod {
+    /// Parses `chts`, `set` or `dense`.
+    pub fn parse(s: &str) -> Result<DemoMethod, String> {
+        match s {
+            "chts" => Ok(DemoMethod::Chts),
+            "set" => Ok(DemoMethod::Set),
+            "dense" => Ok(DemoMethod::Dense),
+            _ => Err(format!("unknown method {s:?} (chts, set or dense)")),
+        }
+    }
+}
+
+/// Soft-removal temperature schedules offered by the page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DemoTemperature {
+    /// The paper: δ 0.5 → 0.9, T = 1/(1−δ) (T 2 → 10).
+    Paper,
+    /// The official MLP code: T 1 → 3.
+    Old,
+    /// The official LLM README: T 1 → 9.
+    New,
+}
+
+impl DemoTemperature {
+    /// Parses `paper`, `old` or `new`.
+    pub fn parse(s: &str) -> Result<DemoTemperature, String> {
+        match s {
+            "paper" => Ok(DemoTemperature::Paper),
+            "old" => Ok(DemoTemperature::Old),
+            "new" => Ok(DemoTemperature::New),
+            _ => Err(format!(
+                "unknown temperature schedule {s:?} (paper, old or new)"
+            )),
+        }
+    }
+
+    fn schedule(self) -> TemperatureSchedule {
+        match self {
+            DemoTemperature::Paper => TemperatureSchedule::Paper,
+            DemoTemperature::Old => TemperatureSchedule::OldLinear,
+            DemoTemperature::New => TemperatureSchedule::NewLinear {
+                start_t: 1.0,
+                end_t: 9.0,
+            },
+        }
+    }
+}
+
+/// Everything the page lets a user choose.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DemoConfig {
+    /// CHTs, SET or dense.
+    pub method: DemoMethod,
+    /// Neurons per hidden layer.
+    pub hidden: usize,
+    /// Hidden layers (all sparse; the classifier is dense).
+    pub hidden_layers: usize,
+    /// Density of the sparse layers.
+    pub density: f64,
+    /// Removal fraction ζ (cosine-annealed for CHTs, fixed for SET).
+    pub zeta: f64,
+    /// Optimizer steps between topology updates.
+    pub update_every: u64,
+    /// Soft-removal temperature schedule (CHTs).
+    pub temperature: DemoTemperature,
+    /// Planned epochs: sets `T_end` of the ζ and temperature schedules and the LR decay.
+    pub epochs: u32,
+    /// Samples per step.
+    pub batch: usize,
+    /// Initial learning rate (decays linearly to 1 % over 90 % of the epochs).
+    pub lr: f32,
+    /// Seed of every random draw.
+    pub seed: u32,
+}
+
+impl Default for DemoConfig {
+    fn default() -> DemoConfig {
+        DemoConfig {
+            method: DemoMethod::Chts,
+            hidden: 256,
+            hidden_layers: 2,
+            density: 0.05,
+            zeta: 0.3,
+            update_every: 100,
+            temperature: DemoTemperature::Paper,
+            epochs: 20,
+            batch: 32,
+            lr: 0.025,
+            seed: 0,
+        }
+    }
+}
+
+impl DemoConfig {
+    /// Checks the user's values.
+    pub fn validate(&self) -> Result<(), String> {
+        let checks = [
+            (
+                self.hidden >= 1 && self.hidden <= 4096,
+                "hidden must be 1..4096",
+            ),
+            (
+                self.hidden_layers >= 1 && self.hidden_layers <= 4,
+                "hidden layers must be 1..4",
+            ),
+            (
+                self.density > 0.0 && self.density <= 1.0,
+                "density must be in (0, 1]",
+            ),
+            ((0.0..=1.0).contains(&self.zeta), "ζ must be in [0, 1]"),
+            (self.update_every >= 1, "update interval must be ≥ 1 step"),
+            (self.epochs >= 1, "epochs must be ≥ 1"),
+            (
+                self.batch >= 1 && self.batch <= 1024,
+                "batch must be 1..1024",
+            ),
+            (
+                self.lr > 0.0 && self.lr < 10.0,
+                "learning rate must be in (0, 10)",
+            ),
+        ];
+        match checks.iter().find(|(ok, _)| !ok) {
+            Some((_, msg)) => Err((*msg).to_owned()),
+            None => Ok(()),
+        }
+    }
+
+    /// The scheduler configuration of this demo run (`None` for dense training), for a run of
+    /// `steps_per_epoch` steps per epoch.
+    pub fn dst_config(&self, steps_per_epoch: u64) -> Option<DstConfig> {
+        let method = match self.method {
+            DemoMethod::Chts => Method::ChtsN,
+            DemoMethod::Set => Method::Set,
+            DemoMethod::Dense => return None,
+        };
+        let total = steps_per_epoch * u64::from(self.epochs);
+        let mut c = DstConfig::preset(method, self.density, self.update_every, total, self.seed);
+        if let cht_sparse::schedule::ZetaSchedule::Cosine { zeta, t_end } = &mut c.removal.zeta {
+            // Adaptive ζ stops updating after 75 % of training, as the paper's MLP runs.
+            *zeta = self.zeta;
+            *t_end = total * 3 / 4;
+            c.t_end = total * 3 / 4;
+        } else if let cht_sparse::schedule::ZetaSchedule::Fixed { zeta } = &mut c.removal.zeta {
+            *zeta = self.zeta;
+        }
+        c.removal.temperature = self.temperature.schedule();
+        Some(c)
+    }
+}
+
+/// An MNIST subset as written by `cht data web-subset`: raw uint8 pixels and labels.
+#[derive(Clone, Debug)]
+pub struct MnistSubset {
+    train_x: Vec<u8>,
+    train_y: Vec<u8>,
+    test_x: Vec<u8>,
+    test_y: Vec<u8>,
+}
+
+impl MnistSubset {
+    /// Parses the file: `CHTMNIST`, u32 LE n_train, n_test, rows, cols, the labels, the images.
+    pub fn parse(bytes: &[u8]) -> Result<MnistSubset, String> {
+        if bytes.len() < 24 || &bytes[..8] != MAGIC {
+            return Err("not an MNIST subset file (bad magic); run `cht data web-subset`".into());
+        }
+        let word = |i: usize| {
+            let b = &bytes[8 + 4 * i..12 + 4 * i];
+            u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize
+        };
+        let (n_train, n_test, rows, cols) = (word(0), word(1), word(2), word(3));
+        if rows != SIDE || cols != SIDE {
+            return Err(format!("images are {rows}×{cols}, the demo needs 28×28"));
+        }
+        if n_train == 0 || n_test == 0 {
+            return Err("the subset has no training or no test images".into());
+        }
+        let expected = 24 + (n_train + n_test) * (1 + PIXELS);
+        if bytes.len() != expected {
+            return Err(format!(
+                "the subset file has {} bytes, its header promises {expected}",
+                bytes.len()
+            ));
+        }
+        let mut at = 24;
+        let mut take = |n: usize| {
+            let v = bytes[at..at + n].to_vec();
+            at += n;
+            v
+        };
+        let train_y = take(n_train);
+        let test_y = take(n_test);
+        let train_x = take(n_train * PIXELS);
+        let test_x = take(n_test * PIXELS);
+        if let Some(&y) = train_y.iter().chain(&test_y).find(|&&y| y > 9) {
+            return Err(format!("label {y} is not a digit"));
+        }
+        Ok(MnistSubset {
+            train_x,
+            train_y,
+            test_x,
+            test_y,
+        })
+    }
+
+    /// A small synthetic stand-in (for tests): `n_train`/`n_test` images of noisy class stripes.
+    pub fn synthetic(n_train: usize, n_test: usize, seed: u32) -> MnistSubset {
+        let mut rng = Counter::new(RngKey::new(seed, Stream::Synthetic, 0, 0));
+        let mut make = |n: usize| {
+            let mut x = vec![0u8; n * PIXELS];
+            let mut y = vec![0u8; n];
+            for i in 0..n {
+                let class = rng.below(10) as usize;
+                y[i] = class as u8;
+                for (p, v) in x[i * PIXELS..(i + 1) * PIXELS].iter_mut().enumerate() {
+                    let stripe = (p / SIDE) * 10 / SIDE == class;
+                    let noise = rng.below(96) as u8;
+                    *v = if stripe { 160 + noise } else { noise };
+                }
+            }
+            (x, y)
+        };
+        let (train_x, train_y) = make(n_train);
+        let (test_x, test_y) = make(n_test);
+        MnistSubset {
+            train_x,
+            train_y,
+            test_x,
+            test_y,
+        }
+    }
+
+    /// Training images.
+    pub fn train_len(&self) -> usize {
+        self.train_y.len()
+    }
+
+    /// Test images.
+    pub fn test_len(&self) -> usize {
+        self.test_y.len()
+    }
+}
+
+/// Normalises uint8 pixels into a feature-major batch (`out[p * batch + b]`).
+fn fill_batch(images: &[u8], labels: &[u8], idx: &[u32], x: &mut [f32], y: &mut Vec<u32>) {
+    let batch = idx.len();
+    y.clear();
+    for (b, &i) in idx.iter().enumerate() {
+        let img = &images[i as usize * PIXELS..(i as usize + 1) * PIXELS];
+        for (p, &v) in img.iter().enumerate() {
+            x[p * batch + b] = (f32::from(v) / 255.0 - MEAN) / STD;
+        }
+        y.push(u32::from(labels[i as usize]));
+    }
+}
+
+/// What a call to [`Trainer::train`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct TrainChunk {
+    /// Topology updates among the steps.
+    pub updates: u32,
+    /// The run has reached its planned epochs.
+    pub finished: bool,
+}
+
+/// A live demo run on one device.
+#[derive(Debug)]
+pub struct Trainer {
+    device: Device,
+    config: DemoConfig,
+    data: MnistSubset,
+    mlp: Mlp,
+    sched: Option<DstScheduler>,
+    topology: Option<Topology>,
+    ws: Workspace,
+    eval_ws: Workspace,
+    predict_ws: Workspace,
+    steps_per_epoch: usize,
+    /// Optimizer steps taken (update steps included).
+    step: u64,
+    order: Vec<u32>,
+    x: Vec<f32>,
+    y: Vec<u32>,
+    /// Topology updates so far.
+    updates: u32,
+}
+
+/// Test-set batch of the evaluation workspace (the remainder is dropped if the test set is not a
+/// multiple: the page's subsets are).
+const EVAL_BATCH: usize = 500;
+
+impl Trainer {
+    /// Builds the model and scheduler on `device`.
+    pub fn new(device: Device, config: DemoConfig, data: MnistSubset) -> Result<Trainer, String> {
+        config.validate()?;
+        let steps_per_epoch = data.train_len() / config.batch;
+        if steps_per_epoch == 0 {
+            return Err(format!(
+                "batch {} is larger than the {} training images",
+                config.batch,
+                data.train_len()
+            ));
+        }
+        let e = |e: &dyn std::fmt::Display| e.to_string();
+        let mut shapes = vec![(config.hidden, PIXELS)];
+        shapes.extend(std::iter::repeat_n(
+            (config.hidden, config.hidden),
+            config.hidden_layers - 1,
+        ));
+        let mut layers = Vec::new();
+        let sched = match config.dst_config(steps_per_epoch as u64) {
+            None => {
+                for (l, &(out, inp)) in shapes.iter().enumerate() {
+                    let label = format!("layer{l}");
+                    layers.push(Layer::Dense(
+                        DenseLinear::new(&device, &label, out, inp, config.seed, l as u32)
+                            .map_err(|x| e(&x))?,
+                    ));
+                }
+                None
+            }
+            Some(dst) => {
+                let s = DstScheduler::new(dst, &shapes).map_err(|x| e(&x))?;
+                let masks = s.initial_masks(None).map_err(|x| e(&x))?;
+                for (l, mask) in masks.iter().enumerate() {
+                    let weights = s.initial_weights(l, mask).map_err(|x| e(&x))?;
+                    let pattern = CsrPattern::from_mask(mask);
+                    let label = format!("layer{l}");
+                    layers.push(Layer::Sparse(
+                        SparseLinear::from_parts(
+                            &device,
+                            &label,
+                            &pattern,
+                            s.capacity(l),
+                            &weights,
+                        )
+                        .map_err(|x| e(&x))?,
+                    ));
+                }
+                Some(s)
+            }
+        };
+        let n = config.hidden_layers as u32;
+        layers.push(Layer::Dense(
+            DenseLinear::new(&device, "classifier", 10, config.hidden, config.seed, n)
+                .map_err(|x| e(&x))?,
+        ));
+        let mlp = Mlp::from_layers(layers).map_err(|x| e(&x))?;
+        let topology = sched.as_ref().map(|s| s.topology(&device, 1));
+        let ws = mlp.workspace(&device, config.batch);
+        let eval_ws = mlp.workspace(&device, EVAL_BATCH.min(data.test_len()));
+        let predict_ws = mlp.workspace(&device, 1);
+        let mut t = Trainer {
+            device,
+            x: vec![0.0; PIXELS * config.batch],
+            y: Vec::with_capacity(config.batch),
+            config,
+            data,
+            mlp,
+            sched,
+            topology,
+            ws,
+            eval_ws,
+            predict_ws,
+            steps_per_epoch,
+            step: 0,
+            order: Vec::new(),
+            updates: 0,
+        };
+        t.reshuffle();
+        Ok(t)
+    }
+
+    /// The device in use.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &DemoConfig {
+        &self.config
+    }
+
+    /// Optimizer steps so far.
+    pub fn step(&self) -> u64 {
+        self.step
+    }
+
+    /// Epochs completed (fractional).
+    pub fn epoch(&self) -> f64 {
+        self.step as f64 / self.steps_per_epoch as f64
+    }
+
+    /// Topology updates so far.
+    pub fn updates(&self) -> u32 {
+        self.updates
+    }
+
+    /// Whether the planned epochs are done.
+    pub fn finished(&self) -> bool {
+        self.step >= self.steps_per_epoch as u64 * u64::from(self.config.epochs)
+    }
+
+    fn reshuffle(&mut self) {
+        let epoch = (self.step / self.steps_per_epoch as u64) as u32;
+        let mut rng = Counter::new(RngKey::new(self.config.seed, Stream::Shuffle, epoch, 0));
+        self.order = (0..self.data.train_len() as u32).collect();
+        for i in (1..self.order.len()).rev() {
+            let j = rng.below(i as u32 + 1) as usize;
+            self.order.swap(i, j);
+        }
+    }
+
+    fn lr(&self) -> f32 {
+        let epoch = (self.step / self.steps_per_epoch as u64) as f64;
+        let total = (f64::from(self.config.epochs) * 0.9).floor().max(1.0);
+        let progress = (epoch / total).min(1.0);
+        (f64::from(self.config.lr) * (1.0 - 0.99 * progress)) as f32
+    }
+
+    /// Records `steps` training steps (one submit each, no readback); stops early at the end of
+    /// the run.
+    pub fn train(&mut self, steps: u32) -> Result<TrainChunk, String> {
+        let e = |e: &dyn std::fmt::Display| e.to_string();
+        let mut chunk = TrainChunk::default();
+        for _ in 0..steps {
+            if self.finished() {
+                break;
+            }
+            let b = self.config.batch;
+            let s = (self.step % self.steps_per_epoch as u64) as usize;
+            if s == 0 && self.step > 0 {
+                self.reshuffle();
+            }
+            let idx = &self.order[s * b..(s + 1) * b];
+            fill_batch(
+                &self.data.train_x,
+                &self.data.train_y,
+                idx,
+                &mut self.x,
+                &mut self.y,
+            );
+            self.mlp
+                .load_batch(&self.device, &self.ws, &self.x, &self.y)
+                .map_err(|x| e(&x))?;
+            let update = self.sched.as_mut().is_some_and(DstScheduler::step);
+            if update {
+                self.topology_step()?;
+                chunk.updates += 1;
+                self.updates += 1;
+            } else {
+                let sgd = SgdStep::new(self.lr(), 0.9, 5e-4);
+                self.mlp
+                    .train_step(&self.device, &self.ws, Some(sgd))
+                    .map_err(|x| e(&x))?;
+            }
+            self.step += 1;
+        }
+        chunk.finished = self.finished();
+        Ok(chunk)
+    }
+
+    /// Forward/backward without the optimizer, then the topology update on the device.
+    fn topology_step(&mut self) -> Result<(), String> {
+        let e = |e: &dyn std::fmt::Display| e.to_string();
+        self.mlp
+            .train_step(&self.device, &self.ws, None)
+            .map_err(|x| e(&x))?;
+        let (Some(sched), Some(topology)) = (self.sched.as_mut(), self.topology.as_ref()) else {
+            return Ok(());
+        };
+        let sparse: Vec<&SparseLinear> = self.mlp.layers.iter().filter_map(sparse_of).collect();
+        let states: Vec<[&cht_gpu::Tensor; 1]> = sparse.iter().map(|s| [&s.velocity]).collect();
+        let refs: Vec<LayerRef<'_>> = sparse
+            .iter()
+            .enumerate()
+            .map(|(l, s)| LayerRef {
+                pattern: &s.pattern,
+                values: &s.values,
+                state: &states[l],
+                grad: Some(&s.grad),
+                dense_grad: None,
+            })
+            .collect();
+        sched
+            .update(&self.device, topology, &refs)
+            .map_err(|x| e(&x))?;
+        Ok(())
+    }
+
+    /// Training loss and accuracy accumulated since the last call (one readback).
+    pub async fn take_metrics(&self) -> Result<Metrics, String> {
+        self.mlp
+            .take_metrics_async(&self.device, &self.ws)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Test loss and accuracy over the whole (batch-aligned) test set.
+    pub async fn evaluate(&mut self) -> Result<Metrics, String> {
+        let e = |e: &dyn std::fmt::Display| e.to_string();
+        let eb = self.eval_ws.batch();
+        let mut x = vec![0.0; PIXELS * eb];
+        let mut y = Vec::with_capacity(eb);
+        for start in (0..self.data.test_len() / eb).map(|k| k * eb) {
+            let idx: Vec<u32> = (start as u32..(start + eb) as u32).collect();
+            fill_batch(&self.data.test_x, &self.data.test_y, &idx, &mut x, &mut y);
+            self.mlp
+                .load_batch(&self.device, &self.eval_ws, &x, &y)
+                .map_err(|x| e(&x))?;
+            self.mlp
+                .eval_step(&self.device, &self.eval_ws)
+                .map_err(|x| e(&x))?;
+        }
+        self.mlp
+            .take_metrics_async(&self.device, &self.eval_ws)
+            .await
+            .map_err(|x| e(&x))
+    }
+
+    /// The current masks of the sparse layers (empty for dense training; one readback per layer).
+    pub async fn masks(&self) -> Result<Vec<Mask>, String> {
+        let mut out = Vec::new();
+        for s in self.mlp.layers.iter().filter_map(sparse_of) {
+            let p = self
+                .device
+                .download_pattern_async(&s.pattern)
+                .await
+                .map_err(|e| e.to_string())?;
+            out.push(p.to_mask());
+        }
+        Ok(out)
+    }
+
+    /// Feeds the masks to the scheduler's ANP/ITOP trackers and returns `(anp, itop)`.
+    pub fn observe(&mut self, masks: &[Mask]) -> Result<Option<(f64, f64)>, String> {
+        let Some(s) = self.sched.as_mut() else {
+            return Ok(None);
+        };
+        s.observe(masks).map_err(|e| e.to_string())?;
+        Ok(Some((s.anp().unwrap_or(1.0), s.itop())))
+    }
+
+    /// Class probabilities of one image given as 784 intensities in `[0, 1]`.
+    pub async fn predict(&mut self, pixels: &[f32]) -> Result<Vec<f32>, String> {
+        if pixels.len() != PIXELS {
+            return Err(format!(
+                "an image has {PIXELS} pixels, got {}",
+                pixels.len()
+            ));
+        }
+        let e = |e: &dyn std::fmt::Display| e.to_string();
+        let x: Vec<f32> = pixels
+            .iter()
+            .map(|&v| (v.clamp(0.0, 1.0) - MEAN) / STD)
+            .collect();
+        self.mlp
+            .load_batch(&self.device, &self.predict_ws, &x, &[0])
+            .map_err(|x| e(&x))?;
+        self.mlp
+            .eval_step(&self.device, &self.predict_ws)
+            .map_err(|x| e(&x))?;
+        let logits = self
+            .device
+            .read_f32_async(self.predict_ws.logits())
+            .await
+            .map_err(|x| e(&x))?;
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let exp: Vec<f32> = logits.iter().map(|&z| (z - max).exp()).collect();
+        let sum: f32 = exp.iter().sum();
+        Ok(exp.iter().map(|v| v / sum).collect())
+    }
+}
+
+fn sparse_of(layer: &Layer) -> Option<&SparseLinear> {
+    match layer {
+        Layer::Sparse(s) => Some(s),
+        Layer::Dense(_) => None,
+    }
+}
+
+/// FNV-1a over the masks' bits: a short fingerprint to compare runs across platforms.
+pub fn masks_fingerprint(masks: &[Mask]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for m in masks {
+        for r in 0..m.rows() {
+            for c in 0..m.cols() {
+                h ^= u64::from(m.get(r, c));
+                h = h.wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+    }
+    h
+}

@@ -1,0 +1,160 @@
+//! In headless Chromium (wasm-bindgen-test, `--enable-unsafe-webgpu`: SwiftShader's WebGPU): the
+//! sparse kernels and a whole training run on WebGPU against the CPU twins compiled to wasm, and
+//! the topology updates giving exactly the masks of the native CPU and GPU runs (`tests/demo.rs`).
+#![cfg(target_arch = "wasm32")]
+
+use cht_gpu::{Activation, BackendChoice, Device, DeviceOptions};
+use cht_sparse::CsrPattern;
+use cht_sparse::rng::{Counter, RngKey, Stream};
+use cht_web::demo::{DemoConfig, DemoMethod, MnistSubset, Trainer, masks_fingerprint};
+use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+/// The fingerprint `tests/demo.rs` pins natively (CPU twins and lavapipe).
+const FINGERPRINT: u64 = 0xa4f4_f7da_c9c8_066c;
+/// f32 sums in a different order on the GPU.
+const TOL: f32 = 1e-4;
+
+async fn webgpu() -> Device {
+    let options = DeviceOptions {
+        backend: BackendChoice::Gpu,
+        adapter: Default::default(),
+    };
+    Device::open(&options)
+        .await
+        .expect("no WebGPU adapter: run Chromium with --enable-unsafe-webgpu (web/webdriver.json)")
+}
+
+fn randn(n: usize, seed: u32) -> Vec<f32> {
+    let mut r = Counter::new(RngKey::new(seed, Stream::Synthetic, 1, 0));
+    (0..n).map(|_| r.normal()).collect()
+}
+
+fn assert_close(what: &str, got: &[f32], want: &[f32]) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (g - w).abs() <= TOL * (1.0 + w.abs()),
+            "{what}[{i}]: WebGPU {g}, CPU twin {w}"
+        );
+    }
+}
+
+/// Forward, input gradient and weight gradient of a sparse layer with odd sizes, an empty row,
+/// and nnz = 0, on WebGPU and on the wasm CPU twins.
+#[wasm_bindgen_test]
+async fn sparse_kernels_on_webgpu_match_the_cpu_twins() {
+    let gpu = webgpu().await;
+    let cpu = Device::cpu();
+    for (rows, cols, batch, density) in [(67, 131, 7, 0.1), (7, 67, 32, 0.5), (31, 5, 3, 0.0)] {
+        let key = RngKey::new(3, Stream::Synthetic, 0, 0);
+        let mut mask = CsrPattern::random(rows, cols, density, key)
+            .unwrap()
+            .to_mask();
+        for c in 0..cols {
+            mask.set(1, c, false);
+        }
+        let p = CsrPattern::from_mask(&mask);
+        let nnz = p.nnz().max(1);
+        let values = randn(nnz, 1);
+        let x = randn(cols * batch, 2);
+        let dy = randn(rows * batch, 3);
+        let mut outs = Vec::new();
+        for d in [&gpu, &cpu] {
+            let w = d.upload_pattern("w", &p, nnz).unwrap();
+            let v = d.tensor_f32("values", nnz, 1, &values).unwrap();
+            let xt = d.tensor_f32("x", cols, batch, &x).unwrap();
+            let dyt = d.tensor_f32("dy", rows, batch, &dy).unwrap();
+            let nan = |n| vec![f32::NAN; n];
+            let y = d.tensor_f32("y", rows, batch, &nan(rows * batch)).unwrap();
+            let dx = d.tensor_f32("dx", cols, batch, &nan(cols * batch)).unwrap();
+            let dw = d.tensor_f32("dw", nnz, 1, &nan(nnz)).unwrap();
+            d.spmm_forward(&w, &v, &xt, None, Activation::Relu, &y)
+                .unwrap();
+            d.spmm_backward_input(&w, &v, &dyt, &dx).unwrap();
+            d.sddmm_weight_grad(&w, &dyt, &xt, &dw).unwrap();
+            let mut dw = d.read_f32_async(&dw).await.unwrap();
+            dw.truncate(p.nnz());
+            outs.push([
+                d.read_f32_async(&y).await.unwrap(),
+                d.read_f32_async(&dx).await.unwrap(),
+                dw,
+            ]);
+        }
+        for (k, op) in ["forward", "dX", "dW"].iter().enumerate() {
+            let what = format!("{op} {rows}x{cols} batch {batch} density {density}");
+            assert!(
+                outs[1][k].iter().all(|v| v.is_finite()),
+                "{what}: CPU twin wrote NaN"
+            );
+            assert_close(&what, &outs[0][k], &outs[1][k]);
+        }
+    }
+}
+
+fn update_only() -> DemoConfig {
+    DemoConfig {
+        method: DemoMethod::Chts,
+        hidden: 48,
+        density: 0.1,
+        update_every: 1,
+        epochs: 1,
+        batch: 16,
+        seed: 7,
+        ..DemoConfig::default()
+    }
+}
+
+async fn fingerprint_after_updates(device: Device) -> u64 {
+    let data = MnistSubset::synthetic(320, 50, 1);
+    let mut t = Trainer::new(device, update_only(), data).unwrap();
+    assert_eq!(t.train(6).unwrap().updates, 6);
+    masks_fingerprint(&t.masks().await.unwrap())
+}
+
+/// Six CHTs topology updates (removal, chain removal, CH2-L3n, soft regrowth, CSR/CSC rebuild)
+/// give the native masks on WebGPU and on the wasm CPU twins.
+#[wasm_bindgen_test]
+async fn topology_updates_give_the_native_masks() {
+    assert_eq!(
+        fingerprint_after_updates(webgpu().await).await,
+        FINGERPRINT,
+        "WebGPU"
+    );
+    assert_eq!(
+        fingerprint_after_updates(Device::cpu()).await,
+        FINGERPRINT,
+        "wasm CPU"
+    );
+}
+
+/// A short CHTs run with two topology updates: the same training losses and predictions on WebGPU
+/// and on the CPU twins.
+#[wasm_bindgen_test]
+async fn training_on_webgpu_matches_the_cpu_twins() {
+    let config = DemoConfig {
+        hidden: 40,
+        update_every: 10,
+        epochs: 2,
+        ..DemoConfig::default()
+    };
+    let mut results = Vec::new();
+    for device in [webgpu().await, Device::cpu()] {
+        let data = MnistSubset::synthetic(800, 100, 2);
+        let mut t = Trainer::new(device, config.clone(), data).unwrap();
+        let mut losses = Vec::new();
+        for _ in 0..3 {
+            let chunk = t.train(8).unwrap();
+            assert!(!chunk.finished);
+            losses.push(t.take_metrics().await.unwrap().loss as f32);
+        }
+        assert_eq!(t.updates(), 2);
+        let test = t.evaluate().await.unwrap();
+        let p = t.predict(&[0.3; 784]).await.unwrap();
+        losses.push(test.loss as f32);
+        results.push((losses, p));
+    }
+    assert_close("training losses", &results[0].0, &results[1].0);
+    assert_close("class probabilities", &results[0].1, &results[1].1);
+}
