@@ -22,7 +22,7 @@ try {
   await page.waitForFunction(() => window.chtState && (window.chtState.ready || window.chtState.error));
   await page.click('#start');
   await page.waitForTimeout(seconds * 1000);
-  await page.click('#pause');
+  if (await page.locator('#pause').isEnabled()) await page.click('#pause');
   // A "7": a top bar and a diagonal stroke.
   const box = await page.locator('#pad').boundingBox();
   const at = (x, y) => [box.x + x * box.width, box.y + y * box.height];

@@ -112,7 +112,7 @@ impl Default for DemoConfig {
             method: DemoMethod::Chts,
             hidden: 256,
             hidden_layers: 2,
-            density: 0.05,
+            density: 0.02,
             zeta: 0.3,
             update_every: 100,
             temperature: DemoTemperature::Paper,
@@ -305,7 +305,8 @@ pub struct Trainer {
     sched: Option<DstScheduler>,
     topology: Option<Topology>,
     ws: Workspace,
-    eval_ws: Workspace,
+    /// Evaluation buffers: full batches, then the remainder of the test set if any.
+    eval_ws: Vec<Workspace>,
     predict_ws: Workspace,
     steps_per_epoch: usize,
     /// Optimizer steps taken (update steps included).
@@ -317,8 +318,7 @@ pub struct Trainer {
     updates: u32,
 }
 
-/// Test-set batch of the evaluation workspace (the remainder is dropped if the test set is not a
-/// multiple: the page's subsets are).
+/// Test-set batch of the evaluation workspace.
 const EVAL_BATCH: usize = 500;
 
 impl Trainer {
@@ -380,7 +380,11 @@ impl Trainer {
         let mlp = Mlp::from_layers(layers).map_err(|x| e(&x))?;
         let topology = sched.as_ref().map(|s| s.topology(&device, 1));
         let ws = mlp.workspace(&device, config.batch);
-        let eval_ws = mlp.workspace(&device, EVAL_BATCH.min(data.test_len()));
+        let eb = EVAL_BATCH.min(data.test_len());
+        let mut eval_ws = vec![mlp.workspace(&device, eb)];
+        if !data.test_len().is_multiple_of(eb) {
+            eval_ws.push(mlp.workspace(&device, data.test_len() % eb));
+        }
         let predict_ws = mlp.workspace(&device, 1);
         let mut t = Trainer {
             device,
@@ -528,26 +532,45 @@ impl Trainer {
             .map_err(|e| e.to_string())
     }
 
-    /// Test loss and accuracy over the whole (batch-aligned) test set.
+    /// Test loss and accuracy over the whole test set (one submit per batch, one readback per
+    /// workspace).
     pub async fn evaluate(&mut self) -> Result<Metrics, String> {
         let e = |e: &dyn std::fmt::Display| e.to_string();
-        let eb = self.eval_ws.batch();
-        let mut x = vec![0.0; PIXELS * eb];
-        let mut y = Vec::with_capacity(eb);
-        for start in (0..self.data.test_len() / eb).map(|k| k * eb) {
-            let idx: Vec<u32> = (start as u32..(start + eb) as u32).collect();
+        let n = self.data.test_len();
+        let mut x = Vec::new();
+        let mut y = Vec::new();
+        let mut start = 0;
+        while start < n {
+            let ws = if n - start >= self.eval_ws[0].batch() {
+                &self.eval_ws[0]
+            } else {
+                &self.eval_ws[1]
+            };
+            let b = ws.batch();
+            let idx: Vec<u32> = (start as u32..(start + b) as u32).collect();
+            x.resize(PIXELS * b, 0.0);
             fill_batch(&self.data.test_x, &self.data.test_y, &idx, &mut x, &mut y);
             self.mlp
-                .load_batch(&self.device, &self.eval_ws, &x, &y)
+                .load_batch(&self.device, ws, &x, &y)
                 .map_err(|x| e(&x))?;
-            self.mlp
-                .eval_step(&self.device, &self.eval_ws)
-                .map_err(|x| e(&x))?;
+            self.mlp.eval_step(&self.device, ws).map_err(|x| e(&x))?;
+            start += b;
         }
-        self.mlp
-            .take_metrics_async(&self.device, &self.eval_ws)
-            .await
-            .map_err(|x| e(&x))
+        let (mut loss, mut correct) = (0.0, 0.0);
+        for ws in &self.eval_ws {
+            let m = self
+                .mlp
+                .take_metrics_async(&self.device, ws)
+                .await
+                .map_err(|x| e(&x))?;
+            loss += m.loss * m.samples as f64;
+            correct += m.accuracy * m.samples as f64;
+        }
+        Ok(Metrics {
+            loss: loss / n as f64,
+            accuracy: correct / n as f64,
+            samples: n as u64,
+        })
     }
 
     /// The current masks of the sparse layers (empty for dense training; one readback per layer).

@@ -232,9 +232,10 @@ impl Demo {
     }
 
     /// Resolves to `{ layers: [{ rows, cols, nnz, density, image }], alive: [Uint8Array],
-    /// anp, itop, scores: { rows, cols, image } | null }`. Images are RGBA, `cols` wide; the
+    /// inputs: Uint8Array | null, anp, itop, scores: { rows, cols, image } | null }`. Images are RGBA, `cols` wide; the
     /// adjacency images colour the links regrown (green) and removed (red) since the previous call;
-    /// `scores` is the CH2-L3n heat-map of the last sparse layer.
+    /// `inputs` grades the first layer's inputs by links left; `scores` is the CH2-L3n heat-map of
+    /// the last sparse layer.
     pub fn topology(&self) -> Promise {
         let state = self.state.clone();
         future_to_promise(async move {
@@ -267,6 +268,14 @@ impl Demo {
                 alive.push(&Uint8Array::from(a.as_slice()));
             }
             set(&out, "alive", alive);
+            match masks.first() {
+                Some(m) => set(
+                    &out,
+                    "inputs",
+                    Uint8Array::from(render::input_degrees(m).as_slice()),
+                ),
+                None => set(&out, "inputs", JsValue::NULL),
+            }
             match observed {
                 Some((anp, itop)) => {
                     set(&out, "anp", anp);

@@ -62,6 +62,19 @@ fn heat(t: f32) -> [u8; 3] {
     [ch(t * 3.0), ch(t * 3.0 - 1.0), ch(t * 3.0 - 2.0)]
 }
 
+/// Grey levels (0–255, brightest = most links) of the first layer's inputs: with 784 inputs, a
+/// 28×28 picture of which pixels the network still reads.
+pub fn input_degrees(first: &Mask) -> Vec<u8> {
+    let degrees: Vec<usize> = (0..first.cols())
+        .map(|c| (0..first.rows()).filter(|&r| first.get(r, c)).count())
+        .collect();
+    let max = degrees.iter().copied().max().unwrap_or(0).max(1);
+    degrees
+        .iter()
+        .map(|&d| ((d * 255 + max / 2) / max) as u8)
+        .collect()
+}
+
 /// For each hidden layer (the outputs of sparse layer `l`), 1 where the neuron still has an
 /// incoming link and — if another sparse layer follows — an outgoing one, else 0.
 pub fn alive_neurons(masks: &[Mask]) -> Vec<Vec<u8>> {
@@ -107,6 +120,12 @@ mod tests {
         let l0 = mask(2, 2, &[1, 0, 0, 1]);
         let l1 = mask(2, 2, &[1, 0, 1, 0]);
         assert_eq!(alive_neurons(&[l0, l1]), vec![vec![1, 0], vec![1, 1]]);
+    }
+
+    #[test]
+    fn input_degrees_scale_to_the_busiest_input() {
+        let m = mask(2, 3, &[1, 1, 0, 0, 1, 0]);
+        assert_eq!(input_degrees(&m), vec![128, 255, 0]);
     }
 
     #[test]

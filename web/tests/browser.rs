@@ -135,6 +135,7 @@ async fn topology_updates_give_the_native_masks() {
 async fn training_on_webgpu_matches_the_cpu_twins() {
     let config = DemoConfig {
         hidden: 40,
+        density: 0.1,
         update_every: 10,
         epochs: 2,
         ..DemoConfig::default()

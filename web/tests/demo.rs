@@ -79,9 +79,11 @@ fn same_seed_same_masks_on_cpu_and_gpu() {
 
 #[test]
 fn chts_learns_the_synthetic_task_and_reports_topology() {
-    let data = MnistSubset::synthetic(2000, 500, 3);
+    // 530 test images: a full evaluation batch of 500 and a remainder of 30.
+    let data = MnistSubset::synthetic(2000, 530, 3);
     let config = DemoConfig {
         hidden: 64,
+        density: 0.1,
         update_every: 20,
         epochs: 2,
         ..DemoConfig::default()
@@ -94,6 +96,7 @@ fn chts_learns_the_synthetic_task_and_reports_topology() {
     assert!(t.updates() >= 3, "updates {}", t.updates());
     let m = pollster::block_on(t.evaluate()).unwrap();
     assert!(m.accuracy > 0.9, "test accuracy {}", m.accuracy);
+    assert_eq!(m.samples, 530);
     let masks = pollster::block_on(t.masks()).unwrap();
     let (anp, itop) = t.observe(&masks).unwrap().unwrap();
     assert!(anp > 0.0 && anp <= 1.0 && itop > 0.0);

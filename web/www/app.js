@@ -124,6 +124,13 @@ async function refreshTopology() {
     const dots = neurons.children[i].children;
     for (let k = 0; k < a.length; k++) dots[k].classList.toggle('dead', a[k] === 0);
   });
+  if (t.inputs && t.inputs.length === 784) {
+    const rgba = new Uint8Array(784 * 4);
+    // Dark: the pixel lost every link; bright: the busiest input.
+    t.inputs.forEach((v, i) => rgba.set([v, Math.round(v * 0.9), Math.round(30 + v * 0.5), 255], 4 * i));
+    paint($('inputs'), 28, 28, rgba);
+  }
+  $('inputs').hidden = !t.inputs;
   if (t.scores) {
     const c = $('scores');
     c.width = t.scores.cols; c.height = t.scores.rows;
@@ -291,4 +298,9 @@ for (const id of ['method', 'hidden', 'density', 'zeta', 'updateEvery', 'tempera
   $(id).addEventListener('change', () => { if (data) reset(); });
 }
 
+// URL parameters preset the controls, e.g. ?method=set&density=0.05&seed=3
+for (const [key, value] of new URLSearchParams(location.search)) {
+  const el = $(key);
+  if (el && (el.tagName === 'INPUT' || el.tagName === 'SELECT')) el.value = value;
+}
 boot();
