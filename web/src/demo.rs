@@ -634,6 +634,38 @@ fn sparse_of(layer: &Layer) -> Option<&SparseLinear> {
     }
 }
 
+/// The cross-platform determinism check of the tests: CHTs on a 784-48-48-10 MLP (seed 7) where
+/// every step is a topology update — so no optimizer step runs and the masks depend only on the
+/// seed — for 6 steps on synthetic data. Returns the fingerprints of the masks before and after.
+/// The native tests (CPU twins, lavapipe) and the browser tests (WebGPU, wasm CPU) pin the same
+/// "after" value.
+pub async fn update_only_fingerprints(device: Device) -> Result<(u64, u64), String> {
+    let config = DemoConfig {
+        method: DemoMethod::Chts,
+        hidden: 48,
+        density: 0.1,
+        update_every: 1,
+        epochs: 1,
+        batch: 16,
+        seed: 7,
+        ..DemoConfig::default()
+    };
+    let mut t = Trainer::new(device, config, MnistSubset::synthetic(320, 50, 1))?;
+    let before = t.masks().await?;
+    let chunk = t.train(6)?;
+    if chunk.updates != 6 {
+        return Err(format!(
+            "expected 6 topology updates, got {}",
+            chunk.updates
+        ));
+    }
+    let after = t.masks().await?;
+    if after.iter().zip(&before).any(|(a, b)| a.nnz() != b.nnz()) {
+        return Err("CHTs must regrow exactly what it removes".into());
+    }
+    Ok((masks_fingerprint(&before), masks_fingerprint(&after)))
+}
+
 /// FNV-1a over the masks' bits: a short fingerprint to compare runs across platforms.
 pub fn masks_fingerprint(masks: &[Mask]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;

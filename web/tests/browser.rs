@@ -6,7 +6,7 @@
 use cht_gpu::{Activation, BackendChoice, Device, DeviceOptions};
 use cht_sparse::CsrPattern;
 use cht_sparse::rng::{Counter, RngKey, Stream};
-use cht_web::demo::{DemoConfig, DemoMethod, MnistSubset, Trainer, masks_fingerprint};
+use cht_web::demo::{DemoConfig, MnistSubset, Trainer, update_only_fingerprints};
 use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
 
 wasm_bindgen_test_configure!(run_in_browser);
@@ -93,24 +93,8 @@ async fn sparse_kernels_on_webgpu_match_the_cpu_twins() {
     }
 }
 
-fn update_only() -> DemoConfig {
-    DemoConfig {
-        method: DemoMethod::Chts,
-        hidden: 48,
-        density: 0.1,
-        update_every: 1,
-        epochs: 1,
-        batch: 16,
-        seed: 7,
-        ..DemoConfig::default()
-    }
-}
-
 async fn fingerprint_after_updates(device: Device) -> u64 {
-    let data = MnistSubset::synthetic(320, 50, 1);
-    let mut t = Trainer::new(device, update_only(), data).unwrap();
-    assert_eq!(t.train(6).unwrap().updates, 6);
-    masks_fingerprint(&t.masks().await.unwrap())
+    update_only_fingerprints(device).await.unwrap().1
 }
 
 /// Six CHTs topology updates (removal, chain removal, CH2-L3n, soft regrowth, CSR/CSC rebuild)
