@@ -666,6 +666,25 @@ pub async fn update_only_fingerprints(device: Device) -> Result<(u64, u64), Stri
     Ok((masks_fingerprint(&before), masks_fingerprint(&after)))
 }
 
+/// A trained run's fingerprint: the page's default CHTs configuration (784-256-256-10, 2 %
+/// density, an update every 100 steps) trained for 250 steps on synthetic data, so two topology
+/// updates act on trained weights. The CPU twins give the same bits natively and in wasm.
+pub async fn trained_fingerprint(device: Device) -> Result<u64, String> {
+    let mut t = Trainer::new(
+        device,
+        DemoConfig::default(),
+        MnistSubset::synthetic(3200, 50, 4),
+    )?;
+    let chunk = t.train(250)?;
+    if chunk.updates != 2 {
+        return Err(format!(
+            "expected 2 topology updates, got {}",
+            chunk.updates
+        ));
+    }
+    Ok(masks_fingerprint(&t.masks().await?))
+}
+
 /// FNV-1a over the masks' bits: a short fingerprint to compare runs across platforms.
 pub fn masks_fingerprint(masks: &[Mask]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;

@@ -6,13 +6,16 @@
 use cht_gpu::{Activation, BackendChoice, Device, DeviceOptions};
 use cht_sparse::CsrPattern;
 use cht_sparse::rng::{Counter, RngKey, Stream};
-use cht_web::demo::{DemoConfig, MnistSubset, Trainer, update_only_fingerprints};
+use cht_web::demo::{
+    DemoConfig, MnistSubset, Trainer, trained_fingerprint, update_only_fingerprints,
+};
 use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
 
 wasm_bindgen_test_configure!(run_in_browser);
 
-/// The fingerprint `tests/demo.rs` pins natively (CPU twins and lavapipe).
+/// The fingerprints `tests/demo.rs` pins natively (CPU twins and lavapipe).
 const FINGERPRINT: u64 = 0xa4f4_f7da_c9c8_066c;
+const TRAINED_FINGERPRINT: u64 = 0xfd80_9e1f_6cec_5789;
 /// f32 sums in a different order on the GPU.
 const TOL: f32 = 1e-4;
 
@@ -142,4 +145,14 @@ async fn training_on_webgpu_matches_the_cpu_twins() {
     }
     assert_close("training losses", &results[0].0, &results[1].0);
     assert_close("class probabilities", &results[0].1, &results[1].1);
+}
+
+/// The page's default CHTs configuration trained for 250 steps with two topology updates: the
+/// native masks on WebGPU and on the wasm CPU twins.
+#[wasm_bindgen_test]
+async fn trained_run_gives_the_native_masks() {
+    let gpu = trained_fingerprint(webgpu().await).await.unwrap();
+    assert_eq!(gpu, TRAINED_FINGERPRINT, "WebGPU");
+    let cpu = trained_fingerprint(Device::cpu()).await.unwrap();
+    assert_eq!(cpu, TRAINED_FINGERPRINT, "wasm CPU");
 }

@@ -4,7 +4,9 @@
 #![cfg(not(target_arch = "wasm32"))]
 
 use cht_gpu::{BackendChoice, Device, DeviceOptions};
-use cht_web::demo::{DemoConfig, DemoMethod, MnistSubset, Trainer, update_only_fingerprints};
+use cht_web::demo::{
+    DemoConfig, DemoMethod, MnistSubset, Trainer, trained_fingerprint, update_only_fingerprints,
+};
 
 /// Masks after the 6 topology updates of [`update_only_fingerprints`], on every backend.
 const FINGERPRINT: u64 = 0xa4f4_f7da_c9c8_066c;
@@ -115,4 +117,23 @@ fn bad_subset_files_and_configs_are_errors() {
             .contains("batch")
     );
     assert!(DemoMethod::parse("rigl").is_err());
+}
+
+/// The page's default configuration after 250 training steps and two topology updates.
+const TRAINED_FINGERPRINT: u64 = 0xfd80_9e1f_6cec_5789;
+
+#[test]
+fn trained_run_gives_the_same_masks_on_cpu_and_gpu() {
+    let cpu = pollster::block_on(trained_fingerprint(Device::cpu())).unwrap();
+    assert_eq!(
+        cpu, TRAINED_FINGERPRINT,
+        "CPU masks changed: update here and in browser.rs"
+    );
+    if let Some(g) = gpu() {
+        let gpu = pollster::block_on(trained_fingerprint(g)).unwrap();
+        assert_eq!(
+            gpu, TRAINED_FINGERPRINT,
+            "GPU masks differ from CPU after training"
+        );
+    }
 }
