@@ -29,6 +29,7 @@ function fail(message) {
   state.running = false;
   $('error').textContent = message;
   $('error').hidden = false;
+  $('backend').textContent = 'not running';
   for (const id of ['start', 'pause', 'reset']) $(id).disabled = true;
 }
 
