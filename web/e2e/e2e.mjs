@@ -9,7 +9,8 @@
 // CHTs selected by default). The test loads the page, waits for `ready`, checks the backend
 // (`WebGPU…` with --webgpu, which passes --enable-unsafe-webgpu; `CPU…` with --no-webgpu), clicks
 // #start and waits until `testAcc >= threshold` and `topologyVersion` has grown (at most --timeout
-// seconds for loading, and again for training). Any console.error, uncaught page error or
+// seconds for loading, and again for training), then checks that the pixels of the adjacency
+// images (`#layers canvas`) changed. Any console.error, uncaught page error or
 // `chtState.error` fails it. Prints `e2e: PASS …` and exits 0, or `e2e: FAIL …` and exits 1.
 
 import { mkdirSync } from 'node:fs';
@@ -152,6 +153,22 @@ async function main() {
     }
     if (method !== 'chts') throw new Failure(`#method defaults to "${method}", expected "chts"`);
 
+    // A digest of the adjacency images' pixels, to check that topology updates redraw them
+    // differently (not just that a counter moved).
+    const digest = () =>
+      page.evaluate(() =>
+        Array.from(document.querySelectorAll('#layers canvas'))
+          .map((c) => {
+            const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+            let h = 2166136261;
+            for (let i = 0; i < d.length; i += 4) h = Math.imul(h ^ (d[i] + 3 * d[i + 1] + 7 * d[i + 2]), 16777619);
+            return (h >>> 0).toString(16);
+          })
+          .join(','),
+      );
+    const images0 = await digest();
+    if (!images0) throw new Failure('the page shows no adjacency images');
+
     await page.click('#start', { timeout: 10000 });
     const tStart = Date.now();
     const started = await state();
@@ -165,6 +182,8 @@ async function main() {
       (s) => typeof s.testAcc === 'number' && s.testAcc >= opts.threshold && Number(s.topologyVersion) > v0,
     );
     const seconds = (Date.now() - tStart) / 1000;
+    const images1 = await digest();
+    if (images1 === images0) throw new Failure('the adjacency images did not change after topology updates');
 
     if (opts.screenshot) {
       mkdirSync(dirname(opts.screenshot), { recursive: true });
