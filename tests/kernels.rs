@@ -5,7 +5,9 @@
 mod common;
 
 use cht::gpu::ops::gemm::{CpuMask, GemmShape, gemm_cpu};
-use cht::gpu::{Activation, DType, Device, Gemm, METRICS_LEN, MaskOn, SgdStep, Transpose};
+use cht::gpu::{
+    Activation, AdamWStep, DType, Device, Gemm, METRICS_LEN, MaskOn, SgdStep, Transpose,
+};
 use cht::sparse::{CsrPattern, Mask};
 use common::{assert_close, cpu, gpu, key, poison, randn};
 
@@ -548,4 +550,83 @@ fn shape_dtype_and_alias_errors_are_results_not_panics() {
             Err(cht::gpu::Error::WrongBackend { .. })
         ));
     }
+}
+
+/// Transformer kernels (RMSNorm, AdamW): GPU vs twin at odd sizes, outputs starting as NaN; the
+/// twins' gradients are checked against finite differences in `cht-gpu`'s unit tests.
+#[test]
+fn rmsnorm_and_adamw_match_twins() {
+    for &(d, tokens) in &[(1, 1), (7, 5), (67, 131), (131, 3)] {
+        let x = randn(d * tokens, 11);
+        let gain: Vec<f32> = randn(d, 12).iter().map(|v| 1.0 + 0.1 * v).collect();
+        let dy = randn(d * tokens, 13);
+        let what = format!("rmsnorm {d}x{tokens}");
+        let run = |dev: &Device| {
+            let xt = dev.tensor_f32("x", d, tokens, &x).unwrap();
+            let gt = dev.tensor_f32("gain", d, 1, &gain).unwrap();
+            let yt = dev.tensor_f32("y", d, tokens, &poison(d * tokens)).unwrap();
+            let rt = dev.tensor_f32("rstd", tokens, 1, &poison(tokens)).unwrap();
+            let dyt = dev.tensor_f32("dy", d, tokens, &dy).unwrap();
+            let dxt = dev
+                .tensor_f32("dx", d, tokens, &poison(d * tokens))
+                .unwrap();
+            let dgt = dev.tensor_f32("dgain", d, 1, &poison(d)).unwrap();
+            dev.rmsnorm_forward(&xt, &gt, 1e-5, &yt, &rt).unwrap();
+            dev.rmsnorm_backward(&xt, &gt, &rt, &dyt, &dxt, &dgt)
+                .unwrap();
+            [&yt, &rt, &dxt, &dgt]
+                .iter()
+                .flat_map(|t| dev.read_f32(t).unwrap())
+                .collect::<Vec<f32>>()
+        };
+        let out = both(&what, run);
+        assert!(
+            out.iter().all(|v| v.is_finite()),
+            "{what}: a value was not written"
+        );
+        // Each column of the output has unit RMS when the gain is 1: check one via the twin's y.
+        let (y, r) = (&out[..d * tokens], &out[d * tokens..d * tokens + tokens]);
+        let rms = |t: usize| {
+            ((0..d).map(|i| (x[i * tokens + t]).powi(2)).sum::<f32>() / d as f32 + 1e-5).sqrt()
+        };
+        assert!(
+            (r[0] - 1.0 / rms(0)).abs() < 1e-4 * r[0].abs().max(1.0),
+            "{what}: rstd"
+        );
+        assert!(
+            (y[0] - gain[0] * x[0] / rms(0)).abs() < 1e-4 * (1.0 + y[0].abs()),
+            "{what}: y"
+        );
+    }
+    let n = 1031;
+    let grad = randn(n, 21);
+    let w0 = randn(n, 22);
+    let out = both("adamw", |dev| {
+        let g = dev.tensor_f32("grad", n, 1, &grad).unwrap();
+        let w = dev.tensor_f32("w", n, 1, &w0).unwrap();
+        let m = dev.zeros("m", n, 1, DType::F32);
+        let v = dev.zeros("v", n, 1, DType::F32);
+        for t in 1..=3 {
+            let step = AdamWStep {
+                lr: 1e-2,
+                beta1: 0.9,
+                beta2: 0.95,
+                eps: 1e-8,
+                weight_decay: 0.1,
+                t,
+            };
+            dev.adamw(step, &g, &w, &m, &v).unwrap();
+        }
+        [&w, &m, &v]
+            .iter()
+            .flat_map(|t| dev.read_f32(t).unwrap())
+            .collect::<Vec<f32>>()
+    });
+    // Three identical gradients: bias-corrected moments equal g and g², so each step moves w by
+    // lr·sign(g) (for |g| ≫ eps) after the decay.
+    let mut w = w0[0];
+    for _ in 0..3 {
+        w = w * (1.0 - 1e-3) - 1e-2 * grad[0].signum();
+    }
+    assert!((out[0] - w).abs() < 1e-4, "adamw: {} vs {w}", out[0]);
 }

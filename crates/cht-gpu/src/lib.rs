@@ -30,7 +30,7 @@ pub use gpu::{AdapterFilter, AdapterSummary};
 pub use ops::csr_build::CsrBuilder;
 pub use ops::gemm::{Gemm, MaskOn, Transpose};
 pub use ops::loss::METRICS_LEN;
-pub use ops::optim::SgdStep;
+pub use ops::optim::{AdamWStep, SgdStep};
 pub use ops::spmm::Activation;
 pub use sparse::SparsePattern;
 pub use tensor::{DType, Tensor};

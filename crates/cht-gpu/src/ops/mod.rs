@@ -8,7 +8,8 @@
 //! | `gemm`        | `shaders/gemm.wgsl`      | dense and masked-dense products |
 //! | `elementwise` | `shaders/elementwise.wgsl` | ReLU backward, bias gradient |
 //! | `loss`        | `shaders/loss.wgsl`      | softmax cross-entropy, metric sums |
-//! | `optim`       | `shaders/optim.wgsl`     | SGD with momentum and weight decay |
+//! | `optim`       | `shaders/optim.wgsl`     | SGD with momentum and weight decay, AdamW |
+//! | `norm`        | `shaders/norm.wgsl`      | RMSNorm forward and backward |
 //! | `csr_build`   | `shaders/csr_build.wgsl` | CSR/CSC from a mask, gather/scatter values |
 //! | `random`      | `shaders/random.wgsl`    | counter-based RNG fill |
 //! | `predict`     | `shaders/ch_link.wgsl`   | CH link prediction (L3n and L3p) |
@@ -19,6 +20,7 @@ pub mod csr_build;
 pub mod elementwise;
 pub mod gemm;
 pub mod loss;
+pub mod norm;
 pub mod optim;
 pub mod predict;
 pub mod random;

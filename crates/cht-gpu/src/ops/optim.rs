@@ -1,4 +1,4 @@
-//! SGD with momentum and weight decay; shader `shaders/optim.wgsl`.
+//! SGD with momentum and weight decay, and AdamW; shader `shaders/optim.wgsl`.
 
 use crate::device::{Backend, Device};
 use crate::error::Result;
@@ -6,12 +6,71 @@ use crate::gpu::{Access, Kernel};
 use crate::ops::{bytes, grid_1d};
 use crate::tensor::{DType, Tensor, as_f32, as_f32_mut};
 
+const SOURCE: &str = include_str!("../../../../shaders/optim.wgsl");
 const KERNEL: Kernel = Kernel {
     family: "optim",
-    source: include_str!("../../../../shaders/optim.wgsl"),
+    source: SOURCE,
     entry: "sgd_momentum",
     access: &[Access::Read, Access::ReadWrite, Access::ReadWrite],
 };
+const ADAMW: Kernel = Kernel {
+    family: "optim",
+    source: SOURCE,
+    entry: "adamw",
+    access: &[
+        Access::Read,
+        Access::ReadWrite,
+        Access::ReadWrite,
+        Access::ReadWrite,
+    ],
+};
+
+/// Hyper-parameters of one AdamW step (PyTorch's `AdamW`: decoupled weight decay, bias-corrected
+/// moments).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamWStep {
+    /// Learning rate of this step.
+    pub lr: f32,
+    /// First-moment decay β1.
+    pub beta1: f32,
+    /// Second-moment decay β2.
+    pub beta2: f32,
+    /// Added to the denominator.
+    pub eps: f32,
+    /// Decoupled weight decay.
+    pub weight_decay: f32,
+    /// The 1-based step count `t` (for the bias corrections).
+    pub t: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct AdamParams {
+    len: u32,
+    lr: f32,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    weight_decay: f32,
+    c1: f32,
+    c2: f32,
+}
+
+impl AdamWStep {
+    fn params(&self, len: usize) -> AdamParams {
+        let t = self.t.max(1) as i32;
+        AdamParams {
+            len: len as u32,
+            lr: self.lr,
+            beta1: self.beta1,
+            beta2: self.beta2,
+            eps: self.eps,
+            weight_decay: self.weight_decay,
+            c1: (1.0 / (1.0 - f64::from(self.beta1).powi(t))) as f32,
+            c2: (1.0 / (1.0 - f64::from(self.beta2).powi(t))) as f32,
+        }
+    }
+}
 
 /// Hyper-parameters of one SGD step.
 #[repr(C)]
@@ -77,6 +136,61 @@ impl Device {
     }
 }
 
+impl Device {
+    /// One AdamW step on `w` with moments `m`, `v` (all the shape of `grad`).
+    pub fn adamw(
+        &self,
+        step: AdamWStep,
+        grad: &Tensor,
+        w: &Tensor,
+        m: &Tensor,
+        v: &Tensor,
+    ) -> Result<()> {
+        const OP: &str = "adamw";
+        for t in [grad, m, v] {
+            t.expect(OP, DType::F32, w.rows(), w.cols())?;
+        }
+        w.expect(OP, DType::F32, w.rows(), w.cols())?;
+        let params = step.params(w.len());
+        match &self.backend {
+            Backend::Gpu(g) => g.dispatch(
+                &ADAMW,
+                &[],
+                bytes(&params),
+                &[grad, w, m, v],
+                grid_1d(w.len()),
+            ),
+            Backend::Cpu => {
+                let gv = grad.cpu_read(OP)?;
+                let (mut wv, mut mv, mut vv) =
+                    (w.cpu_write(OP)?, m.cpu_write(OP)?, v.cpu_write(OP)?);
+                adamw_cpu(
+                    step,
+                    as_f32(&gv),
+                    as_f32_mut(&mut wv),
+                    as_f32_mut(&mut mv),
+                    as_f32_mut(&mut vv),
+                );
+                Ok(())
+            }
+        }
+    }
+}
+
+/// CPU twin of `adamw`.
+pub fn adamw_cpu(step: AdamWStep, grad: &[f32], w: &mut [f32], m: &mut [f32], v: &mut [f32]) {
+    let p = step.params(w.len());
+    for i in 0..w.len() {
+        let g = grad[i];
+        let mi = p.beta1 * m[i] + (1.0 - p.beta1) * g;
+        let vi = p.beta2 * v[i] + (1.0 - p.beta2) * g * g;
+        m[i] = mi;
+        v[i] = vi;
+        w[i] = w[i] * (1.0 - p.lr * p.weight_decay)
+            - p.lr * (p.c1 * mi) / ((p.c2 * vi).sqrt() + p.eps);
+    }
+}
+
 /// CPU twin of `sgd_momentum`.
 pub fn sgd_momentum_cpu(step: SgdStep, grad: &[f32], w: &mut [f32], velocity: &mut [f32]) {
     for ((wi, vi), &gi) in w.iter_mut().zip(velocity.iter_mut()).zip(grad) {
@@ -90,6 +204,37 @@ pub fn sgd_momentum_cpu(step: SgdStep, grad: &[f32], w: &mut [f32], velocity: &m
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn adamw_first_steps_by_hand() {
+        // t = 1: m = 0.1·g, v = 0.001·g², so c1·m = g and c2·v = g²: the step is lr·g/(|g| + eps),
+        // after the decoupled decay w·(1 − lr·wd).
+        let step = AdamWStep {
+            lr: 0.1,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.01,
+            t: 1,
+        };
+        let (mut w, mut m, mut v) = ([1.0f32, -2.0], [0.0f32; 2], [0.0f32; 2]);
+        adamw_cpu(step, &[0.5, -4.0], &mut w, &mut m, &mut v);
+        assert!((w[0] - (1.0 * 0.999 - 0.1)).abs() < 1e-6, "{}", w[0]);
+        assert!((w[1] - (-2.0 * 0.999 + 0.1)).abs() < 1e-6, "{}", w[1]);
+        // t = 2 with the same gradient: the moments are bias-corrected back to g and g².
+        adamw_cpu(
+            AdamWStep { t: 2, ..step },
+            &[0.5, -4.0],
+            &mut w,
+            &mut m,
+            &mut v,
+        );
+        assert!(
+            (w[0] - ((0.999 - 0.1) * 0.999 - 0.1)).abs() < 1e-5,
+            "{}",
+            w[0]
+        );
+    }
 
     #[test]
     fn matches_pytorch_sgd_by_hand() {
