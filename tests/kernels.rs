@@ -6,7 +6,8 @@ mod common;
 
 use cht::gpu::ops::gemm::{CpuMask, GemmShape, gemm_cpu};
 use cht::gpu::{
-    Activation, AdamWStep, DType, Device, Gemm, METRICS_LEN, MaskOn, SgdStep, Transpose,
+    Activation, AdamWStep, DType, Device, Gemm, METRICS_LEN, MaskOn, RopeDirection, RopeTables,
+    SgdStep, TokenIndex, Transpose,
 };
 use cht::sparse::{CsrPattern, Mask};
 use common::{assert_close, cpu, gpu, key, poison, randn};
@@ -629,4 +630,104 @@ fn rmsnorm_and_adamw_match_twins() {
         w = w * (1.0 - 1e-3) - 1e-2 * grad[0].signum();
     }
     assert!((out[0] - w).abs() < 1e-4, "adamw: {} vs {w}", out[0]);
+}
+
+/// Rotary embeddings, SwiGLU and the token embedding: GPU vs twin at odd sizes (outputs start as
+/// NaN), plus properties that do not depend on the twin: backward rotation inverts forward, and
+/// the embedding gradient is the gather's transpose.
+#[test]
+fn rope_swiglu_and_embedding_match_twins() {
+    // rope: 3 heads of 6 dims, 7 tokens over positions 0..5 (wrapping), forward then backward.
+    let (heads, hd, tokens, seq) = (3, 6, 7, 5);
+    let rows = heads * hd;
+    let tables = RopeTables::new(hd, seq, 10_000.0).unwrap();
+    let x = randn(rows * tokens, 31);
+    let out = both("rope", |dev| {
+        let xt = dev.tensor_f32("x", rows, tokens, &x).unwrap();
+        let c = dev.tensor_f32("cos", seq, hd / 2, &tables.cos).unwrap();
+        let s = dev.tensor_f32("sin", seq, hd / 2, &tables.sin).unwrap();
+        let y = dev
+            .tensor_f32("y", rows, tokens, &poison(rows * tokens))
+            .unwrap();
+        let back = dev
+            .tensor_f32("back", rows, tokens, &poison(rows * tokens))
+            .unwrap();
+        dev.rope(&xt, &c, &s, hd, RopeDirection::Forward, &y)
+            .unwrap();
+        dev.rope(&y, &c, &s, hd, RopeDirection::Backward, &back)
+            .unwrap();
+        [dev.read_f32(&y).unwrap(), dev.read_f32(&back).unwrap()].concat()
+    });
+    assert!(
+        out.iter().all(|v| v.is_finite()),
+        "rope: a value was not written"
+    );
+    assert_close("rope backward ∘ forward", &out[rows * tokens..], &x, 1e-5);
+
+    // swiglu on an odd length.
+    let n = 1027;
+    let (a, b, dh) = (randn(n, 41), randn(n, 42), randn(n, 43));
+    let out = both("swiglu", |dev| {
+        let at = dev.tensor_f32("gate", n, 1, &a).unwrap();
+        let bt = dev.tensor_f32("up", n, 1, &b).unwrap();
+        let dht = dev.tensor_f32("dh", n, 1, &dh).unwrap();
+        let h = dev.tensor_f32("h", n, 1, &poison(n)).unwrap();
+        let da = dev.tensor_f32("dgate", n, 1, &poison(n)).unwrap();
+        let db = dev.tensor_f32("dup", n, 1, &poison(n)).unwrap();
+        dev.swiglu_forward(&at, &bt, &h).unwrap();
+        dev.swiglu_backward(&at, &bt, &dht, &da, &db).unwrap();
+        [&h, &da, &db]
+            .iter()
+            .flat_map(|t| dev.read_f32(t).unwrap())
+            .collect::<Vec<f32>>()
+    });
+    assert!(
+        out.iter().all(|v| v.is_finite()),
+        "swiglu: a value was not written"
+    );
+
+    // embedding: vocabulary 67 with unused ids, 131 positions, d = 7.
+    let (vocab, d, tokens) = (67, 7, 131);
+    let ids: Vec<u32> = (0..tokens as u32).map(|t| (t * 37 + 5) % 61).collect();
+    let ix = TokenIndex::new(&ids, vocab).unwrap();
+    let table = randn(vocab * d, 51);
+    let dx = randn(d * tokens, 52);
+    let out = both("embedding", |dev| {
+        let tt = dev.tensor_f32("table", vocab, d, &table).unwrap();
+        let it = dev.tensor_u32("ids", tokens, 1, &ix.ids).unwrap();
+        let ot = dev
+            .tensor_u32("offsets", vocab + 1, 1, &ix.offsets)
+            .unwrap();
+        let pt = dev
+            .tensor_u32("positions", tokens, 1, &ix.positions)
+            .unwrap();
+        let xt = dev.tensor_f32("x", d, tokens, &poison(d * tokens)).unwrap();
+        let dxt = dev.tensor_f32("dx", d, tokens, &dx).unwrap();
+        let dtt = dev
+            .tensor_f32("dtable", vocab, d, &poison(vocab * d))
+            .unwrap();
+        dev.embedding_gather(&tt, &it, &xt).unwrap();
+        dev.embedding_grad(&dxt, &ot, &pt, &dtt).unwrap();
+        [dev.read_f32(&xt).unwrap(), dev.read_f32(&dtt).unwrap()].concat()
+    });
+    let (x, dt) = out.split_at(d * tokens);
+    assert!(
+        out.iter().all(|v| v.is_finite()),
+        "embedding: a value was not written"
+    );
+    assert_eq!(x[3 * tokens + 10], table[ids[10] as usize * d + 3]);
+    let lhs: f64 = x.iter().zip(&dx).map(|(a, b)| f64::from(a * b)).sum();
+    let rhs: f64 = table.iter().zip(dt).map(|(a, b)| f64::from(a * b)).sum();
+    assert!(
+        (lhs - rhs).abs() < 1e-3,
+        "embedding: <gather, dx> {lhs} vs <table, grad> {rhs}"
+    );
+    let cpu = Device::cpu();
+    let bad = cpu.tensor_u32("ids", 2, 1, &[0, vocab as u32]).unwrap();
+    let tt = cpu.tensor_f32("table", vocab, d, &table).unwrap();
+    let xt = cpu.zeros("x", d, 2, DType::F32);
+    assert!(
+        cpu.embedding_gather(&tt, &bad, &xt).is_err(),
+        "out-of-vocabulary id must be an error"
+    );
 }

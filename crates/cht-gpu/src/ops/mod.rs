@@ -10,6 +10,9 @@
 //! | `loss`        | `shaders/loss.wgsl`      | softmax cross-entropy, metric sums |
 //! | `optim`       | `shaders/optim.wgsl`     | SGD with momentum and weight decay, AdamW |
 //! | `norm`        | `shaders/norm.wgsl`      | RMSNorm forward and backward |
+//! | `rope`        | `shaders/rope.wgsl`      | rotary position embeddings, forward and backward |
+//! | `swiglu`      | `shaders/swiglu.wgsl`    | SwiGLU gating, forward and backward |
+//! | `embedding`   | `shaders/embedding.wgsl` | token embedding gather and its atomic-free gradient |
 //! | `csr_build`   | `shaders/csr_build.wgsl` | CSR/CSC from a mask, gather/scatter values |
 //! | `random`      | `shaders/random.wgsl`    | counter-based RNG fill |
 //! | `predict`     | `shaders/ch_link.wgsl`   | CH link prediction (L3n and L3p) |
@@ -18,15 +21,18 @@
 
 pub mod csr_build;
 pub mod elementwise;
+pub mod embedding;
 pub mod gemm;
 pub mod loss;
 pub mod norm;
 pub mod optim;
 pub mod predict;
 pub mod random;
+pub mod rope;
 pub mod sample;
 pub mod sddmm;
 pub mod spmm;
+pub mod swiglu;
 pub mod topology;
 
 /// Invocations per workgroup of the 1-D kernels (`WG` in the shaders).
