@@ -6,8 +6,8 @@ mod common;
 
 use cht::gpu::ops::gemm::{CpuMask, GemmShape, gemm_cpu};
 use cht::gpu::{
-    Activation, AdamWStep, DType, Device, Gemm, METRICS_LEN, MaskOn, RopeDirection, RopeTables,
-    SgdStep, TokenIndex, Transpose,
+    Activation, AdamWStep, AttentionShape, DType, Device, Gemm, METRICS_LEN, MaskOn, RopeDirection,
+    RopeTables, SgdStep, TokenIndex, Transpose,
 };
 use cht::sparse::{CsrPattern, Mask};
 use common::{assert_close, cpu, gpu, key, poison, randn};
@@ -729,5 +729,70 @@ fn rope_swiglu_and_embedding_match_twins() {
     assert!(
         cpu.embedding_gather(&tt, &bad, &xt).is_err(),
         "out-of-vocabulary id must be an error"
+    );
+}
+
+/// Causal attention forward and backward: GPU vs twin (odd head sizes, one-token sequences,
+/// several sequences per batch); the twin is checked against finite differences in `cht-gpu`.
+#[test]
+fn attention_matches_twin() {
+    for &(head_dim, heads, seq, batch) in
+        &[(1, 1, 1, 1), (5, 3, 7, 2), (64, 2, 33, 1), (7, 1, 67, 3)]
+    {
+        let shape = AttentionShape {
+            head_dim,
+            heads,
+            seq,
+            batch,
+        };
+        let (rows, tokens, nq) = (head_dim * heads, seq * batch, shape.queries());
+        let n = rows * tokens;
+        let (q, k, v, dout) = (randn(n, 61), randn(n, 62), randn(n, 63), randn(n, 64));
+        let what = format!("attention hd {head_dim} heads {heads} seq {seq} batch {batch}");
+        let out = both(&what, |dev| {
+            let t = |label: &str, data: &[f32]| dev.tensor_f32(label, rows, tokens, data).unwrap();
+            let (qt, kt, vt, dot) = (t("q", &q), t("k", &k), t("v", &v), t("dout", &dout));
+            let (o, dq, dk, dv) = (
+                t("o", &poison(n)),
+                t("dq", &poison(n)),
+                t("dk", &poison(n)),
+                t("dv", &poison(n)),
+            );
+            let lse = dev.tensor_f32("lse", nq, 1, &poison(nq)).unwrap();
+            let d = dev.tensor_f32("d", nq, 1, &poison(nq)).unwrap();
+            dev.attention_forward(shape, &qt, &kt, &vt, &o, &lse)
+                .unwrap();
+            dev.attention_backward(shape, (&qt, &kt, &vt), (&o, &lse, &dot), &d, &dq, &dk, &dv)
+                .unwrap();
+            [&o, &lse, &dq, &dk, &dv]
+                .iter()
+                .flat_map(|t| dev.read_f32(t).unwrap())
+                .collect::<Vec<f32>>()
+        });
+        assert!(
+            out.iter().all(|x| x.is_finite()),
+            "{what}: a value was not written"
+        );
+        // The first query of every sequence and head attends only to itself.
+        for h in 0..heads {
+            for c in 0..head_dim {
+                let idx = (h * head_dim + c) * tokens;
+                assert!((out[idx] - v[idx]).abs() < 1e-5, "{what}: o at position 0");
+            }
+        }
+    }
+    let cpu = Device::cpu();
+    let too_wide = AttentionShape {
+        head_dim: 129,
+        heads: 1,
+        seq: 1,
+        batch: 1,
+    };
+    let x = cpu.zeros("x", 129, 1, DType::F32);
+    let lse = cpu.zeros("lse", 1, 1, DType::F32);
+    let o = cpu.zeros("o", 129, 1, DType::F32);
+    assert!(
+        cpu.attention_forward(too_wide, &x, &x, &x, &o, &lse)
+            .is_err()
     );
 }

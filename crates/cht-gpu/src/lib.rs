@@ -27,6 +27,7 @@ pub use cpu::threads as cpu_threads;
 pub use device::{BackendChoice, Device, DeviceInfo, DeviceOptions};
 pub use error::{Error, Result};
 pub use gpu::{AdapterFilter, AdapterSummary};
+pub use ops::attention::AttentionShape;
 pub use ops::csr_build::CsrBuilder;
 pub use ops::embedding::TokenIndex;
 pub use ops::gemm::{Gemm, MaskOn, Transpose};

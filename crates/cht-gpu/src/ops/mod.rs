@@ -13,12 +13,14 @@
 //! | `rope`        | `shaders/rope.wgsl`      | rotary position embeddings, forward and backward |
 //! | `swiglu`      | `shaders/swiglu.wgsl`    | SwiGLU gating, forward and backward |
 //! | `embedding`   | `shaders/embedding.wgsl` | token embedding gather and its atomic-free gradient |
+//! | `attention`   | `shaders/attention.wgsl` | causal multi-head attention, forward and backward |
 //! | `csr_build`   | `shaders/csr_build.wgsl` | CSR/CSC from a mask, gather/scatter values |
 //! | `random`      | `shaders/random.wgsl`    | counter-based RNG fill |
 //! | `predict`     | `shaders/ch_link.wgsl`   | CH link prediction (L3n and L3p) |
 //! | `topology`    | `shaders/topology.wgsl`  | removal scores, mask edits, chain sweeps |
 //! | `sample`      | `shaders/sample.wgsl`    | sampling keys, exact top-k selection |
 
+pub mod attention;
 pub mod csr_build;
 pub mod elementwise;
 pub mod embedding;
