@@ -796,3 +796,67 @@ fn attention_matches_twin() {
             .is_err()
     );
 }
+
+/// Global-norm clipping (sum of squares per tensor, factor, scaling — all on the device) and the
+/// residual add: GPU vs twin, with the norm checked against an f64 reference.
+#[test]
+fn clip_grad_norm_and_add_assign_match_twins() {
+    let sizes = [1usize, 257, 1031];
+    let data: Vec<Vec<f32>> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| randn(n, 70 + i as u32))
+        .collect();
+    let norm: f64 = data
+        .iter()
+        .flatten()
+        .map(|v| f64::from(*v).powi(2))
+        .sum::<f64>()
+        .sqrt();
+    for max_norm in [1.0f32, 1e3] {
+        let out = both(&format!("clip_grad_norm max {max_norm}"), |dev| {
+            let ts: Vec<_> = data
+                .iter()
+                .map(|v| dev.tensor_f32("grad", v.len(), 1, v).unwrap())
+                .collect();
+            let refs: Vec<&_> = ts.iter().collect();
+            let slots = dev.tensor_f32("slots", 3, 1, &poison(3)).unwrap();
+            let factor = dev.tensor_f32("factor", 2, 1, &poison(2)).unwrap();
+            dev.clip_grad_norm(&refs, max_norm, &slots, &factor)
+                .unwrap();
+            let mut out = dev.read_f32(&factor).unwrap();
+            for t in &ts {
+                out.extend(dev.read_f32(t).unwrap());
+            }
+            out
+        });
+        assert!(
+            (f64::from(out[1]) - norm).abs() < 1e-4 * norm,
+            "norm {} vs {norm}",
+            out[1]
+        );
+        let want = (f64::from(max_norm) / norm).min(1.0);
+        assert!(
+            (f64::from(out[0]) - want).abs() < 1e-5,
+            "factor {} vs {want}",
+            out[0]
+        );
+        let clipped: f64 = out[2..]
+            .iter()
+            .map(|v| f64::from(*v).powi(2))
+            .sum::<f64>()
+            .sqrt();
+        assert!(
+            clipped <= f64::from(max_norm) * 1.0001 || max_norm > 1.0,
+            "clipped norm {clipped}"
+        );
+    }
+    let (x, y) = (randn(1031, 80), randn(1031, 81));
+    let out = both("add_assign", |dev| {
+        let xt = dev.tensor_f32("x", 1031, 1, &x).unwrap();
+        let yt = dev.tensor_f32("y", 1031, 1, &y).unwrap();
+        dev.add_assign(&xt, &yt).unwrap();
+        dev.read_f32(&yt).unwrap()
+    });
+    assert_eq!(out[5], x[5] + y[5]);
+}

@@ -14,6 +14,7 @@
 //! | `swiglu`      | `shaders/swiglu.wgsl`    | SwiGLU gating, forward and backward |
 //! | `embedding`   | `shaders/embedding.wgsl` | token embedding gather and its atomic-free gradient |
 //! | `attention`   | `shaders/attention.wgsl` | causal multi-head attention, forward and backward |
+//! | `reduce`      | `shaders/reduce.wgsl`    | global-norm gradient clipping, residual adds |
 //! | `csr_build`   | `shaders/csr_build.wgsl` | CSR/CSC from a mask, gather/scatter values |
 //! | `random`      | `shaders/random.wgsl`    | counter-based RNG fill |
 //! | `predict`     | `shaders/ch_link.wgsl`   | CH link prediction (L3n and L3p) |
@@ -30,6 +31,7 @@ pub mod norm;
 pub mod optim;
 pub mod predict;
 pub mod random;
+pub mod reduce;
 pub mod rope;
 pub mod sample;
 pub mod sddmm;
