@@ -8,9 +8,11 @@
 mod layer;
 mod mlp;
 pub mod synthetic;
+pub mod transformer;
 
 pub use layer::{DenseLinear, Layer, LinearInit, SparseLinear};
 pub use mlp::{Metrics, Mlp, MlpConfig, Workspace};
+pub use transformer::{Block, BlockConfig, BlockWorkspace};
 
 /// Errors of the model layer.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,134 @@
+//! A whole LLaMA-style decoder block (RMSNorm, q/k/v/o with RoPE and causal attention, SwiGLU
+//! feed-forward, residuals), dense and sparse: the recorded backward pass against central finite
+//! differences of the forward on the CPU backend, and the GPU (lavapipe in CI) against the CPU.
+
+mod common;
+
+use cht::gpu::{Device, Tensor};
+use cht::nn::{Block, BlockConfig, BlockWorkspace, Layer};
+use common::{assert_close, cpu, gpu, randn};
+
+fn config(density: f64) -> BlockConfig {
+    BlockConfig {
+        d_model: 8,
+        heads: 2,
+        ffn: 12,
+        seq: 5,
+        batch: 2,
+        density,
+        eps: 1e-5,
+        seed: 3,
+        index: 0,
+    }
+}
+
+const TOKENS: usize = 10;
+
+fn weights(layer: &Layer) -> (&Tensor, &Tensor) {
+    match layer {
+        Layer::Dense(d) => (&d.weight, &d.grad),
+        Layer::Sparse(s) => (&s.values, &s.grad),
+    }
+}
+
+/// `L = Σ w ⊙ block(x)`.
+fn loss(d: &Device, block: &Block, ws: &BlockWorkspace, w: &[f32]) -> f64 {
+    block.forward(d, ws).unwrap();
+    let y = d.read_f32(&ws.y).unwrap();
+    y.iter()
+        .zip(w)
+        .map(|(a, b)| f64::from(*a) * f64::from(*b))
+        .sum()
+}
+
+/// Runs forward + backward on `d` and returns dx and the gradients of norm1, q, v, gate, down.
+fn gradients(d: &Device, density: f64, x: &[f32], w: &[f32]) -> Vec<Vec<f32>> {
+    let block = Block::new(d, &config(density)).unwrap();
+    let ws = block.workspace(d);
+    d.write_f32(&ws.x, x).unwrap();
+    d.write_f32(&ws.dy, w).unwrap();
+    block.forward(d, &ws).unwrap();
+    block.backward(d, &ws).unwrap();
+    let mut out = vec![d.read_f32(&ws.y).unwrap(), d.read_f32(&ws.dx).unwrap()];
+    out.push(d.read_f32(&block.norm1.1).unwrap());
+    out.push(d.read_f32(&block.norm2.1).unwrap());
+    for layer in [&block.attn[0], &block.attn[2], &block.ffn[0], &block.ffn[2]] {
+        out.push(d.read_f32(weights(layer).1).unwrap());
+    }
+    out
+}
+
+#[test]
+fn block_backward_matches_finite_differences_dense_and_sparse() {
+    let x = randn(8 * TOKENS, 90);
+    let w = randn(8 * TOKENS, 91);
+    for density in [1.0, 0.6] {
+        let d = cpu();
+        let grads = gradients(&d, density, &x, &w);
+        let block = Block::new(&d, &config(density)).unwrap();
+        let ws = block.workspace(&d);
+        let h = 1e-2f32;
+        // Central differences of L, perturbing one value of `t` at a time.
+        let check = |what: &str, t: &Tensor, analytic: &[f32], count: usize| {
+            let base = d.read_f32(t).unwrap();
+            for i in (0..base.len()).step_by((base.len() / count).max(1)) {
+                let mut v = base.clone();
+                v[i] = base[i] + h;
+                d.write_f32(t, &v).unwrap();
+                let lp = loss(&d, &block, &ws, &w);
+                v[i] = base[i] - h;
+                d.write_f32(t, &v).unwrap();
+                let lm = loss(&d, &block, &ws, &w);
+                d.write_f32(t, &base).unwrap();
+                let fd = (lp - lm) / (2.0 * f64::from(h));
+                let a = f64::from(analytic[i]);
+                assert!(
+                    (fd - a).abs() < 5e-3 * (1.0 + a.abs()),
+                    "density {density}, {what}[{i}]: finite difference {fd}, backward {a}"
+                );
+            }
+        };
+        d.write_f32(&ws.x, &x).unwrap();
+        check("dx", &ws.x, &grads[1], 40);
+        check("norm1 gain", &block.norm1.0, &grads[2], 8);
+        check("norm2 gain", &block.norm2.0, &grads[3], 8);
+        check("q weights", weights(&block.attn[0]).0, &grads[4], 12);
+        check("v weights", weights(&block.attn[2]).0, &grads[5], 12);
+        check("gate weights", weights(&block.ffn[0]).0, &grads[6], 12);
+        check("down weights", weights(&block.ffn[2]).0, &grads[7], 12);
+    }
+}
+
+#[test]
+fn block_on_gpu_matches_cpu() {
+    let Some(g) = gpu() else { return };
+    let x = randn(8 * TOKENS, 92);
+    let w = randn(8 * TOKENS, 93);
+    for density in [1.0, 0.6] {
+        let want = gradients(&cpu(), density, &x, &w);
+        let got = gradients(g, density, &x, &w);
+        let names = ["y", "dx", "dnorm1", "dnorm2", "dq", "dv", "dgate", "ddown"];
+        for ((name, a), b) in names.iter().zip(&got).zip(&want) {
+            assert_close(&format!("block density {density}: {name}"), a, b, 1e-4);
+        }
+    }
+}
+
+#[test]
+fn bad_block_configs_are_errors() {
+    let d = cpu();
+    let heads_do_not_divide = BlockConfig {
+        heads: 3,
+        ..config(1.0)
+    };
+    assert!(Block::new(&d, &heads_do_not_divide).is_err());
+    let odd_head_dim = BlockConfig {
+        d_model: 6,
+        heads: 2,
+        ..config(1.0)
+    };
+    assert!(
+        Block::new(&d, &odd_head_dim).is_err(),
+        "RoPE needs an even head dimension"
+    );
+}
