@@ -232,10 +232,10 @@ impl Demo {
     }
 
     /// Resolves to `{ layers: [{ rows, cols, nnz, density, image }], alive: [Uint8Array],
-    /// inputs: Uint8Array | null, anp, itop, scores: { rows, cols, image } | null }`. Images are RGBA, `cols` wide; the
-    /// adjacency images colour the links regrown (green) and removed (red) since the previous call;
-    /// `inputs` grades the first layer's inputs by links left; `scores` is the CH2-L3n heat-map of
-    /// the last sparse layer.
+    /// inputs: Uint8Array | null, anp, itop, scores: { rows, cols, image } | null }`. Images are
+    /// RGBA, `cols` wide; the adjacency images colour the links regrown (green) and removed (red)
+    /// since the previous call; `inputs` grades the first layer's inputs by links left; `scores`
+    /// is the CH2-L3n heat-map of the last sparse layer.
     pub fn topology(&self) -> Promise {
         let state = self.state.clone();
         future_to_promise(async move {
