@@ -6,11 +6,13 @@
 //! [`Workspace`], so training and evaluation can use different batch sizes.
 
 mod layer;
+pub mod lm;
 mod mlp;
 pub mod synthetic;
 pub mod transformer;
 
 pub use layer::{DenseLinear, Layer, LinearInit, SparseLinear};
+pub use lm::{Lm, LmConfig, LmWorkspace};
 pub use mlp::{Metrics, Mlp, MlpConfig, Workspace};
 pub use transformer::{Block, BlockConfig, BlockWorkspace};
 

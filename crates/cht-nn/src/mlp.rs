@@ -261,7 +261,7 @@ impl Workspace {
 }
 
 impl Metrics {
-    fn from_sums(m: &[f32]) -> Metrics {
+    pub(crate) fn from_sums(m: &[f32]) -> Metrics {
         let samples = m[2] as u64;
         let n = f64::from(m[2]).max(1.0);
         Metrics {

@@ -1,0 +1,324 @@
+//! A decoder-only language model — token embedding, [`Block`]s, final RMSNorm, dense LM head —
+//! and its training step: forward, vocabulary cross-entropy, backward, global-norm clipping and
+//! AdamW, recorded on the device and sent with one submit (spec §7.4).
+
+use cht_gpu::{AdamWStep, DType, Device, METRICS_LEN, Tensor, TokenIndex};
+
+use crate::layer::{DenseLinear, Layer, LinearInit};
+use crate::transformer::{Block, BlockConfig, BlockWorkspace};
+use crate::{Error, Result};
+
+/// Shape and sparsity of a language model.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LmConfig {
+    /// Vocabulary size.
+    pub vocab: usize,
+    /// Model width.
+    pub d_model: usize,
+    /// Attention heads.
+    pub heads: usize,
+    /// Feed-forward width.
+    pub ffn: usize,
+    /// Decoder blocks.
+    pub layers: usize,
+    /// Context length (tokens per sequence).
+    pub seq: usize,
+    /// Sequences per step.
+    pub batch: usize,
+    /// Density of the blocks' projections (1 = dense).
+    pub density: f64,
+    /// Seed of the initialisation.
+    pub seed: u32,
+}
+
+/// One trainable tensor with its gradient and AdamW moments.
+#[derive(Debug)]
+struct Param<'a> {
+    value: &'a Tensor,
+    grad: &'a Tensor,
+    m: &'a Tensor,
+    v: &'a Tensor,
+}
+
+/// The model's parameters and optimizer state on a device.
+#[derive(Debug)]
+pub struct Lm {
+    /// Token embedding `[vocab, d]` and its gradient.
+    pub embedding: (Tensor, Tensor),
+    /// Decoder blocks.
+    pub blocks: Vec<Block>,
+    /// Final norm gain `[d, 1]` and its gradient.
+    pub norm: (Tensor, Tensor),
+    /// LM head `[vocab, d]` (dense).
+    pub head: Layer,
+    /// AdamW moments `(m, v)`, one pair per parameter tensor in [`Lm::params`] order.
+    moments: Vec<(Tensor, Tensor)>,
+    config: LmConfig,
+}
+
+/// Per-step buffers (allocate once).
+#[derive(Debug)]
+pub struct LmWorkspace {
+    blocks: Vec<BlockWorkspace>,
+    ids: Tensor,
+    offsets: Tensor,
+    positions: Tensor,
+    targets: Tensor,
+    final_h: Tensor,
+    final_rstd: Tensor,
+    logits: Tensor,
+    dlogits: Tensor,
+    d_final_h: Tensor,
+    sample: Tensor,
+    metrics: Tensor,
+    slots: Tensor,
+    /// `[clip factor, gradient norm before clipping]` of the last step.
+    pub clip: Tensor,
+}
+
+impl Lm {
+    /// Builds the model: N(0, 0.02) embedding (as LLaMA's `initializer_range`), blocks as
+    /// [`Block::new`], unit final gain, a head with `nn.Linear`'s default `U(±1/√d)` (so the
+    /// first loss is close to `ln vocab`).
+    pub fn new(device: &Device, config: &LmConfig) -> Result<Lm> {
+        let c = config;
+        if c.vocab == 0 || c.layers == 0 {
+            return Err(Error::Config(format!(
+                "a language model needs a vocabulary and layers: {c:?}"
+            )));
+        }
+        let mut rng = cht_sparse::rng::Counter::new(cht_sparse::rng::RngKey::new(
+            c.seed,
+            cht_sparse::rng::Stream::WeightInit,
+            2,
+            0,
+        ));
+        let table: Vec<f32> = (0..c.vocab * c.d_model)
+            .map(|_| 0.02 * rng.normal())
+            .collect();
+        let blocks = (0..c.layers)
+            .map(|i| {
+                Block::new(
+                    device,
+                    &BlockConfig {
+                        d_model: c.d_model,
+                        heads: c.heads,
+                        ffn: c.ffn,
+                        seq: c.seq,
+                        batch: c.batch,
+                        density: c.density,
+                        eps: 1e-5,
+                        seed: c.seed,
+                        index: i as u32,
+                    },
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let d = c.d_model;
+        let head_layer = (c.layers * 8) as u32;
+        let mut lm = Lm {
+            embedding: (
+                device.tensor_f32("embedding", c.vocab, d, &table)?,
+                device.zeros("embedding.grad", c.vocab, d, DType::F32),
+            ),
+            blocks,
+            norm: (
+                device.tensor_f32("final_norm", d, 1, &vec![1.0; d])?,
+                device.zeros("final_norm.grad", d, 1, DType::F32),
+            ),
+            head: Layer::Dense(DenseLinear::with_init(
+                device,
+                "lm_head",
+                (c.vocab, d),
+                c.seed,
+                head_layer,
+                LinearInit::Torch,
+            )?),
+            moments: Vec::new(),
+            config: c.clone(),
+        };
+        let shapes: Vec<(usize, usize)> = lm
+            .tensors()
+            .iter()
+            .map(|(value, _)| (value.rows(), value.cols()))
+            .collect();
+        lm.moments = shapes
+            .iter()
+            .map(|&(r, k)| {
+                (
+                    device.zeros("adam.m", r, k, DType::F32),
+                    device.zeros("adam.v", r, k, DType::F32),
+                )
+            })
+            .collect();
+        Ok(lm)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &LmConfig {
+        &self.config
+    }
+
+    /// Every trainable tensor with its gradient and AdamW moments.
+    fn params(&self) -> Vec<Param<'_>> {
+        self.tensors()
+            .into_iter()
+            .zip(&self.moments)
+            .map(|((value, grad), (m, v))| Param { value, grad, m, v })
+            .collect()
+    }
+
+    /// Every trainable tensor with its gradient, in a fixed order.
+    fn tensors(&self) -> Vec<(&Tensor, &Tensor)> {
+        let mut out: Vec<(&Tensor, &Tensor)> = vec![(&self.embedding.0, &self.embedding.1)];
+        fn layer(l: &Layer) -> [(&Tensor, &Tensor); 2] {
+            match l {
+                Layer::Dense(d) => [(&d.weight, &d.grad), (&d.bias, &d.bias_grad)],
+                Layer::Sparse(s) => [(&s.values, &s.grad), (&s.bias, &s.bias_grad)],
+            }
+        }
+        for b in &self.blocks {
+            out.push((&b.norm1.0, &b.norm1.1));
+            out.push((&b.norm2.0, &b.norm2.1));
+            for l in b.attn.iter().chain(&b.ffn) {
+                out.extend(layer(l));
+            }
+        }
+        out.push((&self.norm.0, &self.norm.1));
+        out.extend(layer(&self.head));
+        out
+    }
+
+    /// Buffers for one step of `batch · seq` tokens.
+    pub fn workspace(&self, device: &Device) -> LmWorkspace {
+        let c = &self.config;
+        let tokens = c.batch * c.seq;
+        let f = |label: &str, rows: usize, cols: usize| device.zeros(label, rows, cols, DType::F32);
+        let u = |label: &str, rows: usize| device.zeros(label, rows, 1, DType::U32);
+        LmWorkspace {
+            blocks: self.blocks.iter().map(|b| b.workspace(device)).collect(),
+            ids: u("lm.ids", tokens),
+            offsets: u("lm.offsets", c.vocab + 1),
+            positions: u("lm.positions", tokens),
+            targets: u("lm.targets", tokens),
+            final_h: f("lm.final_h", c.d_model, tokens),
+            final_rstd: f("lm.final_rstd", tokens, 1),
+            logits: f("lm.logits", c.vocab, tokens),
+            dlogits: f("lm.dlogits", c.vocab, tokens),
+            d_final_h: f("lm.d_final_h", c.d_model, tokens),
+            sample: f("lm.sample_loss", 2, tokens),
+            metrics: f("lm.metrics", METRICS_LEN, 1),
+            slots: f("lm.clip_slots", self.moments.len(), 1),
+            clip: f("lm.clip", 2, 1),
+        }
+    }
+
+    /// Queues the upload of a step's inputs: `ids` and next-token `targets`, `batch · seq` each,
+    /// sequence-major (`b·seq + i`). Out-of-vocabulary ids are errors.
+    pub fn load(
+        &self,
+        device: &Device,
+        ws: &LmWorkspace,
+        ids: &[u32],
+        targets: &[u32],
+    ) -> Result<()> {
+        let ix = TokenIndex::new(ids, self.config.vocab)?;
+        TokenIndex::new(targets, self.config.vocab)?;
+        if ids.len() != self.config.batch * self.config.seq || targets.len() != ids.len() {
+            return Err(Error::Config(format!(
+                "a step takes {} ids and targets, got {} and {}",
+                self.config.batch * self.config.seq,
+                ids.len(),
+                targets.len()
+            )));
+        }
+        device.write_u32(&ws.ids, &ix.ids)?;
+        device.write_u32(&ws.offsets, &ix.offsets)?;
+        device.write_u32(&ws.positions, &ix.positions)?;
+        device.write_u32(&ws.targets, targets)?;
+        Ok(())
+    }
+
+    fn record_forward_loss(&self, device: &Device, ws: &LmWorkspace) -> Result<()> {
+        device.embedding_gather(&self.embedding.0, &ws.ids, &ws.blocks[0].x)?;
+        for (i, (b, bws)) in self.blocks.iter().zip(&ws.blocks).enumerate() {
+            if i > 0 {
+                device.copy(&ws.blocks[i - 1].y, &bws.x)?;
+            }
+            b.forward(device, bws)?;
+        }
+        let last = &ws.blocks[ws.blocks.len() - 1];
+        device.rmsnorm_forward(&last.y, &self.norm.0, 1e-5, &ws.final_h, &ws.final_rstd)?;
+        self.head
+            .forward(device, &ws.final_h, cht_gpu::Activation::None, &ws.logits)?;
+        device.softmax_xent(
+            &ws.logits,
+            &ws.targets,
+            &ws.dlogits,
+            &ws.sample,
+            &ws.metrics,
+        )?;
+        Ok(())
+    }
+
+    /// One training step on the loaded tokens, one submit: forward, cross-entropy (accumulated on
+    /// the device), backward, clipping to `clip` (if any) and AdamW.
+    pub fn train_step(
+        &self,
+        device: &Device,
+        ws: &LmWorkspace,
+        adam: AdamWStep,
+        clip: Option<f32>,
+    ) -> Result<()> {
+        self.record_forward_loss(device, ws)?;
+        let last = &ws.blocks[ws.blocks.len() - 1];
+        self.head
+            .backward(device, &ws.final_h, &ws.dlogits, Some(&ws.d_final_h))?;
+        device.rmsnorm_backward(
+            &last.y,
+            &self.norm.0,
+            &ws.final_rstd,
+            &ws.d_final_h,
+            &last.dy,
+            &self.norm.1,
+        )?;
+        for (i, (b, bws)) in self.blocks.iter().zip(&ws.blocks).enumerate().rev() {
+            b.backward(device, bws)?;
+            if i > 0 {
+                device.copy(&bws.dx, &ws.blocks[i - 1].dy)?;
+            }
+        }
+        device.embedding_grad(
+            &ws.blocks[0].dx,
+            &ws.offsets,
+            &ws.positions,
+            &self.embedding.1,
+        )?;
+        let params = self.params();
+        if let Some(max_norm) = clip {
+            let grads: Vec<&Tensor> = params.iter().map(|p| p.grad).collect();
+            device.clip_grad_norm(&grads, max_norm, &ws.slots, &ws.clip)?;
+        }
+        for p in &params {
+            device.adamw(adam, p.grad, p.value, p.m, p.v)?;
+        }
+        device.submit()?;
+        Ok(())
+    }
+
+    /// Forward and loss only (validation), one submit.
+    pub fn eval_step(&self, device: &Device, ws: &LmWorkspace) -> Result<()> {
+        self.record_forward_loss(device, ws)?;
+        device.submit()?;
+        Ok(())
+    }
+
+    /// Reads and resets the mean cross-entropy and next-token accuracy accumulated since the last
+    /// call (native only; the loop's only readback).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn take_metrics(&self, device: &Device, ws: &LmWorkspace) -> Result<crate::Metrics> {
+        let m = device.read_f32(&ws.metrics)?;
+        device.clear(&ws.metrics)?;
+        Ok(crate::Metrics::from_sums(&m))
+    }
+}
