@@ -474,12 +474,13 @@ fn apply_override(root: &mut toml::Table, spec: &str) -> Result<()> {
 mod tests {
     use super::*;
 
+    /// A config file of its own for every call: tests run in parallel threads, so names must not
+    /// depend on the content (two texts of one length once raced here).
     fn write(text: &str) -> PathBuf {
-        let path = std::env::temp_dir().join(format!(
-            "cht-config-test-{}-{}.toml",
-            std::process::id(),
-            text.len()
-        ));
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("cht-config-test-{}-{n}.toml", std::process::id()));
         std::fs::write(&path, text).unwrap();
         path
     }
