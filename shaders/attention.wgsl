@@ -28,32 +28,24 @@ const MAX_HD: u32 = 128u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 
-// attn_forward bindings
-@group(0) @binding(1) var<storage, read> fq: array<f32>;
-@group(0) @binding(2) var<storage, read> fk: array<f32>;
-@group(0) @binding(3) var<storage, read> fv: array<f32>;
-@group(0) @binding(4) var<storage, read_write> fo: array<f32>;
-@group(0) @binding(5) var<storage, read_write> flse: array<f32>;
+// Bindings 1–3 are the same in every entry point; the others are per entry point.
+@group(0) @binding(1) var<storage, read> q: array<f32>;
+@group(0) @binding(2) var<storage, read> k: array<f32>;
+@group(0) @binding(3) var<storage, read> v: array<f32>;
 
-// attn_backward_dq bindings
-@group(0) @binding(1) var<storage, read> qq: array<f32>;
-@group(0) @binding(2) var<storage, read> qk: array<f32>;
-@group(0) @binding(3) var<storage, read> qv: array<f32>;
-@group(0) @binding(4) var<storage, read> qo: array<f32>;
-@group(0) @binding(5) var<storage, read> qlse: array<f32>;
-@group(0) @binding(6) var<storage, read> qdo: array<f32>;
-@group(0) @binding(7) var<storage, read_write> qdq: array<f32>;
-@group(0) @binding(8) var<storage, read_write> qd: array<f32>;
+// attn_forward
+@group(0) @binding(4) var<storage, read_write> o_out: array<f32>;
+@group(0) @binding(5) var<storage, read_write> lse_out: array<f32>;
 
-// attn_backward_dkv bindings
-@group(0) @binding(1) var<storage, read> kq: array<f32>;
-@group(0) @binding(2) var<storage, read> kk: array<f32>;
-@group(0) @binding(3) var<storage, read> kv: array<f32>;
-@group(0) @binding(4) var<storage, read> klse: array<f32>;
-@group(0) @binding(5) var<storage, read> kdo: array<f32>;
-@group(0) @binding(6) var<storage, read> kd: array<f32>;
-@group(0) @binding(7) var<storage, read_write> kdk: array<f32>;
-@group(0) @binding(8) var<storage, read_write> kdv: array<f32>;
+// attn_backward_dq and attn_backward_dkv
+@group(0) @binding(4) var<storage, read> o: array<f32>;          // dq only
+@group(0) @binding(4) var<storage, read> d_in: array<f32>;       // dkv only: D from the dq pass
+@group(0) @binding(5) var<storage, read> lse: array<f32>;
+@group(0) @binding(6) var<storage, read> dout: array<f32>;
+@group(0) @binding(7) var<storage, read_write> dq: array<f32>;   // dq pass
+@group(0) @binding(8) var<storage, read_write> d_out: array<f32>; // dq pass: D_i = dO_i·o_i
+@group(0) @binding(7) var<storage, read_write> dk: array<f32>;   // dkv pass
+@group(0) @binding(8) var<storage, read_write> dv: array<f32>;   // dkv pass
 
 fn tokens() -> u32 {
     return p.batch * p.seq;
@@ -71,6 +63,24 @@ fn split(n: u32) -> vec3<u32> {
     return vec3<u32>(bh / p.heads, bh % p.heads, i);
 }
 
+// The scaled score s_ij of query token ti and key token tj in head h.
+fn score(h: u32, ti: u32, tj: u32) -> f32 {
+    var dot = 0.0;
+    for (var c = 0u; c < p.head_dim; c++) {
+        dot += q[at(h, c, ti)] * k[at(h, c, tj)];
+    }
+    return dot * p.scale;
+}
+
+// dO_i · v_j in head h.
+fn dout_dot_v(h: u32, ti: u32, tj: u32) -> f32 {
+    var dot = 0.0;
+    for (var c = 0u; c < p.head_dim; c++) {
+        dot += dout[at(h, c, ti)] * v[at(h, c, tj)];
+    }
+    return dot;
+}
+
 @compute @workgroup_size(WG)
 fn attn_forward(@builtin(global_invocation_id) gid: vec3<u32>,
                 @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -85,12 +95,7 @@ fn attn_forward(@builtin(global_invocation_id) gid: vec3<u32>,
     let ti = b * p.seq + i;
     var m = -3.4e38;
     for (var j = 0u; j <= i; j++) {
-        let tj = b * p.seq + j;
-        var dot = 0.0;
-        for (var c = 0u; c < p.head_dim; c++) {
-            dot += fq[at(h, c, ti)] * fk[at(h, c, tj)];
-        }
-        m = max(m, dot * p.scale);
+        m = max(m, score(h, ti, b * p.seq + j));
     }
     var acc: array<f32, MAX_HD>;
     for (var c = 0u; c < p.head_dim; c++) {
@@ -99,20 +104,16 @@ fn attn_forward(@builtin(global_invocation_id) gid: vec3<u32>,
     var l = 0.0;
     for (var j = 0u; j <= i; j++) {
         let tj = b * p.seq + j;
-        var dot = 0.0;
-        for (var c = 0u; c < p.head_dim; c++) {
-            dot += fq[at(h, c, ti)] * fk[at(h, c, tj)];
-        }
-        let e = exp(dot * p.scale - m);
+        let e = exp(score(h, ti, tj) - m);
         l += e;
         for (var c = 0u; c < p.head_dim; c++) {
-            acc[c] += e * fv[at(h, c, tj)];
+            acc[c] += e * v[at(h, c, tj)];
         }
     }
     for (var c = 0u; c < p.head_dim; c++) {
-        fo[at(h, c, ti)] = acc[c] / l;
+        o_out[at(h, c, ti)] = acc[c] / l;
     }
-    flse[n] = m + log(l);
+    lse_out[n] = m + log(l);
 }
 
 @compute @workgroup_size(WG)
@@ -129,28 +130,22 @@ fn attn_backward_dq(@builtin(global_invocation_id) gid: vec3<u32>,
     let ti = b * p.seq + i;
     var d = 0.0;
     for (var c = 0u; c < p.head_dim; c++) {
-        d += qdo[at(h, c, ti)] * qo[at(h, c, ti)];
+        d += dout[at(h, c, ti)] * o[at(h, c, ti)];
     }
-    qd[n] = d;
+    d_out[n] = d;
     var acc: array<f32, MAX_HD>;
     for (var c = 0u; c < p.head_dim; c++) {
         acc[c] = 0.0;
     }
     for (var j = 0u; j <= i; j++) {
         let tj = b * p.seq + j;
-        var dot = 0.0;
-        var dp = 0.0;
+        let ds = exp(score(h, ti, tj) - lse[n]) * (dout_dot_v(h, ti, tj) - d) * p.scale;
         for (var c = 0u; c < p.head_dim; c++) {
-            dot += qq[at(h, c, ti)] * qk[at(h, c, tj)];
-            dp += qdo[at(h, c, ti)] * qv[at(h, c, tj)];
-        }
-        let ds = exp(dot * p.scale - qlse[n]) * (dp - d) * p.scale;
-        for (var c = 0u; c < p.head_dim; c++) {
-            acc[c] += ds * qk[at(h, c, tj)];
+            acc[c] += ds * k[at(h, c, tj)];
         }
     }
     for (var c = 0u; c < p.head_dim; c++) {
-        qdq[at(h, c, ti)] = acc[c];
+        dq[at(h, c, ti)] = acc[c];
     }
 }
 
@@ -175,21 +170,15 @@ fn attn_backward_dkv(@builtin(global_invocation_id) gid: vec3<u32>,
     let row = n - j;   // invocation index of (b, h, 0)
     for (var i = j; i < p.seq; i++) {
         let ti = b * p.seq + i;
-        var dot = 0.0;
-        var dp = 0.0;
+        let pij = exp(score(h, ti, tj) - lse[row + i]);
+        let ds = pij * (dout_dot_v(h, ti, tj) - d_in[row + i]) * p.scale;
         for (var c = 0u; c < p.head_dim; c++) {
-            dot += kq[at(h, c, ti)] * kk[at(h, c, tj)];
-            dp += kdo[at(h, c, ti)] * kv[at(h, c, tj)];
-        }
-        let pij = exp(dot * p.scale - klse[row + i]);
-        let ds = pij * (dp - kd[row + i]) * p.scale;
-        for (var c = 0u; c < p.head_dim; c++) {
-            av[c] += pij * kdo[at(h, c, ti)];
-            ak[c] += ds * kq[at(h, c, ti)];
+            av[c] += pij * dout[at(h, c, ti)];
+            ak[c] += ds * q[at(h, c, ti)];
         }
     }
     for (var c = 0u; c < p.head_dim; c++) {
-        kdk[at(h, c, tj)] = ak[c];
-        kdv[at(h, c, tj)] = av[c];
+        dk[at(h, c, tj)] = ak[c];
+        dv[at(h, c, tj)] = av[c];
     }
 }

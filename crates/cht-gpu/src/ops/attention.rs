@@ -192,7 +192,7 @@ impl Device {
                     &BACKWARD_DKV,
                     &[],
                     bytes(&params),
-                    &[q, k, v, lse, dout, d, dk, dv],
+                    &[q, k, v, d, lse, dout, dk, dv],
                     grid_1d(shape.queries()),
                 )
             }
