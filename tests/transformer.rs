@@ -196,7 +196,7 @@ fn language_model_learns_a_repeating_text() {
                     weight_decay: 0.0,
                     t: step as u32 + 1,
                 };
-                lm.train_step(d, &ws, adam, Some(1.0)).unwrap();
+                lm.train_step(d, &ws, Some(adam), Some(1.0)).unwrap();
                 if step == 0 || step == 199 {
                     losses.push(lm.take_metrics(d, &ws).unwrap().loss);
                 }
@@ -243,5 +243,124 @@ fn gpu_options() -> cht::gpu::DeviceOptions {
     cht::gpu::DeviceOptions {
         backend: cht::gpu::BackendChoice::Gpu,
         ..cht::gpu::DeviceOptions::from_env().unwrap()
+    }
+}
+
+/// The language model under CHTs: its 7 sparse projections come from a DST scheduler's initial
+/// masks, every 20 steps a topology update (removal, CH2-L3n regrowth, CSR/CSC rebuild, AdamW
+/// moments re-gathered) replaces the optimizer step, and the model still learns; masks move,
+/// link counts stay, on the CPU and the GPU.
+#[test]
+fn language_model_trains_through_chts_topology_updates() {
+    use cht::dst::{ChainRemoval, DstConfig, DstScheduler, LayerRef, Method};
+    use cht::gpu::AdamWStep;
+    use cht::nn::{Lm, LmConfig, SparseLinear};
+    use cht::sparse::CsrPattern;
+    let sentence = "a sparse transformer rewires itself. ";
+    let mut chars: Vec<char> = sentence.chars().collect();
+    chars.sort_unstable();
+    chars.dedup();
+    let text: Vec<u32> = sentence
+        .repeat(8)
+        .chars()
+        .map(|ch| chars.iter().position(|&c| c == ch).unwrap() as u32)
+        .collect();
+    let config = LmConfig {
+        vocab: chars.len(),
+        d_model: 16,
+        heads: 2,
+        ffn: 32,
+        layers: 1,
+        seq: 16,
+        batch: 4,
+        density: 0.3,
+        seed: 9,
+    };
+    let mut devices = vec![cpu()];
+    if gpu().is_some() {
+        devices.push(Device::open_blocking(&gpu_options()).unwrap());
+    }
+    for d in &devices {
+        let shapes = config.projection_shapes();
+        let mut dst = DstConfig::preset(Method::ChtsN, config.density, 20, 150, config.seed);
+        dst.chain_removal = ChainRemoval::Off;
+        let mut sched = DstScheduler::new(dst, &shapes).unwrap();
+        let masks = sched.initial_masks(None).unwrap();
+        let projections = masks
+            .iter()
+            .enumerate()
+            .map(|(l, m)| {
+                let weights = sched.initial_weights(l, m).unwrap();
+                let pattern = CsrPattern::from_mask(m);
+                let layer = SparseLinear::from_parts(
+                    d,
+                    &format!("p{l}"),
+                    &pattern,
+                    sched.capacity(l),
+                    &weights,
+                );
+                Layer::Sparse(layer.unwrap())
+            })
+            .collect();
+        let lm = Lm::with_projections(d, &config, projections).unwrap();
+        let topology = sched.topology(d, 2);
+        let ws = lm.workspace(d);
+        let (mut updates, mut t) = (0, 0);
+        let mut losses = Vec::new();
+        for step in 0..200 {
+            let (ids, targets) = batches(&text, config.seq, config.batch, step);
+            lm.load(d, &ws, &ids, &targets).unwrap();
+            if sched.step() {
+                lm.train_step(d, &ws, None, None).unwrap();
+                let sparse = lm.sparse_projections();
+                let refs: Vec<LayerRef<'_>> = sparse
+                    .iter()
+                    .map(|p| LayerRef {
+                        pattern: &p.layer.pattern,
+                        values: &p.layer.values,
+                        state: &p.moments,
+                        grad: Some(&p.layer.grad),
+                        dense_grad: None,
+                    })
+                    .collect();
+                sched.update(d, &topology, &refs).unwrap();
+                updates += 1;
+            } else {
+                t += 1;
+                let adam = AdamWStep {
+                    lr: 1e-2,
+                    beta1: 0.9,
+                    beta2: 0.95,
+                    eps: 1e-8,
+                    weight_decay: 0.0,
+                    t,
+                };
+                lm.train_step(d, &ws, Some(adam), Some(1.0)).unwrap();
+            }
+            if step == 0 || step == 199 {
+                losses.push(lm.take_metrics(d, &ws).unwrap().loss);
+            } else if step % 50 == 0 {
+                lm.take_metrics(d, &ws).unwrap();
+            }
+        }
+        assert_eq!(updates, 7, "updates at steps 20, 40, …, 140");
+        let after: Vec<_> = lm
+            .sparse_projections()
+            .iter()
+            .map(|p| d.download_pattern(&p.layer.pattern).unwrap().to_mask())
+            .collect();
+        assert_eq!(after.len(), 7);
+        let moved = after.iter().zip(&masks).filter(|(a, b)| a != b).count();
+        assert!(moved >= 6, "{}: only {moved} of 7 masks changed", d.name());
+        for (a, b) in after.iter().zip(&masks) {
+            assert_eq!(a.nnz(), b.nnz(), "CHTs keeps each layer's link count");
+        }
+        eprintln!(
+            "{}: CHTs LM loss {:.3} -> {:.3}",
+            d.name(),
+            losses[0],
+            losses[1]
+        );
+        assert!(losses[1] < losses[0] / 3.0, "{}: loss {losses:?}", d.name());
     }
 }

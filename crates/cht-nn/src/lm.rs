@@ -4,7 +4,7 @@
 
 use cht_gpu::{AdamWStep, DType, Device, METRICS_LEN, Tensor, TokenIndex};
 
-use crate::layer::{DenseLinear, Layer, LinearInit};
+use crate::layer::{DenseLinear, Layer, LinearInit, SparseLinear};
 use crate::transformer::{Block, BlockConfig, BlockWorkspace};
 use crate::{Error, Result};
 
@@ -29,6 +29,41 @@ pub struct LmConfig {
     pub density: f64,
     /// Seed of the initialisation.
     pub seed: u32,
+}
+
+impl LmConfig {
+    /// The configuration of block `i`.
+    pub fn block(&self, i: usize) -> BlockConfig {
+        BlockConfig {
+            d_model: self.d_model,
+            heads: self.heads,
+            ffn: self.ffn,
+            seq: self.seq,
+            batch: self.batch,
+            density: self.density,
+            eps: 1e-5,
+            seed: self.seed,
+            index: i as u32,
+        }
+    }
+
+    /// `(out, in)` of every projection, block by block (q, k, v, o, gate, up, down): the layer
+    /// shapes a DST scheduler manages.
+    pub fn projection_shapes(&self) -> Vec<(usize, usize)> {
+        (0..self.layers)
+            .flat_map(|i| self.block(i).projection_shapes())
+            .collect()
+    }
+}
+
+/// A sparse projection with its AdamW moments `[m, v]` (CSR order, like its values), for the
+/// DST scheduler's topology update.
+#[derive(Debug)]
+pub struct SparseProjection<'a> {
+    /// The layer.
+    pub layer: &'a SparseLinear,
+    /// AdamW first and second moments of its values.
+    pub moments: [&'a Tensor; 2],
 }
 
 /// One trainable tensor with its gradient and AdamW moments.
@@ -81,6 +116,36 @@ impl Lm {
     /// [`Block::new`], unit final gain, a head with `nn.Linear`'s default `U(±1/√d)` (so the
     /// first loss is close to `ln vocab`).
     pub fn new(device: &Device, config: &LmConfig) -> Result<Lm> {
+        let blocks = (0..config.layers)
+            .map(|i| Block::new(device, &config.block(i)))
+            .collect::<Result<Vec<_>>>()?;
+        Lm::assemble(device, config, blocks)
+    }
+
+    /// Builds the model over ready-made projections: 7 per block in the order of
+    /// [`LmConfig::projection_shapes`] (e.g. from a DST scheduler's initial masks).
+    pub fn with_projections(
+        device: &Device,
+        config: &LmConfig,
+        projections: Vec<Layer>,
+    ) -> Result<Lm> {
+        if projections.len() != 7 * config.layers {
+            return Err(Error::Config(format!(
+                "{} projections given, the model has {}",
+                projections.len(),
+                7 * config.layers
+            )));
+        }
+        let mut it = projections.into_iter();
+        let blocks = (0..config.layers)
+            .map(|i| {
+                Block::from_projections(device, &config.block(i), it.by_ref().take(7).collect())
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Lm::assemble(device, config, blocks)
+    }
+
+    fn assemble(device: &Device, config: &LmConfig, blocks: Vec<Block>) -> Result<Lm> {
         let c = config;
         if c.vocab == 0 || c.layers == 0 {
             return Err(Error::Config(format!(
@@ -96,24 +161,6 @@ impl Lm {
         let table: Vec<f32> = (0..c.vocab * c.d_model)
             .map(|_| 0.02 * rng.normal())
             .collect();
-        let blocks = (0..c.layers)
-            .map(|i| {
-                Block::new(
-                    device,
-                    &BlockConfig {
-                        d_model: c.d_model,
-                        heads: c.heads,
-                        ffn: c.ffn,
-                        seq: c.seq,
-                        batch: c.batch,
-                        density: c.density,
-                        eps: 1e-5,
-                        seed: c.seed,
-                        index: i as u32,
-                    },
-                )
-            })
-            .collect::<Result<Vec<_>>>()?;
         let d = c.d_model;
         let head_layer = (c.layers * 8) as u32;
         let mut lm = Lm {
@@ -166,6 +213,25 @@ impl Lm {
             .zip(&self.moments)
             .map(|((value, grad), (m, v))| Param { value, grad, m, v })
             .collect()
+    }
+
+    /// The sparse projections in [`LmConfig::projection_shapes`] order (dense ones skipped).
+    pub fn sparse_projections(&self) -> Vec<SparseProjection<'_>> {
+        // `tensors()` order: embedding, then per block norm1, norm2 and (weights, bias) of each
+        // of the 7 projections.
+        let mut out = Vec::new();
+        for (i, b) in self.blocks.iter().enumerate() {
+            for (j, l) in b.attn.iter().chain(&b.ffn).enumerate() {
+                if let Layer::Sparse(s) = l {
+                    let (m, v) = &self.moments[1 + i * 16 + 2 + 2 * j];
+                    out.push(SparseProjection {
+                        layer: s,
+                        moments: [m, v],
+                    });
+                }
+            }
+        }
+        out
     }
 
     /// Every trainable tensor with its gradient, in a fixed order.
@@ -262,12 +328,13 @@ impl Lm {
     }
 
     /// One training step on the loaded tokens, one submit: forward, cross-entropy (accumulated on
-    /// the device), backward, clipping to `clip` (if any) and AdamW.
+    /// the device), backward, then — unless `adam` is `None`, as on topology-update steps —
+    /// clipping to `clip` (if any) and AdamW.
     pub fn train_step(
         &self,
         device: &Device,
         ws: &LmWorkspace,
-        adam: AdamWStep,
+        adam: Option<AdamWStep>,
         clip: Option<f32>,
     ) -> Result<()> {
         self.record_forward_loss(device, ws)?;
@@ -294,13 +361,15 @@ impl Lm {
             &ws.positions,
             &self.embedding.1,
         )?;
-        let params = self.params();
-        if let Some(max_norm) = clip {
-            let grads: Vec<&Tensor> = params.iter().map(|p| p.grad).collect();
-            device.clip_grad_norm(&grads, max_norm, &ws.slots, &ws.clip)?;
-        }
-        for p in &params {
-            device.adamw(adam, p.grad, p.value, p.m, p.v)?;
+        if let Some(adam) = adam {
+            let params = self.params();
+            if let Some(max_norm) = clip {
+                let grads: Vec<&Tensor> = params.iter().map(|p| p.grad).collect();
+                device.clip_grad_norm(&grads, max_norm, &ws.slots, &ws.clip)?;
+            }
+            for p in &params {
+                device.adamw(adam, p.grad, p.value, p.m, p.v)?;
+            }
         }
         device.submit()?;
         Ok(())

@@ -35,6 +35,25 @@ pub struct BlockConfig {
     pub index: u32,
 }
 
+impl BlockConfig {
+    /// `(out, in)` of the projections q, k, v, o, gate, up, down.
+    pub fn projection_shapes(&self) -> [(usize, usize); 7] {
+        let (d, f) = (self.d_model, self.ffn);
+        [(d, d), (d, d), (d, d), (d, d), (f, d), (f, d), (d, f)]
+    }
+
+    fn validate(&self) -> Result<()> {
+        let c = self;
+        let bad = c.heads == 0 || !c.d_model.is_multiple_of(c.heads) || c.ffn == 0;
+        if bad || c.seq == 0 || c.batch == 0 {
+            return Err(Error::Config(format!(
+                "a block needs d_model divisible by heads and positive sizes, got {c:?}"
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// A block's parameters on a device.
 #[derive(Debug)]
 pub struct Block {
@@ -106,25 +125,45 @@ impl Block {
     /// `config.density`), RoPE tables for `config.seq` positions (base 10000).
     pub fn new(device: &Device, config: &BlockConfig) -> Result<Block> {
         let c = config;
-        let bad = c.heads == 0 || !c.d_model.is_multiple_of(c.heads) || c.ffn == 0;
-        if bad || c.seq == 0 || c.batch == 0 {
-            return Err(Error::Config(format!(
-                "a block needs d_model divisible by heads and positive sizes, got {c:?}"
-            )));
-        }
-        let head_dim = c.d_model / c.heads;
-        let tables = RopeTables::new(head_dim, c.seq, 10_000.0)?;
-        let linear = |name: &str, out: usize, inp: usize, k: u32| -> Result<Layer> {
+        c.validate()?;
+        let names = ["q", "k", "v", "o", "gate", "up", "down"];
+        let mut layers = Vec::with_capacity(7);
+        for (k, (&(out, inp), name)) in c.projection_shapes().iter().zip(names).enumerate() {
             let label = format!("block{}.{name}", c.index);
-            let layer = c.index * 8 + k;
-            Ok(if c.density >= 1.0 {
+            let layer = c.index * 8 + k as u32;
+            layers.push(if c.density >= 1.0 {
                 Layer::Dense(DenseLinear::new(device, &label, out, inp, c.seed, layer)?)
             } else {
                 let key = RngKey::new(c.seed, Stream::TopologyInit, 0, layer);
                 let pattern = CsrPattern::random(out, inp, c.density, key)?;
                 Layer::Sparse(SparseLinear::new(device, &label, &pattern, c.seed, layer)?)
-            })
-        };
+            });
+        }
+        Block::from_projections(device, config, layers)
+    }
+
+    /// A block over ready-made projections in the order q, k, v, o, gate, up, down (e.g. built
+    /// from a DST scheduler's initial masks, with its capacities), with unit norm gains.
+    pub fn from_projections(
+        device: &Device,
+        config: &BlockConfig,
+        projections: Vec<Layer>,
+    ) -> Result<Block> {
+        let c = config;
+        c.validate()?;
+        let shapes = c.projection_shapes();
+        if projections.len() != 7
+            || projections
+                .iter()
+                .zip(&shapes)
+                .any(|(l, &(out, inp))| l.out_features() != out || l.in_features() != inp)
+        {
+            return Err(Error::Config(format!(
+                "a block needs 7 projections shaped {shapes:?} (out, in)"
+            )));
+        }
+        let head_dim = c.d_model / c.heads;
+        let tables = RopeTables::new(head_dim, c.seq, 10_000.0)?;
         let d = c.d_model;
         let gain = |name: &str| -> Result<(Tensor, Tensor)> {
             Ok((
@@ -132,20 +171,13 @@ impl Block {
                 device.zeros(&format!("block{}.{name}.grad", c.index), d, 1, DType::F32),
             ))
         };
+        let mut it = projections.into_iter();
+        let mut next = || it.next().expect("seven projections, checked above");
         Ok(Block {
             norm1: gain("norm1")?,
             norm2: gain("norm2")?,
-            attn: [
-                linear("q", d, d, 0)?,
-                linear("k", d, d, 1)?,
-                linear("v", d, d, 2)?,
-                linear("o", d, d, 3)?,
-            ],
-            ffn: [
-                linear("gate", c.ffn, d, 4)?,
-                linear("up", c.ffn, d, 5)?,
-                linear("down", d, c.ffn, 6)?,
-            ],
+            attn: [next(), next(), next(), next()],
+            ffn: [next(), next(), next()],
             cos: device.tensor_f32("rope.cos", c.seq, head_dim / 2, &tables.cos)?,
             sin: device.tensor_f32("rope.sin", c.seq, head_dim / 2, &tables.sin)?,
             shape: AttentionShape {
