@@ -12,7 +12,7 @@ pub mod synthetic;
 pub mod transformer;
 
 pub use layer::{DenseLinear, Layer, LinearInit, SparseLinear};
-pub use lm::{Lm, LmConfig, LmWorkspace, SparseProjection};
+pub use lm::{Lm, LmConfig, LmWorkspace, LrSchedule, SparseProjection};
 pub use mlp::{Metrics, Mlp, MlpConfig, Workspace};
 pub use transformer::{Block, BlockConfig, BlockWorkspace};
 

@@ -391,3 +391,81 @@ impl Lm {
         Ok(crate::Metrics::from_sums(&m))
     }
 }
+
+/// The LLM learning-rate schedule of the paper's code (spec §7.4, "inoam" / `cosine_restarts`):
+/// linear warm-up, cosine decay to 10 % of the base rate, and the *iterative warm-up* that
+/// restarts the rate from 0 after every topology update.
+///
+/// `lr(t) = base · g(t) · ℓ(t)` with `g(t) = t/warmup` for `t < warmup`, else
+/// `0.1 + 0.9·½(1 + cos(π(t − warmup)/(total − warmup)))`; `ℓ(t) = (t mod ΔT)/iw` while
+/// `t mod ΔT < iw`, else 1 (no restart when `iw = 0`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LrSchedule {
+    /// Peak learning rate.
+    pub base: f64,
+    /// Warm-up steps.
+    pub warmup: u64,
+    /// Total training steps.
+    pub total: u64,
+    /// Steps between topology updates (ΔT).
+    pub update_interval: u64,
+    /// Iterative warm-up steps after each update (`iw`; 0 disables it).
+    pub iterative_warmup: u64,
+}
+
+impl LrSchedule {
+    /// The learning rate of step `t` (0-based).
+    pub fn lr(&self, t: u64) -> f64 {
+        let g = if t < self.warmup {
+            t as f64 / self.warmup as f64
+        } else {
+            let span = self.total.saturating_sub(self.warmup).max(1) as f64;
+            let progress = ((t - self.warmup) as f64 / span).min(1.0);
+            0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
+        };
+        let local = if self.iterative_warmup > 0 && self.update_interval > 0 {
+            let since = t % self.update_interval;
+            if since < self.iterative_warmup {
+                since as f64 / self.iterative_warmup as f64
+            } else {
+                1.0
+            }
+        } else {
+            1.0
+        };
+        self.base * g * local
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lr_schedule_warms_up_decays_and_restarts_after_updates() {
+        let s = LrSchedule {
+            base: 1e-3,
+            warmup: 100,
+            total: 1100,
+            update_interval: 100,
+            iterative_warmup: 20,
+        };
+        let plain = LrSchedule {
+            iterative_warmup: 0,
+            ..s
+        };
+        assert_eq!(plain.lr(0), 0.0);
+        assert!((plain.lr(50) - 5e-4).abs() < 1e-12);
+        assert!((plain.lr(100) - 1e-3).abs() < 1e-12, "peak after warm-up");
+        assert!(
+            (plain.lr(600) - 1e-3 * 0.55).abs() < 1e-12,
+            "half-way down the cosine"
+        );
+        assert!((plain.lr(1100) - 1e-4).abs() < 1e-12, "floor at 10 %");
+        assert!((plain.lr(5000) - 1e-4).abs() < 1e-12);
+        // The step after an update (t mod ΔT = 0) starts from 0 and rewarms over 20 steps.
+        assert_eq!(s.lr(600), 0.0);
+        assert!((s.lr(610) - plain.lr(610) * 0.5).abs() < 1e-12);
+        assert_eq!(s.lr(625), plain.lr(625));
+    }
+}
