@@ -364,3 +364,32 @@ fn language_model_trains_through_chts_topology_updates() {
         assert!(losses[1] < losses[0] / 3.0, "{}: loss {losses:?}", d.name());
     }
 }
+
+#[test]
+fn language_model_rejects_bad_token_batches() {
+    use cht::nn::{Lm, LmConfig};
+    let d = cpu();
+    let config = LmConfig {
+        vocab: 5,
+        d_model: 8,
+        heads: 2,
+        ffn: 8,
+        layers: 1,
+        seq: 2,
+        batch: 1,
+        density: 1.0,
+        seed: 0,
+    };
+    let lm = Lm::new(&d, &config).unwrap();
+    let ws = lm.workspace(&d);
+    assert!(lm.load(&d, &ws, &[0, 1], &[1, 2]).is_ok());
+    assert!(lm.load(&d, &ws, &[0], &[1]).is_err(), "wrong length");
+    assert!(
+        lm.load(&d, &ws, &[0, 5], &[1, 2]).is_err(),
+        "input id outside the vocabulary"
+    );
+    assert!(
+        lm.load(&d, &ws, &[0, 1], &[1, 9]).is_err(),
+        "target outside the vocabulary"
+    );
+}

@@ -288,8 +288,7 @@ impl Lm {
         ids: &[u32],
         targets: &[u32],
     ) -> Result<()> {
-        let ix = TokenIndex::new(ids, self.config.vocab)?;
-        TokenIndex::new(targets, self.config.vocab)?;
+        let vocab = self.config.vocab;
         if ids.len() != self.config.batch * self.config.seq || targets.len() != ids.len() {
             return Err(Error::Config(format!(
                 "a step takes {} ids and targets, got {} and {}",
@@ -298,6 +297,12 @@ impl Lm {
                 targets.len()
             )));
         }
+        if let Some(&t) = targets.iter().find(|&&t| t as usize >= vocab) {
+            return Err(Error::Config(format!(
+                "target token {t} is outside the vocabulary of {vocab}"
+            )));
+        }
+        let ix = TokenIndex::new(ids, vocab)?;
         device.write_u32(&ws.ids, &ix.ids)?;
         device.write_u32(&ws.offsets, &ix.offsets)?;
         device.write_u32(&ws.positions, &ix.positions)?;
