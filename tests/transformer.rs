@@ -133,6 +133,31 @@ fn bad_block_configs_are_errors() {
     );
 }
 
+/// A sentence repeated 8 times as character ids, with its sorted alphabet.
+fn char_corpus(sentence: &str) -> (Vec<char>, Vec<u32>) {
+    let mut chars: Vec<char> = sentence.chars().collect();
+    chars.sort_unstable();
+    chars.dedup();
+    let text = sentence
+        .repeat(8)
+        .chars()
+        .map(|ch| chars.iter().position(|&c| c == ch).unwrap() as u32)
+        .collect();
+    (chars, text)
+}
+
+/// The AdamW step of the language-model tests (step `t`, 1-based).
+fn adam_step(t: u32) -> cht::gpu::AdamWStep {
+    cht::gpu::AdamWStep {
+        lr: 1e-2,
+        beta1: 0.9,
+        beta2: 0.95,
+        eps: 1e-8,
+        weight_decay: 0.0,
+        t,
+    }
+}
+
 /// Next-token batches from a repeating text, `batch` windows of `seq` characters.
 fn batches(text: &[u32], seq: usize, batch: usize, step: usize) -> (Vec<u32>, Vec<u32>) {
     let (mut ids, mut targets) = (Vec::new(), Vec::new());
@@ -149,20 +174,8 @@ fn batches(text: &[u32], seq: usize, batch: usize, step: usize) -> (Vec<u32>, Ve
 /// same loss.
 #[test]
 fn language_model_learns_a_repeating_text() {
-    use cht::gpu::AdamWStep;
     use cht::nn::{Lm, LmConfig};
-    let sentence = "the quick brown fox jumps over the lazy dog. ";
-    let chars: Vec<char> = {
-        let mut c: Vec<char> = sentence.chars().collect();
-        c.sort_unstable();
-        c.dedup();
-        c
-    };
-    let text: Vec<u32> = sentence
-        .repeat(8)
-        .chars()
-        .map(|ch| chars.iter().position(|&c| c == ch).unwrap() as u32)
-        .collect();
+    let (chars, text) = char_corpus("the quick brown fox jumps over the lazy dog. ");
     let mut first_losses = Vec::new();
     for density in [1.0, 0.5] {
         let config = LmConfig {
@@ -188,14 +201,7 @@ fn language_model_learns_a_repeating_text() {
             for step in 0..200 {
                 let (ids, targets) = batches(&text, config.seq, config.batch, step);
                 lm.load(d, &ws, &ids, &targets).unwrap();
-                let adam = AdamWStep {
-                    lr: 1e-2,
-                    beta1: 0.9,
-                    beta2: 0.95,
-                    eps: 1e-8,
-                    weight_decay: 0.0,
-                    t: step as u32 + 1,
-                };
+                let adam = adam_step(step as u32 + 1);
                 lm.train_step(d, &ws, Some(adam), Some(1.0)).unwrap();
                 if step == 0 || step == 199 {
                     losses.push(lm.take_metrics(d, &ws).unwrap().loss);
@@ -253,18 +259,9 @@ fn gpu_options() -> cht::gpu::DeviceOptions {
 #[test]
 fn language_model_trains_through_chts_topology_updates() {
     use cht::dst::{ChainRemoval, DstConfig, DstScheduler, LayerRef, Method};
-    use cht::gpu::AdamWStep;
     use cht::nn::{Lm, LmConfig, SparseLinear};
     use cht::sparse::CsrPattern;
-    let sentence = "a sparse transformer rewires itself. ";
-    let mut chars: Vec<char> = sentence.chars().collect();
-    chars.sort_unstable();
-    chars.dedup();
-    let text: Vec<u32> = sentence
-        .repeat(8)
-        .chars()
-        .map(|ch| chars.iter().position(|&c| c == ch).unwrap() as u32)
-        .collect();
+    let (chars, text) = char_corpus("a sparse transformer rewires itself. ");
     let config = LmConfig {
         vocab: chars.len(),
         d_model: 16,
@@ -327,15 +324,8 @@ fn language_model_trains_through_chts_topology_updates() {
                 updates += 1;
             } else {
                 t += 1;
-                let adam = AdamWStep {
-                    lr: 1e-2,
-                    beta1: 0.9,
-                    beta2: 0.95,
-                    eps: 1e-8,
-                    weight_decay: 0.0,
-                    t,
-                };
-                lm.train_step(d, &ws, Some(adam), Some(1.0)).unwrap();
+                lm.train_step(d, &ws, Some(adam_step(t)), Some(1.0))
+                    .unwrap();
             }
             if step == 0 || step == 199 {
                 losses.push(lm.take_metrics(d, &ws).unwrap().loss);
