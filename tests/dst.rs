@@ -280,6 +280,105 @@ fn device_chain_removal_reproduces_the_spec_vector() {
     }
 }
 
+/// Pairwise chain removal (spec §4.2) on the device matches the host twins `qk_chain` / `chain`
+/// applied in the same order, on LLaMA-shaped masks of two blocks (odd widths, some rows and
+/// columns emptied on purpose, sparse enough that the pairs cut links), on CPU and GPU.
+#[test]
+fn device_pair_chain_removal_matches_the_host_twins() {
+    use cht::dst::PairChains;
+    use cht::sparse::Mask;
+    use cht::sparse::chain::{chain, qk_chain};
+    let (d_model, ffn, blocks) = (13usize, 22usize, 2usize);
+    let shapes: Vec<(usize, usize)> = (0..blocks)
+        .flat_map(|_| {
+            let sq = (d_model, d_model);
+            [
+                sq,
+                sq,
+                sq,
+                sq,
+                (ffn, d_model),
+                (ffn, d_model),
+                (d_model, ffn),
+            ]
+        })
+        .collect();
+    let pairs = PairChains::llama(blocks);
+    for (seed, density) in [(1u32, 0.08), (2, 0.15), (3, 0.3)] {
+        let mut rng = Counter::new(RngKey::new(seed, Stream::Synthetic, 0, 0));
+        let masks: Vec<Mask> = shapes
+            .iter()
+            .enumerate()
+            .map(|(l, &(r, c))| {
+                let bits = (0..r * c)
+                    .map(|i| {
+                        // Layer-specific empty row and column so the pairs have work to do.
+                        let (row, col) = (i / c, i % c);
+                        row != l % r
+                            && col != (2 * l) % c
+                            && f64::from(rng.next_uniform()) < density
+                    })
+                    .collect();
+                Mask::from_bools(r, c, bits).unwrap()
+            })
+            .collect();
+        let mut want = masks.clone();
+        let mut removed = 0;
+        for &(a, b) in &pairs.qk {
+            let (x, y) = two(&mut want, a, b);
+            removed += qk_chain(x, y).unwrap();
+        }
+        for &(p, c) in &pairs.chain {
+            let (x, y) = two(&mut want, p, c);
+            removed += chain(x, y).unwrap();
+        }
+        assert!(removed > 0, "seed {seed}: the pairs must cut links");
+        let host = cpu();
+        let mut devices = vec![&host];
+        devices.extend(gpu());
+        for d in devices {
+            let t: Vec<Tensor> = masks
+                .iter()
+                .map(|m| d.tensor_u32("m", m.rows(), m.cols(), &m.to_u32()).unwrap())
+                .collect();
+            let refs: Vec<&Tensor> = t.iter().collect();
+            cht::dst::pair_chain_removal(d, &refs, &pairs).unwrap();
+            for (l, (m, w)) in t.iter().zip(&want).enumerate() {
+                assert_eq!(
+                    d.read_u32(m).unwrap(),
+                    w.to_u32(),
+                    "{}: seed {seed}, layer {l}",
+                    d.name()
+                );
+            }
+            let bad = PairChains {
+                qk: vec![(0, 4)],
+                chain: vec![],
+            };
+            assert!(
+                cht::dst::pair_chain_removal(d, &refs, &bad).is_err(),
+                "13 vs 22 rows"
+            );
+            let out_of_range = PairChains {
+                qk: vec![],
+                chain: vec![(2, 99)],
+            };
+            assert!(cht::dst::pair_chain_removal(d, &refs, &out_of_range).is_err());
+        }
+    }
+}
+
+fn two<T>(v: &mut [T], a: usize, b: usize) -> (&mut T, &mut T) {
+    assert_ne!(a, b);
+    if a < b {
+        let (lo, hi) = v.split_at_mut(b);
+        (&mut lo[a], &mut hi[0])
+    } else {
+        let (lo, hi) = v.split_at_mut(a);
+        (&mut hi[0], &mut lo[b])
+    }
+}
+
 #[test]
 fn device_removal_scores_reproduce_the_spec_vector() {
     use cht::gpu::ops::topology::LinkScore;

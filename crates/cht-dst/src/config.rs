@@ -109,12 +109,70 @@ pub enum DensityDistribution {
 }
 
 /// Chain removal / network percolation (spec §4).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ChainRemoval {
     /// No percolation.
     Off,
     /// The sparse layers form one sequential chain (MLP, §4.1).
     Sequential,
+    /// Pairwise chains between named layers (Transformer / LLaMA, §4.2): all qk pairs first, then
+    /// all producer → consumer pairs.
+    Pairs(PairChains),
+}
+
+/// The layer pairs of pairwise chain removal (spec §4.2), as indices into the scheduler's layers.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PairChains {
+    /// `(a, b)` whose outputs are combined (dot product or elementwise): output `i` survives only
+    /// if both produce it.
+    pub qk: Vec<(usize, usize)>,
+    /// `(producer, consumer)`: the producer's outputs are the consumer's inputs.
+    pub chain: Vec<(usize, usize)>,
+}
+
+impl PairChains {
+    /// The LLaMA pairs for `blocks` decoder blocks whose 7 projections are laid out block by
+    /// block as q, k, v, o, gate, up, down: qk pairs `(k, q)`, `(gate, up)`; chain pairs
+    /// `(v, o)`, `(gate, down)`, `(up, down)`.
+    pub fn llama(blocks: usize) -> PairChains {
+        let (mut qk, mut chain) = (Vec::new(), Vec::new());
+        for b in 0..blocks {
+            let at = |j: usize| 7 * b + j;
+            qk.extend([(at(1), at(0)), (at(4), at(5))]);
+            chain.extend([(at(2), at(3)), (at(4), at(6)), (at(5), at(6))]);
+        }
+        PairChains { qk, chain }
+    }
+
+    /// Checks that every pair names two different layers of these `(rows, cols)` shapes that
+    /// fit: qk pairs have equal rows, a producer's rows are its consumer's columns.
+    pub fn check(&self, shapes: &[(usize, usize)]) -> crate::Result<()> {
+        let n = shapes.len();
+        let pairs = self
+            .qk
+            .iter()
+            .map(|p| (p, "qk"))
+            .chain(self.chain.iter().map(|p| (p, "chain")));
+        for (&(a, b), what) in pairs {
+            if a >= n || b >= n || a == b {
+                return Err(crate::Error::Config(format!(
+                    "chain_removal: {what} pair ({a}, {b}) does not name two of the {n} layers"
+                )));
+            }
+            let fits = if what == "qk" {
+                shapes[a].0 == shapes[b].0
+            } else {
+                shapes[a].0 == shapes[b].1
+            };
+            if !fits {
+                return Err(crate::Error::Config(format!(
+                    "chain_removal: {what} pair ({a}, {b}) joins layers of shapes {:?} and {:?}",
+                    shapes[a], shapes[b]
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Everything that decides how a run's topology evolves.

@@ -17,11 +17,11 @@ mod scheduler;
 mod update;
 
 pub use config::{
-    ChainRemoval, DensityDistribution, DstConfig, Method, RegrowScores, RegrownWeights, Regrowth,
-    Removal, RemovalScoreKind, Selection,
+    ChainRemoval, DensityDistribution, DstConfig, Method, PairChains, RegrowScores, RegrownWeights,
+    Regrowth, Removal, RemovalScoreKind, Selection,
 };
 pub use scheduler::{DstScheduler, LayerReport, UpdateReport};
-pub use update::{LayerRef, Topology, chain_removal};
+pub use update::{LayerRef, Topology, chain_removal, pair_chain_removal};
 
 /// Errors of the scheduler.
 #[derive(Debug, thiserror::Error)]

@@ -72,6 +72,9 @@ impl DstScheduler {
     /// A scheduler for sparse layers of the given `(rows, cols)` shapes, in forward order.
     pub fn new(config: DstConfig, shapes: &[(usize, usize)]) -> Result<DstScheduler> {
         config.validate()?;
+        if let crate::ChainRemoval::Pairs(pairs) = &config.chain_removal {
+            pairs.check(shapes)?;
+        }
         let density = initial_density(&config)?;
         let scales: Vec<f64> = match config.distribution {
             crate::config::DensityDistribution::Uniform => vec![1.0; shapes.len()],
@@ -263,12 +266,7 @@ impl DstScheduler {
             });
             s.nnz = after;
         }
-        topology.record(
-            device,
-            layers,
-            &plans,
-            c.chain_removal == crate::ChainRemoval::Sequential,
-        )?;
+        topology.record(device, layers, &plans, &c.chain_removal)?;
         self.updates += 1;
         let report = UpdateReport {
             step: t,

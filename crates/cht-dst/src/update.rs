@@ -7,7 +7,9 @@ use cht_gpu::ops::topology::{Axis, LinkScore};
 use cht_gpu::{CsrBuilder, DType, Device, SparsePattern, Tensor};
 use cht_sparse::rng::{RngKey, Stream};
 
-use crate::config::{RegrowScores, RegrownWeights, RemovalScoreKind, Selection};
+use crate::config::{
+    ChainRemoval, PairChains, RegrowScores, RegrownWeights, RemovalScoreKind, Selection,
+};
 use crate::{Error, Result};
 
 /// The parameters and optimizer state of one sparse layer, as the update rewires them in place.
@@ -148,7 +150,7 @@ impl Topology {
         device: &Device,
         layers: &[LayerRef<'_>],
         plans: &[LayerPlan],
-        chain: bool,
+        chain: &ChainRemoval,
     ) -> Result<()> {
         if layers.len() != self.layers.len() || plans.len() != self.layers.len() {
             return Err(Error::Config(format!(
@@ -160,8 +162,18 @@ impl Topology {
         for ((s, layer), plan) in self.layers.iter().zip(layers).zip(plans) {
             s.remove(device, layer, plan)?;
         }
-        if chain {
-            self.chain_removal(device)?;
+        match chain {
+            ChainRemoval::Off => {}
+            ChainRemoval::Sequential => self.chain_removal(device)?,
+            ChainRemoval::Pairs(pairs) => {
+                let masks: Vec<&Tensor> = self.layers.iter().map(|s| &s.mask).collect();
+                let flags: Vec<(&Tensor, &Tensor)> = self
+                    .layers
+                    .iter()
+                    .map(|s| (&s.row_flags, &s.col_flags))
+                    .collect();
+                pair_chains_with(device, &masks, &flags, pairs)?;
+            }
         }
         for ((s, layer), plan) in self.layers.iter().zip(layers).zip(plans) {
             s.regrow_and_rebuild(device, layer, plan)?;
@@ -222,6 +234,48 @@ fn chain_removal_with(
     for l in 1..n {
         device.mask_any(masks[l - 1], Axis::Rows, flags[l - 1].0)?;
         device.mask_clear_unflagged(masks[l], Axis::Cols, flags[l - 1].0)?;
+    }
+    Ok(())
+}
+
+/// Pairwise chain removal (spec §4.2) on dense `[out, in]` u32 masks, on the device: every qk
+/// pair, then every producer → consumer pair, in the given order (the twins are
+/// [`cht_sparse::chain::qk_chain`] and [`cht_sparse::chain::chain`]). Allocates its flag buffers.
+pub fn pair_chain_removal(device: &Device, masks: &[&Tensor], pairs: &PairChains) -> Result<()> {
+    let flags: Vec<(Tensor, Tensor)> = masks
+        .iter()
+        .map(|m| {
+            (
+                device.zeros("chain.rows", m.rows(), 1, DType::U32),
+                device.zeros("chain.cols", m.cols(), 1, DType::U32),
+            )
+        })
+        .collect();
+    let refs: Vec<(&Tensor, &Tensor)> = flags.iter().map(|(r, c)| (r, c)).collect();
+    pair_chains_with(device, masks, &refs, pairs)
+}
+
+fn pair_chains_with(
+    device: &Device,
+    masks: &[&Tensor],
+    flags: &[(&Tensor, &Tensor)],
+    pairs: &PairChains,
+) -> Result<()> {
+    let shapes: Vec<(usize, usize)> = masks.iter().map(|m| (m.rows(), m.cols())).collect();
+    pairs.check(&shapes)?;
+    // qk: output i survives only where both produce it; b's row flags first, then a's.
+    for &(a, b) in &pairs.qk {
+        device.mask_any(masks[b], Axis::Rows, flags[b].0)?;
+        device.mask_clear_unflagged(masks[a], Axis::Rows, flags[b].0)?;
+        device.mask_any(masks[a], Axis::Rows, flags[a].0)?;
+        device.mask_clear_unflagged(masks[b], Axis::Rows, flags[a].0)?;
+    }
+    // chain: producer rows nobody consumes, then consumer columns nobody produces.
+    for &(p, c) in &pairs.chain {
+        device.mask_any(masks[c], Axis::Cols, flags[c].1)?;
+        device.mask_clear_unflagged(masks[p], Axis::Rows, flags[c].1)?;
+        device.mask_any(masks[p], Axis::Rows, flags[p].0)?;
+        device.mask_clear_unflagged(masks[c], Axis::Cols, flags[p].0)?;
     }
     Ok(())
 }
