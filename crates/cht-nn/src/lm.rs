@@ -234,6 +234,35 @@ impl Lm {
         out
     }
 
+    /// Every trainable tensor with its AdamW moments `[value, m, v]`, named (`embedding`,
+    /// `block0.norm1`, `block0.q.weight`, `block0.q.bias`, …, `final_norm`, `lm_head.weight`,
+    /// `lm_head.bias`), for checkpoints. A sparse projection's `weight` is its CSR values.
+    pub fn state(&self) -> Vec<(String, [&Tensor; 3])> {
+        let mut names = vec!["embedding".to_owned()];
+        for i in 0..self.blocks.len() {
+            names.push(format!("block{i}.norm1"));
+            names.push(format!("block{i}.norm2"));
+            for p in ["q", "k", "v", "o", "gate", "up", "down"] {
+                names.push(format!("block{i}.{p}.weight"));
+                names.push(format!("block{i}.{p}.bias"));
+            }
+        }
+        names.extend(["final_norm", "lm_head.weight", "lm_head.bias"].map(str::to_owned));
+        names
+            .into_iter()
+            .zip(self.params())
+            .map(|(n, p)| (n, [p.value, p.m, p.v]))
+            .collect()
+    }
+
+    /// The projections in [`LmConfig::projection_shapes`] order, mutable (to restore a sparse
+    /// layer's pattern from a checkpoint).
+    pub fn projections_mut(&mut self) -> impl Iterator<Item = &mut Layer> {
+        self.blocks
+            .iter_mut()
+            .flat_map(|b| b.attn.iter_mut().chain(b.ffn.iter_mut()))
+    }
+
     /// Every trainable tensor with its gradient, in a fixed order.
     fn tensors(&self) -> Vec<(&Tensor, &Tensor)> {
         let mut out: Vec<(&Tensor, &Tensor)> = vec![(&self.embedding.0, &self.embedding.1)];
@@ -342,6 +371,19 @@ impl Lm {
         adam: Option<AdamWStep>,
         clip: Option<f32>,
     ) -> Result<()> {
+        self.train_step_capturing(device, ws, adam, clip, &[])
+    }
+
+    /// [`Lm::train_step`] that also writes the dense weight gradients of the listed projections
+    /// (index in [`LmConfig::projection_shapes`] order, `[out, in]` tensor) for gradient regrowth.
+    pub fn train_step_capturing(
+        &self,
+        device: &Device,
+        ws: &LmWorkspace,
+        adam: Option<AdamWStep>,
+        clip: Option<f32>,
+        capture: &[(usize, &Tensor)],
+    ) -> Result<()> {
         self.record_forward_loss(device, ws)?;
         let last = &ws.blocks[ws.blocks.len() - 1];
         self.head
@@ -356,6 +398,13 @@ impl Lm {
         )?;
         for (i, (b, bws)) in self.blocks.iter().zip(&ws.blocks).enumerate().rev() {
             b.backward(device, bws)?;
+            let mut dense: [Option<&Tensor>; 7] = [None; 7];
+            for &(j, t) in capture.iter().filter(|(j, _)| j / 7 == i) {
+                dense[j % 7] = Some(t);
+            }
+            if dense.iter().any(Option::is_some) {
+                b.capture_dense_grads(device, bws, &dense)?;
+            }
             if i > 0 {
                 device.copy(&bws.dx, &ws.blocks[i - 1].dy)?;
             }
@@ -378,6 +427,13 @@ impl Lm {
         }
         device.submit()?;
         Ok(())
+    }
+
+    /// Reads the logits of the last forward, `[vocab, batch·seq]` vocabulary-major (token `t`'s
+    /// logits are column `t`): for sampling text (native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn read_logits(&self, device: &Device, ws: &LmWorkspace) -> Result<Vec<f32>> {
+        Ok(device.read_f32(&ws.logits)?)
     }
 
     /// Forward and loss only (validation), one submit.

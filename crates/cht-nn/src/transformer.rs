@@ -320,4 +320,31 @@ impl Block {
         device.add_assign(&ws.d_xn, &ws.dx)?;
         Ok(())
     }
+
+    /// After [`Block::backward`]: writes the *dense* weight gradient `δ·xᵀ` of projection `j`
+    /// (q, k, v, o, gate, up, down) into `dense[j]` where given (`[out, in]`; RigL/GraNet regrowth
+    /// scores on update steps — a dense product, so only then).
+    pub fn capture_dense_grads(
+        &self,
+        device: &Device,
+        ws: &BlockWorkspace,
+        dense: &[Option<&Tensor>; 7],
+    ) -> Result<()> {
+        let io: [(&Tensor, &Tensor); 7] = [
+            (&ws.h1, &ws.d_q),
+            (&ws.h1, &ws.d_k),
+            (&ws.h1, &ws.d_v),
+            (&ws.att, &ws.d_x1),
+            (&ws.h2, &ws.d_gate),
+            (&ws.h2, &ws.d_up),
+            (&ws.act, &ws.dy),
+        ];
+        let nt = cht_gpu::Gemm::new(cht_gpu::Transpose::No, cht_gpu::Transpose::Yes);
+        for ((x, delta), out) in io.iter().zip(dense) {
+            if let Some(out) = out {
+                device.gemm(&nt, delta, x, out)?;
+            }
+        }
+        Ok(())
+    }
 }

@@ -14,6 +14,8 @@ pub struct Checkpoint {
     u32s: BTreeMap<String, (Vec<usize>, Vec<u32>)>,
     /// Free-form metadata (JSON or TOML strings).
     pub metadata: BTreeMap<String, String>,
+    /// Where it was read from (for messages).
+    path: String,
 }
 
 impl Checkpoint {
@@ -116,19 +118,45 @@ impl Checkpoint {
                 ),
             }
         }
-        if out.metadata.get("format").map(String::as_str) != Some(FORMAT) {
+        let format = out.metadata.get("format").map(String::as_str);
+        if !format.is_some_and(|f| [FORMAT, LM_FORMAT].contains(&f)) {
             bail!(
                 "{} is not a cht checkpoint (format {:?})",
                 path.display(),
-                out.metadata.get("format")
+                format
             );
         }
+        out.path = path.display().to_string();
         Ok(out)
+    }
+
+    /// Errors unless the checkpoint was written by the runner that owns `format`.
+    pub fn expect_format(&self, format: &str) -> Result<()> {
+        let found = self.meta("format")?;
+        if found != format {
+            let what = |f: &str| {
+                if f == LM_FORMAT {
+                    "a language-model (`cht lm train`)"
+                } else {
+                    "an MLP (`cht train`)"
+                }
+            };
+            bail!(
+                "{} is {} checkpoint, but this command reads {} checkpoints",
+                self.path,
+                what(found),
+                what(format)
+            );
+        }
+        Ok(())
     }
 }
 
-/// Format tag written into every checkpoint.
+/// Format tag of MLP checkpoints (`cht train`).
 pub const FORMAT: &str = "cht-mlp-1";
+
+/// Format tag of language-model checkpoints (`cht lm train`).
+pub const LM_FORMAT: &str = "cht-lm-1";
 
 fn bytemuck_f32(v: &[f32]) -> &[u8] {
     bytemuck::cast_slice(v)

@@ -223,11 +223,11 @@ pub enum MethodName {
     /// CHTs with CH3-L3p.
     #[serde(rename = "chts-p")]
     ChtsP,
-    /// CHTs with CH2-L3n.
-    #[serde(rename = "chts-n")]
+    /// CHTs with CH2-L3n (`chts` for short, as in the language-model configs).
+    #[serde(rename = "chts-n", alias = "chts")]
     ChtsN,
-    /// CHTss with CH2-L3n.
-    #[serde(rename = "chtss-n")]
+    /// CHTss with CH2-L3n (`chtss` for short).
+    #[serde(rename = "chtss-n", alias = "chtss")]
     ChtssN,
 }
 
@@ -265,24 +265,7 @@ impl RunConfig {
     /// Reads a TOML file, applies `key=value` overrides (dotted paths, TOML values; bare words are
     /// taken as strings) and validates the result.
     pub fn load(path: &Path, overrides: &[String]) -> Result<RunConfig> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading config {}", path.display()))?;
-        let mut value: toml::Table =
-            toml::from_str(&text).with_context(|| format!("{}: not valid TOML", path.display()))?;
-        for o in overrides {
-            apply_override(&mut value, o)?;
-        }
-        // Round-trip through text so that type errors carry the key path (`train.lr`).
-        let merged = toml::to_string(&value)?;
-        let config: RunConfig = toml::from_str(&merged)
-            .map_err(|e: toml::de::Error| {
-                let key = e
-                    .span()
-                    .map(|span| key_at(&merged, span.start))
-                    .unwrap_or_default();
-                anyhow::anyhow!("{}: {}{}", path.display(), key, e.message())
-            })
-            .with_context(|| "invalid configuration")?;
+        let config: RunConfig = load_toml(path, overrides)?;
         config.validate()?;
         Ok(config)
     }
@@ -418,6 +401,33 @@ impl RunConfig {
         }
         c
     }
+}
+
+/// Reads a TOML file into `T`, applying `key=value` overrides (dotted paths, TOML values; bare
+/// words are taken as strings); errors name the file and the offending key. Shared by `cht
+/// train` and `cht lm train`.
+pub(crate) fn load_toml<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    overrides: &[String],
+) -> Result<T> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config {}", path.display()))?;
+    let mut value: toml::Table =
+        toml::from_str(&text).with_context(|| format!("{}: not valid TOML", path.display()))?;
+    for o in overrides {
+        apply_override(&mut value, o)?;
+    }
+    // Round-trip through text so that type errors carry the key path (`train.lr`).
+    let merged = toml::to_string(&value)?;
+    toml::from_str(&merged)
+        .map_err(|e: toml::de::Error| {
+            let key = e
+                .span()
+                .map(|span| key_at(&merged, span.start))
+                .unwrap_or_default();
+            anyhow::anyhow!("{}: {}{}", path.display(), key, e.message())
+        })
+        .with_context(|| "invalid configuration")
 }
 
 /// The dotted key of the TOML line containing byte `at` (`[section]` + `key`), for messages.

@@ -3,10 +3,10 @@
 //! topology update every ΔT steps is the only other submit, and that step skips the optimizer),
 //! read the loss every `log_every` steps, evaluate, write metrics, plots and an atomic checkpoint.
 
-mod checkpoint;
+pub(crate) mod checkpoint;
 pub mod config;
 mod data;
-mod report;
+pub(crate) mod report;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -56,6 +56,7 @@ pub fn train(device: &Device, args: &TrainArgs) -> Result<()> {
     let (config, out, resume) = match &args.resume {
         Some(dir) => {
             let ckpt = Checkpoint::load(&checkpoint_path(dir))?;
+            ckpt.expect_format(checkpoint::FORMAT)?;
             let config: RunConfig =
                 toml::from_str(ckpt.meta("config")?).context("checkpoint config")?;
             (config, dir.clone(), Some(ckpt))
@@ -106,6 +107,7 @@ pub fn train(device: &Device, args: &TrainArgs) -> Result<()> {
 /// `cht eval`.
 pub fn eval(device: &Device, args: &EvalArgs) -> Result<()> {
     let ckpt = Checkpoint::load(&checkpoint_path(&args.checkpoint))?;
+    ckpt.expect_format(checkpoint::FORMAT)?;
     let config: RunConfig = toml::from_str(ckpt.meta("config")?).context("checkpoint config")?;
     let data = Data::load(&config, false)?;
     let mut run = Run::new(device, config, data)?;
@@ -123,7 +125,7 @@ pub fn eval(device: &Device, args: &EvalArgs) -> Result<()> {
     Ok(())
 }
 
-fn checkpoint_path(p: &Path) -> PathBuf {
+pub(crate) fn checkpoint_path(p: &Path) -> PathBuf {
     if p.is_dir() {
         p.join("checkpoint.safetensors")
     } else {

@@ -39,16 +39,18 @@ pub struct EpochMetrics {
     pub eval_s: f64,
 }
 
-/// Writes the outputs of a run directory as epochs complete.
+/// `metrics.jsonl` of a run directory: one JSON object per line, appended as the run goes, loaded
+/// back and cut to the last checkpoint when a run resumes (shared by `cht train` and `cht lm`).
 #[derive(Debug)]
-pub struct Reporter {
-    out: PathBuf,
-    history: Vec<EpochMetrics>,
+pub struct MetricsLog<T> {
+    path: PathBuf,
+    /// The lines so far.
+    pub history: Vec<T>,
 }
 
-impl Reporter {
-    /// A reporter for `out`; when `resuming`, the existing metrics are loaded.
-    pub fn new(out: &Path, resuming: bool) -> Result<Reporter> {
+impl<T: Serialize + serde::de::DeserializeOwned> MetricsLog<T> {
+    /// The log of `out`; when `resuming`, the existing lines are loaded, otherwise it starts empty.
+    pub fn new(out: &Path, resuming: bool) -> Result<MetricsLog<T>> {
         let mut history = Vec::new();
         let path = out.join("metrics.jsonl");
         if resuming && path.exists() {
@@ -64,22 +66,53 @@ impl Reporter {
         } else {
             std::fs::write(&path, "")?;
         }
-        Ok(Reporter {
-            out: out.to_owned(),
-            history,
-        })
+        Ok(MetricsLog { path, history })
     }
 
-    /// Drops epochs after `epoch` (work lost by an interrupted run, redone after resuming).
-    pub fn truncate_to(&mut self, epoch: u32) -> Result<()> {
-        self.history.retain(|m| m.epoch <= epoch);
+    /// Keeps the lines for which `keep` holds (work lost by an interrupted run is redone after
+    /// resuming) and rewrites the file.
+    pub fn retain(&mut self, keep: impl Fn(&T) -> bool) -> Result<()> {
+        self.history.retain(|m| keep(m));
         let mut text = String::new();
         for m in &self.history {
             text.push_str(&serde_json::to_string(m)?);
             text.push('\n');
         }
-        std::fs::write(self.out.join("metrics.jsonl"), text)?;
+        std::fs::write(&self.path, text)?;
         Ok(())
+    }
+
+    /// Appends a line.
+    pub fn push(&mut self, m: T) -> Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&self.path)?;
+        writeln!(f, "{}", serde_json::to_string(&m)?)?;
+        self.history.push(m);
+        Ok(())
+    }
+}
+
+/// Writes the outputs of a run directory as epochs complete.
+#[derive(Debug)]
+pub struct Reporter {
+    out: PathBuf,
+    log: MetricsLog<EpochMetrics>,
+}
+
+impl Reporter {
+    /// A reporter for `out`; when `resuming`, the existing metrics are loaded.
+    pub fn new(out: &Path, resuming: bool) -> Result<Reporter> {
+        Ok(Reporter {
+            out: out.to_owned(),
+            log: MetricsLog::new(out, resuming)?,
+        })
+    }
+
+    /// Drops epochs after `epoch` (work lost by an interrupted run, redone after resuming).
+    pub fn truncate_to(&mut self, epoch: u32) -> Result<()> {
+        self.log.retain(|m| m.epoch <= epoch)
     }
 
     /// Records one epoch: appends to `metrics.jsonl`, prints a line, redraws the plots.
@@ -89,11 +122,7 @@ impl Reporter {
         best: Option<(f64, u32)>,
         device: &Device,
     ) -> Result<()> {
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(self.out.join("metrics.jsonl"))?;
-        writeln!(f, "{}", serde_json::to_string(m)?)?;
+        self.log.push(m.clone())?;
         let density: Vec<String> = m
             .density
             .iter()
@@ -115,14 +144,14 @@ impl Reporter {
             m.epoch_s,
             device.name(),
         );
-        self.history.push(m.clone());
         self.plots()
     }
 
     /// Writes `summary.json`: final and best test accuracy (the official code reports the best
     /// over epochs; both are given).
     pub fn finish(&self, best: Option<(f64, u32)>, config: &RunConfig) -> Result<()> {
-        let last = self.history.last();
+        let history = &self.log.history;
+        let last = history.last();
         let summary = serde_json::json!({
             "dataset": config.data.dataset,
             "method": config.dst.method,
@@ -135,8 +164,8 @@ impl Reporter {
             "best_epoch": best.map(|b| b.1),
             "final_anp": last.and_then(|m| m.anp),
             "final_itop": last.and_then(|m| m.itop),
-            "mean_epoch_s": self.history.iter().map(|m| m.epoch_s).sum::<f64>() / self.history.len().max(1) as f64,
-            "mean_train_s": self.history.iter().map(|m| m.train_s).sum::<f64>() / self.history.len().max(1) as f64,
+            "mean_epoch_s": history.iter().map(|m| m.epoch_s).sum::<f64>() / history.len().max(1) as f64,
+            "mean_train_s": history.iter().map(|m| m.train_s).sum::<f64>() / history.len().max(1) as f64,
         });
         std::fs::write(
             self.out.join("summary.json"),
@@ -156,7 +185,8 @@ impl Reporter {
 
     fn plots(&self) -> Result<()> {
         let pts = |f: &dyn Fn(&EpochMetrics) -> f64| -> Vec<(f64, f64)> {
-            self.history
+            self.log
+                .history
                 .iter()
                 .map(|m| (f64::from(m.epoch), f(m)))
                 .collect()
@@ -205,7 +235,7 @@ impl Reporter {
             height: 500,
         }
         .save_png(&self.out.join("loss.png"))?;
-        let layers = self.history.first().map_or(0, |m| m.density.len());
+        let layers = self.log.history.first().map_or(0, |m| m.density.len());
         let colors = [
             [31, 119, 180],
             [255, 127, 14],
@@ -247,10 +277,17 @@ impl Reporter {
 
 /// A per-epoch progress bar (hidden when standard error is not a terminal).
 pub fn progress_bar(steps: u64, epoch: u32, epochs: u32) -> indicatif::ProgressBar {
+    labelled_bar(steps, &format!("epoch {epoch}/{epochs}"))
+}
+
+/// A progress bar over `steps` steps with a fixed label in front (hidden when standard error is
+/// not a terminal); the message after it is the caller's (loss, rate).
+pub fn labelled_bar(steps: u64, label: &str) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(steps);
+    let label = label.replace('{', "{{").replace('}', "}}");
     bar.set_style(
         indicatif::ProgressStyle::with_template(&format!(
-            "epoch {epoch}/{epochs} [{{bar:30}}] {{pos}}/{{len}} steps  {{msg}}"
+            "{label} [{{bar:30}}] {{pos}}/{{len}} steps  {{msg}}"
         ))
         .expect("valid template")
         .progress_chars("=> "),

@@ -1,0 +1,286 @@
+//! `cht lm train` / `cht sample` end to end on a small generated corpus (no network): outputs,
+//! learning, bit-for-bit resume after a kill between checkpoints, sampling, and one clear error
+//! per kind of bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn cht(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cht"));
+    cmd.args(args)
+        .env("CHT_BACKEND", "cpu")
+        .env("RAYON_NUM_THREADS", "1");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run cht");
+    let text =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    (out.status.code().unwrap_or(-1), text)
+}
+
+fn dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("cht-lm-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A corpus with structure a tiny model learns in a few dozen steps.
+fn corpus(dir: &Path) -> PathBuf {
+    let lines = [
+        "to be or not to be, that is the question.\n",
+        "the rose by any other name would smell as sweet.\n",
+        "all the world's a stage, and all the men and women merely players.\n",
+    ];
+    let text: String = (0..60).map(|i| lines[i % 3]).collect();
+    let path = dir.join("corpus.txt");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn config(dir: &Path, corpus: &Path, method: &str, extra: &str) -> PathBuf {
+    let path = dir.join(format!("{method}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            "[data]\ncorpus = {corpus:?}\n[model]\nd_model = 16\nheads = 2\nffn = 32\nlayers = 2\nseq = 16\n\
+             [train]\nsteps = 40\nbatch = 4\nlr = 1e-2\nwarmup = 5\niterative_warmup = 2\neval_every = 10\n\
+             log_every = 5\ncheckpoint_every = 10\n[dst]\nmethod = \"{method}\"\ndensity = 0.3\nupdate_interval = 5\n{extra}"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// Every tensor of a checkpoint with its bytes, and the metadata except the (unordered) config.
+fn tensors(path: &Path) -> Vec<(String, Vec<u8>)> {
+    let bytes = std::fs::read(path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut out: Vec<(String, Vec<u8>)> = st
+        .tensors()
+        .into_iter()
+        .map(|(n, v)| (n, v.data().to_vec()))
+        .collect();
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    for (k, v) in header.metadata().clone().unwrap() {
+        if k != "config" {
+            out.push((k, v.into_bytes()));
+        }
+    }
+    out.sort();
+    out
+}
+
+fn metrics(out: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(out.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn trains_resumes_bit_for_bit_and_samples() {
+    let d = dir("resume");
+    let text = corpus(&d);
+    // CHTss with pairwise chain removal: decay, soft removal, CH regrowth, qk/chain pairs.
+    let cfg = config(&d, &text, "chtss", "chain_removal = true\n");
+    let full = d.join("full");
+    let (code, log) = cht(
+        &[
+            "lm",
+            "train",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--out",
+            full.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{log}");
+    for f in [
+        "config.toml",
+        "metrics.jsonl",
+        "summary.json",
+        "checkpoint.safetensors",
+        "perplexity.png",
+        "loss.png",
+        "topology.png",
+    ] {
+        assert!(full.join(f).exists(), "{f} missing");
+    }
+    let m = metrics(&full);
+    assert_eq!(m.len(), 4, "validation at steps 10, 20, 30, 40");
+    let ppl: Vec<f64> = m.iter().map(|l| l["val_ppl"].as_f64().unwrap()).collect();
+    assert!(ppl[3] < ppl[0] * 0.7, "the model learns: {ppl:?}");
+    let density = m[3]["density"].as_f64().unwrap();
+    assert!(
+        (density - 0.3).abs() < 0.01,
+        "decayed to the target: {density}"
+    );
+
+    // Killed after step 27 (last checkpoint at 20), resumed: the same final state, bit for bit.
+    let part = d.join("part");
+    let (code, _) = cht(
+        &[
+            "lm",
+            "train",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--out",
+            part.to_str().unwrap(),
+        ],
+        &[("CHT_ABORT_AFTER_STEPS", "27")],
+    );
+    assert_ne!(code, 0, "the abort hook kills the run");
+    let (code, log) = cht(&["lm", "train", "--resume", part.to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("resuming"), "{log}");
+    let (a, b) = (
+        tensors(&full.join("checkpoint.safetensors")),
+        tensors(&part.join("checkpoint.safetensors")),
+    );
+    assert!(a.len() > 100);
+    let differ: Vec<&String> = a
+        .iter()
+        .zip(&b)
+        .filter(|(x, y)| x != y)
+        .map(|(x, _)| &x.0)
+        .collect();
+    assert!(
+        a.len() == b.len() && differ.is_empty(),
+        "resumed checkpoint differs from the uninterrupted run in {differ:?}"
+    );
+    let strip = |v: &serde_json::Value| {
+        let mut v = v.clone();
+        for k in ["tokens_per_s", "elapsed_s"] {
+            v.as_object_mut().unwrap().remove(k);
+        }
+        v
+    };
+    let (mf, mp) = (metrics(&full), metrics(&part));
+    assert_eq!(mf.len(), mp.len());
+    for (x, y) in mf.iter().zip(&mp) {
+        assert_eq!(strip(x), strip(y));
+    }
+
+    // Sampling: deterministic for a seed, starts with the prompt, only corpus characters.
+    let sample = |seed: &str| {
+        let (code, out) = cht(
+            &[
+                "sample",
+                "--checkpoint",
+                full.to_str().unwrap(),
+                "--prompt",
+                "the ",
+                "--tokens",
+                "30",
+                "--seed",
+                seed,
+            ],
+            &[],
+        );
+        assert_eq!(code, 0, "{out}");
+        out.lines()
+            .filter(|l| !l.starts_with("device:"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let s1 = sample("1");
+    assert!(s1.starts_with("the "), "{s1}");
+    assert_eq!(s1, sample("1"));
+    let (code, out) = cht(
+        &[
+            "sample",
+            "--checkpoint",
+            full.to_str().unwrap(),
+            "--prompt",
+            "@#",
+        ],
+        &[],
+    );
+    assert_ne!(code, 0);
+    assert!(out.contains("not in the vocabulary"), "{out}");
+}
+
+#[test]
+fn every_method_runs_a_few_steps() {
+    let d = dir("methods");
+    let text = corpus(&d);
+    for method in ["fc", "set", "rigl", "mest", "gmp", "granet", "chts"] {
+        let cfg = config(&d, &text, method, "");
+        let out = d.join(method);
+        let (code, log) = cht(
+            &[
+                "lm",
+                "train",
+                "--config",
+                cfg.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+                "--set",
+                "train.steps=12",
+                "--set",
+                "train.eval_every=12",
+            ],
+            &[],
+        );
+        assert_eq!(code, 0, "{method}: {log}");
+        let m = metrics(&out);
+        let ppl = m[0]["val_ppl"].as_f64().unwrap();
+        assert!(ppl.is_finite() && ppl < 40.0, "{method}: {ppl}");
+    }
+}
+
+#[test]
+fn bad_inputs_give_one_clear_error_each() {
+    let d = dir("bad");
+    let text = corpus(&d);
+    let run = |cfg: &Path, extra: &[&str]| {
+        let mut args = vec!["lm", "train", "--config", cfg.to_str().unwrap()];
+        let out = d.join("out");
+        args.extend(["--out", out.to_str().unwrap()]);
+        args.extend(extra);
+        let (code, log) = cht(&args, &[]);
+        assert_ne!(code, 0, "{log}");
+        assert!(!log.contains("panicked"), "{log}");
+        log
+    };
+    let cfg = config(&d, &text, "chts", "");
+    let log = run(&cfg, &["--set", "data.corpus=/nonexistent/input.txt"]);
+    assert!(
+        log.contains("cannot read the corpus") && log.contains("data.corpus"),
+        "{log}"
+    );
+    let empty = d.join("empty.txt");
+    std::fs::write(&empty, "").unwrap();
+    let log = run(
+        &cfg,
+        &["--set", &format!("data.corpus={}", empty.display())],
+    );
+    assert!(log.contains("tokens"), "{log}");
+    let binary = d.join("binary.txt");
+    std::fs::write(&binary, [0xffu8, 0xfe, 0x00, 0x41].repeat(100)).unwrap();
+    let log = run(
+        &cfg,
+        &["--set", &format!("data.corpus={}", binary.display())],
+    );
+    assert!(log.contains("not UTF-8") && log.contains("bpe"), "{log}");
+    let log = run(&cfg, &["--set", "model.seq=100000"]);
+    assert!(log.contains("model.seq"), "{log}");
+    let log = run(&cfg, &["--set", "model.heads=3"]);
+    assert!(log.contains("model.d_model"), "{log}");
+    let log = run(&cfg, &["--set", "dst.method=magic"]);
+    assert!(log.contains("method"), "{log}");
+    // A corrupt checkpoint, and an MLP checkpoint given to the language-model commands.
+    let bad = d.join("badrun");
+    std::fs::create_dir_all(&bad).unwrap();
+    std::fs::write(bad.join("checkpoint.safetensors"), b"not a checkpoint").unwrap();
+    let (code, log) = cht(&["lm", "train", "--resume", bad.to_str().unwrap()], &[]);
+    assert_ne!(code, 0);
+    assert!(log.contains("not a valid checkpoint"), "{log}");
+    let (code, log) = cht(&["sample", "--checkpoint", bad.to_str().unwrap()], &[]);
+    assert_ne!(code, 0);
+    assert!(log.contains("not a valid checkpoint"), "{log}");
+}
