@@ -53,7 +53,7 @@ pub enum Layer {
 }
 
 /// How the parameters that no sparse initialiser sets start: dense weights and every bias.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub enum LinearInit {
     /// Kaiming-uniform dense weights `U(±sqrt(6/in))` and zero biases.
     #[default]
@@ -61,6 +61,11 @@ pub enum LinearInit {
     /// PyTorch's `nn.Linear` default, which the official code keeps for biases and for its dense
     /// `last_layer` (spec §6.6): weights and biases `U(±1/sqrt(in))`.
     Torch,
+    /// `N(0, std²)` weights and zero biases: HF LLaMA's initialisation (`initializer_range`).
+    Normal {
+        /// Standard deviation.
+        std: f32,
+    },
 }
 
 /// Kaiming-uniform bound `sqrt(6 / fan_in)` for ReLU layers. For sparse layers `fan_in` is the mean
@@ -187,17 +192,17 @@ impl DenseLinear {
         layer: u32,
         init: LinearInit,
     ) -> Result<Self> {
-        let bound = match init {
-            LinearInit::KaimingZeroBias => kaiming_bound(inp as f64),
-            LinearInit::Torch => torch_bound(inp),
+        let key = RngKey::new(seed, Stream::WeightInit, 0, layer);
+        let w = match init {
+            LinearInit::KaimingZeroBias => uniform(out * inp, kaiming_bound(inp as f64), key),
+            LinearInit::Torch => uniform(out * inp, torch_bound(inp), key),
+            LinearInit::Normal { std } => {
+                let mut rng = cht_sparse::rng::Counter::new(key);
+                (0..out * inp).map(|_| std * rng.normal()).collect()
+            }
         };
-        let w = uniform(
-            out * inp,
-            bound,
-            RngKey::new(seed, Stream::WeightInit, 0, layer),
-        );
         let bias = match init {
-            LinearInit::KaimingZeroBias => vec![0.0; out],
+            LinearInit::KaimingZeroBias | LinearInit::Normal { .. } => vec![0.0; out],
             LinearInit::Torch => torch_bias(out, inp, seed, layer),
         };
         Ok(DenseLinear {

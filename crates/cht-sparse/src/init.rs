@@ -177,6 +177,12 @@ pub enum WeightInit {
     /// that is what this variant draws.
     #[default]
     Xavier,
+    /// `N(0, std²)` whatever the shape: HF LLaMA's own initialisation (`initializer_range` 0.02),
+    /// which is what `xavier` ("keep the model's init") means in the official LLM code.
+    Normal {
+        /// Standard deviation (> 0).
+        std: f64,
+    },
 }
 
 /// The two SWI variants of the official codes (spec §6.6, §9.17). They agree on square layers.
@@ -575,6 +581,16 @@ impl WeightInit {
                 variant: SwiVariant::DstScheduler,
             } => (2.0 / (eff_nnz / fan_in)).sqrt(),
             WeightInit::Xavier => (2.0 / (fan_in + fan_out)).sqrt(),
+            WeightInit::Normal { std } => {
+                if !(std.is_finite() && *std > 0.0) {
+                    return Err(InitError::OutOfRange {
+                        name: "Normal weight-init std",
+                        value: *std,
+                        range: "(0, ∞)",
+                    });
+                }
+                *std
+            }
         })
     }
 }
@@ -699,7 +715,9 @@ impl WeightDraw {
             WeightInit::Xavier => WeightShape::Uniform {
                 bound: (std * 3f64.sqrt()) as f32,
             },
-            WeightInit::Kaiming | WeightInit::Swi { .. } => WeightShape::Normal { std: std as f32 },
+            WeightInit::Kaiming | WeightInit::Swi { .. } | WeightInit::Normal { .. } => {
+                WeightShape::Normal { std: std as f32 }
+            }
         };
         Ok(WeightDraw {
             folded: key.folded(),

@@ -14,7 +14,7 @@ use anyhow::{Context, Result, bail};
 use cht_data::text::{self, Corpus, CorpusOptions, Tokenizer};
 use cht_dst::{DstScheduler, LayerRef, RegrowScores, Topology};
 use cht_gpu::{AdamWStep, DType, Device, Tensor};
-use cht_nn::{Layer, Lm, LmWorkspace, SparseLinear};
+use cht_nn::{DenseLinear, Layer, LinearInit, Lm, LmWorkspace, SparseLinear};
 use cht_sparse::CsrPattern;
 use cht_sparse::rng::{Counter, RngKey, Stream};
 use serde::{Deserialize, Serialize};
@@ -207,7 +207,21 @@ impl<'d> LmRun<'d> {
     fn new(device: &'d Device, config: LmRunConfig, corpus: Corpus) -> Result<LmRun<'d>> {
         let lm_config = config.lm_config(corpus.tokenizer.vocab_size());
         let (lm, sched) = if config.dense() {
-            (Lm::new(device, &lm_config)?, None)
+            let init = LinearInit::Normal {
+                std: config::LLAMA_INIT_STD as f32,
+            };
+            let projections = lm_config
+                .projection_shapes()
+                .iter()
+                .enumerate()
+                .map(|(l, &shape)| {
+                    let label = format!("block{}.{}", l / 7, PROJECTIONS[l % 7]);
+                    let layer = (l / 7 * 8 + l % 7) as u32;
+                    DenseLinear::with_init(device, &label, shape, config.train.seed, layer, init)
+                        .map(Layer::Dense)
+                })
+                .collect::<cht_nn::Result<Vec<_>>>()?;
+            (Lm::with_projections(device, &lm_config, projections)?, None)
         } else {
             let sched = DstScheduler::new(config.dst_config(), &lm_config.projection_shapes())?;
             let masks = sched.initial_masks(None)?;
