@@ -269,6 +269,11 @@ fn bad_inputs_give_one_clear_error_each() {
     assert!(log.contains("not UTF-8") && log.contains("bpe"), "{log}");
     let log = run(&cfg, &["--set", "model.seq=100000"]);
     assert!(log.contains("model.seq"), "{log}");
+    let log = run(&cfg, &["--set", "train.batch=64"]);
+    assert!(
+        log.contains("validation part") && log.contains("train.batch"),
+        "{log}"
+    );
     let log = run(&cfg, &["--set", "model.heads=3"]);
     assert!(log.contains("model.d_model"), "{log}");
     let log = run(&cfg, &["--set", "dst.method=magic"]);

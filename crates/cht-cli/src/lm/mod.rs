@@ -277,6 +277,14 @@ impl<'d> LmRun<'d> {
     fn train(&mut self, out: &Path, log: &mut MetricsLog<StepMetrics>) -> Result<()> {
         let t = self.config.train.clone();
         let seq = self.config.model.seq;
+        // Fail before training, not at the first validation.
+        if text::val_windows(&self.corpus.val, seq, t.batch).is_empty() {
+            bail!(
+                "the validation part ({} tokens) holds fewer than train.batch = {} windows of model.seq = {seq} tokens; raise data.val_fraction or lower train.batch",
+                self.corpus.val.len(),
+                t.batch
+            );
+        }
         let schedule = self.config.lr_schedule();
         let tokens_per_step = (t.batch * seq) as f64;
         let (mut ids, mut targets) = (Vec::new(), Vec::new());
@@ -414,12 +422,6 @@ impl<'d> LmRun<'d> {
         let seq = self.config.model.seq;
         let batch = self.config.train.batch;
         let starts = text::val_windows(&self.corpus.val, seq, batch);
-        if starts.is_empty() {
-            bail!(
-                "the validation part ({} tokens) holds fewer than train.batch = {batch} windows of {seq} tokens; raise data.val_fraction or lower train.batch",
-                self.corpus.val.len()
-            );
-        }
         // The training loss accumulated since the last readback was taken by the caller.
         let (mut ids, mut targets) = (Vec::new(), Vec::new());
         for group in starts.chunks(batch) {
