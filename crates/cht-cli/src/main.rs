@@ -3,7 +3,7 @@
 //! Subcommands: `info` (adapter and limits), `train` / `eval` (the MLP runner), `lm train` /
 //! `sample` (the Transformer language model), `data fetch`,
 //! `data web-subset` (the browser demo's data file), `score` (link prediction on a mask file),
-//! `bench kernels|scores`, `demo` (generated data).
+//! `bench kernels|scores|lm`, `demo` (generated data).
 
 mod bench;
 mod demo;
