@@ -6,9 +6,13 @@
 //           of a masked-dense layer, W ⊙ M;
 //   MASK_C: the result is multiplied by `mask` (layout of C) — the weight gradient (dYᵀX) ⊙ M.
 //
-// Each invocation computes a 4×4 block of C; a 16×16 workgroup covers a 64×64 tile. There is no
-// workgroup-memory tiling: on CPU drivers (lavapipe, SwiftShader) the barriers cost more than the
-// reuse gains, and register blocking alone gives the 4× operand reuse.
+// Each invocation computes a 4×4 block of C; a 16×16 workgroup covers a 64×64 tile. Two entry
+// points share that layout:
+//   gemm       — no workgroup memory: on CPU drivers (lavapipe, SwiftShader) barriers cost more
+//                than the reuse gains, and register blocking alone gives 4× operand reuse;
+//   gemm_tiled — the workgroup stages 64×16 slices of op(A) and 16×64 slices of op(B) in workgroup
+//                memory (8.3 KiB), so each operand element is read from global memory once per
+//                tile instead of 16 times: the kernel for hardware GPUs.
 //
 // Storage: row-major. TRANS_A means A is stored K×M (so op(A) = Aᵀ); TRANS_B means B is stored N×K.
 // Epilogue flags: bit 0 adds bias[m] per row of C, bit 1 applies ReLU, bit 2 accumulates into C.
@@ -111,4 +115,82 @@ fn store_row(row: u32, col0: u32, acc: vec4<f32>) {
         }
         c[idx] = v;
     }
+}
+
+// ---- gemm_tiled ---------------------------------------------------------------------------------
+
+const TILE: u32 = 64u;
+const KT: u32 = 16u;
+// Row stride 65 (not 64) in a_tile: the loads below write consecutive k of one row from
+// consecutive invocations, which would otherwise all hit one memory bank.
+const A_STRIDE: u32 = 65u;
+
+var<workgroup> a_tile: array<f32, 1040>; // [KT][A_STRIDE]: a_tile[kk * 65 + r] = op(A)[row0 + r, k0 + kk]
+var<workgroup> b_tile: array<f32, 1024>; // [KT][TILE]:     b_tile[kk * 64 + c] = op(B)[k0 + kk, col0 + c]
+
+// op(B)[kk, col] for one element (callers check bounds).
+fn load_b(kk: u32, col: u32) -> f32 {
+    if (TRANS_B) {
+        return b[col * p.k + kk];
+    }
+    return b[kk * p.n + col];
+}
+
+@compute @workgroup_size(16, 16)
+fn gemm_tiled(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+    let tile_row = wg.y * TILE;
+    let tile_col = wg.x * TILE;
+    let t = lid.y * 16u + lid.x;
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+    for (var k0 = 0u; k0 < p.k; k0 += KT) {
+        // 256 invocations stage 1024 elements of each operand, 4 each; the element order follows
+        // the storage order so that neighbouring invocations read neighbouring addresses.
+        for (var i = 0u; i < 4u; i++) {
+            let e = t + i * 256u;
+            var r: u32;
+            var ka: u32;
+            if (TRANS_A) { r = e % TILE; ka = e / TILE; } else { ka = e % KT; r = e / KT; }
+            var va = 0.0;
+            if (tile_row + r < p.m && k0 + ka < p.k) {
+                va = load_a(tile_row + r, k0 + ka);
+            }
+            a_tile[ka * A_STRIDE + r] = va;
+            var c: u32;
+            var kb: u32;
+            if (TRANS_B) { kb = e % KT; c = e / KT; } else { c = e % TILE; kb = e / TILE; }
+            var vb = 0.0;
+            if (tile_col + c < p.n && k0 + kb < p.k) {
+                vb = load_b(k0 + kb, tile_col + c);
+            }
+            b_tile[kb * TILE + c] = vb;
+        }
+        workgroupBarrier();
+        let ra = lid.y * 4u;
+        let cb = lid.x * 4u;
+        for (var kk = 0u; kk < KT; kk++) {
+            let bo = kk * TILE + cb;
+            let bv = vec4<f32>(b_tile[bo], b_tile[bo + 1u], b_tile[bo + 2u], b_tile[bo + 3u]);
+            let ao = kk * A_STRIDE + ra;
+            acc0 += a_tile[ao] * bv;
+            acc1 += a_tile[ao + 1u] * bv;
+            acc2 += a_tile[ao + 2u] * bv;
+            acc3 += a_tile[ao + 3u] * bv;
+        }
+        workgroupBarrier();
+    }
+    let row0 = tile_row + lid.y * 4u;
+    let col0 = tile_col + lid.x * 4u;
+    if (col0 >= p.n) {
+        return;
+    }
+    store_row(row0, col0, acc0);
+    store_row(row0 + 1u, col0, acc1);
+    store_row(row0 + 2u, col0, acc2);
+    store_row(row0 + 3u, col0, acc3);
 }

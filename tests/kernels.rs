@@ -6,8 +6,8 @@ mod common;
 
 use cht::gpu::ops::gemm::{CpuMask, GemmShape, gemm_cpu};
 use cht::gpu::{
-    Activation, AdamWStep, AttentionShape, DType, Device, Gemm, METRICS_LEN, MaskOn, RopeDirection,
-    RopeTables, SgdStep, TokenIndex, Transpose,
+    Activation, AdamWStep, AttentionShape, DType, Device, Gemm, GemmKernel, METRICS_LEN, MaskOn,
+    RopeDirection, RopeTables, SgdStep, TokenIndex, Transpose,
 };
 use cht::sparse::{CsrPattern, Mask};
 use common::{assert_close, cpu, gpu, key, poison, randn};
@@ -171,6 +171,7 @@ fn dense_and_masked_gemm_match_twin_for_every_transpose() {
         (131, 7, 67),
         (67, 131, 7),
         (64, 64, 64),
+        (130, 65, 33),
     ]
     .iter()
     .enumerate()
@@ -194,8 +195,11 @@ fn dense_and_masked_gemm_match_twin_for_every_transpose() {
                     .map(|v| u32::from(*v > 0.5))
                     .collect();
                 let c0 = randn(m * n, seed + 4);
-                for variant in 0..4 {
-                    let what = format!("gemm {m}x{n}x{k} {ta:?}/{tb:?} variant {variant}");
+                for (variant, kernel) in
+                    (0..4).flat_map(|v| [(v, GemmKernel::Registers), (v, GemmKernel::Tiled)])
+                {
+                    let what =
+                        format!("gemm {m}x{n}x{k} {ta:?}/{tb:?} variant {variant} {kernel:?}");
                     let got = both(&what, |d| {
                         let at = d.tensor_f32("a", ar, ac, &a).unwrap();
                         let bt = d.tensor_f32("b", br, bc, &b).unwrap();
@@ -209,6 +213,7 @@ fn dense_and_masked_gemm_match_twin_for_every_transpose() {
                         let mct = d.tensor_u32("mask_c", m, n, &mask_c.to_u32()).unwrap();
                         let bi = d.tensor_f32("bias", m, 1, &bias).unwrap();
                         let mut cfg = Gemm::new(ta, tb);
+                        cfg.kernel = kernel;
                         match variant {
                             1 => {
                                 cfg.bias = Some(&bi);

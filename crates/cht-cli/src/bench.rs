@@ -20,6 +20,18 @@ pub enum BenchCommand {
     Scores(ScoreBenchArgs),
     /// Language-model training throughput: tokens/s of FC vs 90 %-sparse training steps.
     Lm(LmBenchArgs),
+    /// Dense GEMM on the selected adapter: the register-blocked kernel vs the workgroup-tiled one.
+    Gemm(GemmBenchArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct GemmBenchArgs {
+    /// Timed runs per figure (median reported).
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// One JSON object per line.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -76,6 +88,7 @@ pub fn run(options: &DeviceOptions, cmd: &BenchCommand) -> Result<()> {
         BenchCommand::Kernels(a) => kernels(options, a),
         BenchCommand::Scores(a) => scores(options, a),
         BenchCommand::Lm(a) => lm(options, a),
+        BenchCommand::Gemm(a) => gemm_kernels(options, a),
     }
 }
 
@@ -627,4 +640,59 @@ fn lm_tokens_per_s(d: &Device, config: &cht_nn::LmConfig, steps: usize) -> Resul
     }
     lm.take_metrics(d, &ws)?; // waits for the last step
     Ok((steps * tokens) as f64 / start.elapsed().as_secs_f64())
+}
+
+/// `cht bench gemm`: `C[m×n] = A[m×k]·B[k×n]` with each GPU GEMM kernel, in GFLOP/s, on the shapes
+/// of the MLP (forward and weight gradient at batch 32) and a square one.
+fn gemm_kernels(options: &DeviceOptions, a: &GemmBenchArgs) -> Result<()> {
+    use cht_gpu::GemmKernel;
+    let d = Device::open_blocking(&DeviceOptions {
+        backend: cht_gpu::BackendChoice::Gpu,
+        ..options.clone()
+    })?;
+    if !a.json {
+        println!("dense GEMM on {}, median of {} runs", d.name(), a.runs);
+        println!(
+            "{:>6} {:>6} {:>6} {:>16} {:>16} {:>8}",
+            "m", "n", "k", "registers GF/s", "tiled GF/s", "ratio"
+        );
+    }
+    for (m, n, k) in [
+        (1568, 32, 784),
+        (1568, 32, 1568),
+        (1568, 1568, 32),
+        (1024, 1024, 1024),
+    ] {
+        let fill = |label: &str, rows: usize, cols: usize| -> Result<Tensor> {
+            let t = d.zeros(label, rows, cols, DType::F32);
+            d.fill_uniform(RngKey::new(4, Stream::Synthetic, 0, 0), 0, -1.0, 1.0, &t)?;
+            Ok(t)
+        };
+        let (x, y) = (fill("bench.gemm.a", m, k)?, fill("bench.gemm.b", k, n)?);
+        let c = d.zeros("bench.gemm.c", m, n, DType::F32);
+        let mut gflops = Vec::new();
+        for kernel in [GemmKernel::Registers, GemmKernel::Tiled] {
+            let cfg = Gemm {
+                kernel,
+                ..Gemm::new(Transpose::No, Transpose::No)
+            };
+            let (ms, _) = median_ms(&d, a.runs, |dev| dev.gemm(&cfg, &x, &y, &c))?;
+            gflops.push(2.0 * (m * n * k) as f64 / (ms * 1e6));
+        }
+        if a.json {
+            println!(
+                "{}",
+                serde_json::json!({"bench": "gemm", "adapter": d.name(), "m": m, "n": n, "k": k,
+                    "registers_gflops": gflops[0], "tiled_gflops": gflops[1]})
+            );
+        } else {
+            println!(
+                "{m:>6} {n:>6} {k:>6} {:>16.1} {:>16.1} {:>7.2}x",
+                gflops[0],
+                gflops[1],
+                gflops[1] / gflops[0]
+            );
+        }
+    }
+    Ok(())
 }

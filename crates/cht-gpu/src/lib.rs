@@ -30,7 +30,7 @@ pub use gpu::{AdapterFilter, AdapterSummary};
 pub use ops::attention::AttentionShape;
 pub use ops::csr_build::CsrBuilder;
 pub use ops::embedding::TokenIndex;
-pub use ops::gemm::{Gemm, MaskOn, Transpose};
+pub use ops::gemm::{Gemm, GemmKernel, MaskOn, Transpose};
 pub use ops::loss::METRICS_LEN;
 pub use ops::optim::{AdamWStep, SgdStep};
 pub use ops::rope::{RopeDirection, RopeTables};

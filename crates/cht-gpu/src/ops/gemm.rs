@@ -19,7 +19,24 @@ const KERNEL: Kernel = Kernel {
         Access::ReadWrite,
     ],
 };
+const KERNEL_TILED: Kernel = Kernel {
+    entry: "gemm_tiled",
+    ..KERNEL
+};
 const FLAG_ACCUMULATE: u32 = 4;
+
+/// Which GEMM kernel runs on a GPU (both compute the same products; see `shaders/gemm.wgsl`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum GemmKernel {
+    /// `Tiled` on hardware GPUs (discrete or integrated), `Registers` on CPU drivers and adapters
+    /// that do not say what they are.
+    #[default]
+    Auto,
+    /// Register blocking only (4×4 per invocation), no workgroup memory.
+    Registers,
+    /// Workgroup-memory tiles of op(A) and op(B) plus register blocking.
+    Tiled,
+}
 
 /// Whether an operand is used as stored or transposed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -57,6 +74,8 @@ pub struct Gemm<'a> {
     pub mask: MaskOn<'a>,
     /// Add into C instead of overwriting it.
     pub accumulate: bool,
+    /// Kernel choice on a GPU (the CPU backend ignores it).
+    pub kernel: GemmKernel,
 }
 
 impl Gemm<'_> {
@@ -69,6 +88,7 @@ impl Gemm<'_> {
             act: Activation::None,
             mask: MaskOn::None,
             accumulate: false,
+            kernel: GemmKernel::Auto,
         }
     }
 }
@@ -150,8 +170,16 @@ impl Device {
                 ];
                 let bias = cfg.bias.unwrap_or(&g.dummy);
                 let groups = [n.div_ceil(64) as u32, m.div_ceil(64) as u32, 1];
+                let tiled = match cfg.kernel {
+                    GemmKernel::Tiled => true,
+                    GemmKernel::Registers => false,
+                    GemmKernel::Auto => matches!(
+                        g.summary.device_type.as_str(),
+                        "DiscreteGpu" | "IntegratedGpu"
+                    ),
+                };
                 g.dispatch(
-                    &KERNEL,
+                    if tiled { &KERNEL_TILED } else { &KERNEL },
                     &constants,
                     bytes(&params),
                     &[a, b, bias, mask, c],
