@@ -3,27 +3,13 @@
 //! per kind of bad input.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-fn cht(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cht"));
-    cmd.args(args)
-        .env("CHT_BACKEND", "cpu")
-        .env("RAYON_NUM_THREADS", "1");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().expect("run cht");
-    let text =
-        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
-    (out.status.code().unwrap_or(-1), text)
-}
+mod common;
+
+use common::cht;
 
 fn dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("cht-lm-test-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    common::dir("lm-test", name)
 }
 
 /// A corpus with structure a tiny model learns in a few dozen steps.
@@ -53,22 +39,16 @@ fn config(dir: &Path, corpus: &Path, method: &str, extra: &str) -> PathBuf {
     path
 }
 
-/// Every tensor of a checkpoint with its bytes, and the metadata except the (unordered) config.
-fn tensors(path: &Path) -> Vec<(String, Vec<u8>)> {
-    let bytes = std::fs::read(path).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let mut out: Vec<(String, Vec<u8>)> = st
-        .tensors()
-        .into_iter()
-        .map(|(n, v)| (n, v.data().to_vec()))
-        .collect();
-    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
-    for (k, v) in header.metadata().clone().unwrap() {
-        if k != "config" {
-            out.push((k, v.into_bytes()));
-        }
-    }
-    out.sort();
+/// Every tensor of a checkpoint with its bytes, then its metadata except the config (TOML text,
+/// whose key order is not fixed).
+fn state(path: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = common::tensors(path);
+    out.extend(
+        common::metadata(path)
+            .into_iter()
+            .filter(|(k, _)| k != "config")
+            .map(|(k, v)| (k, v.into_bytes())),
+    );
     out
 }
 
@@ -138,8 +118,8 @@ fn trains_resumes_bit_for_bit_and_samples() {
     assert_eq!(code, 0, "{log}");
     assert!(log.contains("resuming"), "{log}");
     let (a, b) = (
-        tensors(&full.join("checkpoint.safetensors")),
-        tensors(&part.join("checkpoint.safetensors")),
+        state(&full.join("checkpoint.safetensors")),
+        state(&part.join("checkpoint.safetensors")),
     );
     assert!(a.len() > 100);
     let differ: Vec<&String> = a

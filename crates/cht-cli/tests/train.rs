@@ -2,30 +2,15 @@
 //! resume after a kill mid-epoch, and one clear error per kind of bad input.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
+mod common;
 
 use cht_data::mnist::Compression;
 use cht_data::{Dataset, DatasetKind, MnistLike, Split};
-
-fn cht(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cht"));
-    cmd.args(args)
-        .env("CHT_BACKEND", "cpu")
-        .env("RAYON_NUM_THREADS", "1");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().expect("run cht");
-    let text =
-        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
-    (out.status.code().unwrap_or(-1), text)
-}
+use common::{cht, tensors};
 
 fn dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("cht-train-test-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    common::dir("train-test", name)
 }
 
 /// Ten classes of 28×28 images: a bright 6×6 square at a class-specific place, plus noise.
@@ -91,18 +76,6 @@ fn data_dir(root: &Path) -> PathBuf {
     )
     .unwrap();
     d
-}
-
-fn tensors(path: &Path) -> Vec<(String, Vec<u8>)> {
-    let bytes = std::fs::read(path).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let mut out: Vec<(String, Vec<u8>)> = st
-        .tensors()
-        .into_iter()
-        .map(|(n, v)| (n, v.data().to_vec()))
-        .collect();
-    out.sort();
-    out
 }
 
 #[test]
