@@ -499,8 +499,9 @@ impl<'d> LmRun<'d> {
             ids[context.len()..].fill(0);
             self.lm.load(self.device, &self.ws, &ids, &zeros)?;
             self.lm.eval_step(self.device, &self.ws)?;
+            // One readback per token: the logits. The loss sums the eval step accumulates are
+            // never read here, so they are not reset either.
             let logits = self.lm.read_logits(self.device, &self.ws)?;
-            self.lm.take_metrics(self.device, &self.ws)?;
             let pos = context.len() - 1;
             let column: Vec<f32> = (0..vocab).map(|v| logits[v * seq + pos]).collect();
             let mut rng = Counter::new(RngKey::new(args.seed, Stream::Synthetic, i as u32, 0));
