@@ -527,3 +527,56 @@ fn erk_distribution_spreads_the_same_link_budget_unevenly() {
         masks[1].density()
     );
 }
+
+#[test]
+fn history_option_regrows_links_at_their_last_live_value_on_gpu_and_cpu() {
+    // Host model of historical weights: every position remembers its last live value; after an
+    // update, a link live before keeps its value, a link live at some earlier time gets that
+    // value back, a never-live link starts at 0.
+    let run = |d: &Device| {
+        let config = DstConfig {
+            regrown_weights: cht::dst::RegrownWeights::History,
+            ..DstConfig::preset(Method::Set, 0.3, 1, 1000, 4)
+        };
+        let mut sched = DstScheduler::new(config, &SHAPES).unwrap();
+        let net = build(d, &sched);
+        let topo = sched.topology(d, 1);
+        assert_eq!(topo.history().len(), 3, "one memory per layer");
+        let mut memory: Vec<std::collections::HashMap<(u32, u32), u32>> =
+            vec![Default::default(); 3];
+        let mut revived = 0;
+        let mut snaps = vec![];
+        for round in 0..8 {
+            perturb(d, &net, round);
+            let before = snapshot(d, &net);
+            for (l, (p, w, _)) in before.iter().enumerate() {
+                for (rc, &v) in coords(p).into_iter().zip(w) {
+                    memory[l].insert(rc, v);
+                }
+            }
+            assert!(sched.step());
+            update(d, &mut sched, &topo, &net, true);
+            let after = snapshot(d, &net);
+            for (l, ((pb, _, _), (pa, wa, _))) in before.iter().zip(&after).enumerate() {
+                let live: std::collections::HashSet<_> = coords(pb).into_iter().collect();
+                for (rc, &v) in coords(pa).into_iter().zip(wa) {
+                    let want = memory[l].get(&rc).copied().unwrap_or(0);
+                    assert_eq!(v, want, "update {round} layer {l} link {rc:?}");
+                    if !live.contains(&rc) && want != 0 {
+                        revived += 1;
+                    }
+                }
+            }
+            snaps.push(after);
+        }
+        assert!(revived > 0, "no link came back with a historical weight");
+        snaps
+    };
+    let c = run(&cpu());
+    if let Some(g) = gpu() {
+        let gh = run(g);
+        for (round, (cs, gs)) in c.iter().zip(&gh).enumerate() {
+            assert_eq!(cs, gs, "update {round}: GPU and CPU differ");
+        }
+    }
+}

@@ -439,6 +439,11 @@ fn csr_build_gather_scatter_match_twin_and_host_pattern() {
                             .tensor_f32("back", rows, cols, &poison(rows * cols))
                             .unwrap();
                         d.csr_scatter(&out, &vals, &back).unwrap();
+                        // Overlay writes the links onto a poisoned matrix and keeps the rest.
+                        let over = d
+                            .tensor_f32("over", rows, cols, &poison(rows * cols))
+                            .unwrap();
+                        d.csr_overlay(&out, &vals, &over).unwrap();
                         let words = [
                             &out.row_ptr,
                             &out.col_idx,
@@ -455,9 +460,10 @@ fn csr_build_gather_scatter_match_twin_and_host_pattern() {
                             words,
                             d.read_f32(&vals).unwrap(),
                             d.read_f32(&back).unwrap(),
+                            d.read_f32(&over).unwrap(),
                         )
                     };
-                    let (words, vals, back) = run(&cpu());
+                    let (words, vals, back, over) = run(&cpu());
                     let nnz = p.nnz();
                     let csc = p.csc();
                     assert_eq!(words[0], p.row_ptr(), "{what} row_ptr");
@@ -478,8 +484,15 @@ fn csr_build_gather_scatter_match_twin_and_host_pattern() {
                         .map(|(&v, &m)| if m != 0 { v } else { 0.0 })
                         .collect();
                     assert_eq!(back, masked, "{what} scatter");
+                    let overlaid: Vec<f32> = dense
+                        .iter()
+                        .zip(&mask)
+                        .zip(poison(rows * cols))
+                        .map(|((&v, &m), old)| if m != 0 { v } else { old })
+                        .collect();
+                    assert_eq!(bits(&over), bits(&overlaid), "{what} overlay");
                     if let Some(g) = gpu() {
-                        let (gw, gv, gb) = run(g);
+                        let (gw, gv, gb, go) = run(g);
                         for (i, (a, b)) in gw.iter().zip(&words).enumerate() {
                             // Words past nnz are unspecified scratch, except in the pointer arrays.
                             let n = if i == 0 || i == 3 || i == 6 {
@@ -491,6 +504,7 @@ fn csr_build_gather_scatter_match_twin_and_host_pattern() {
                         }
                         assert_eq!(gv[..nnz], vals[..nnz], "{what}: GPU gather");
                         assert_eq!(gb, back, "{what}: GPU scatter");
+                        assert_eq!(bits(&go), bits(&over), "{what}: GPU overlay");
                     }
                 }
             }
@@ -864,4 +878,9 @@ fn clip_grad_norm_and_add_assign_match_twins() {
         dev.read_f32(&yt).unwrap()
     });
     assert_eq!(out[5], x[5] + y[5]);
+}
+
+/// Bit patterns, so that NaN poison compares equal to itself.
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
 }

@@ -130,41 +130,7 @@ fn trains_writes_outputs_and_resumes_bit_for_bit_after_a_kill() {
     assert!(summary["best_test_acc"].as_f64().unwrap() >= acc);
 
     // Killed after step 85 of 180 (in epoch 2), then resumed: identical everything.
-    let (code, _) = cht(
-        &[
-            "train",
-            "--config",
-            config.to_str().unwrap(),
-            "--out",
-            b.to_str().unwrap(),
-        ],
-        &[("CHT_ABORT_AFTER_STEPS", "85")],
-    );
-    assert_ne!(code, 0, "the abort hook did not fire");
-    let (code, log) = cht(&["train", "--resume", b.to_str().unwrap()], &[]);
-    assert_eq!(code, 0, "{log}");
-    assert!(log.contains("resuming"), "{log}");
-    let (ta, tb) = (
-        tensors(&a.join("checkpoint.safetensors")),
-        tensors(&b.join("checkpoint.safetensors")),
-    );
-    assert_eq!(ta.len(), tb.len());
-    for ((na, da), (nb, db)) in ta.iter().zip(&tb) {
-        assert_eq!(na, nb);
-        assert!(da == db, "tensor {na} differs after resuming");
-    }
-    let acc_of = |d: &Path| -> Vec<f64> {
-        std::fs::read_to_string(d.join("metrics.jsonl"))
-            .unwrap()
-            .lines()
-            .map(|l| {
-                serde_json::from_str::<serde_json::Value>(l).unwrap()["test_acc"]
-                    .as_f64()
-                    .unwrap()
-            })
-            .collect()
-    };
-    assert_eq!(acc_of(&a), acc_of(&b));
+    kill_resume_and_compare(&config, &a, &b);
 
     // `cht eval` on the checkpoint reproduces the final accuracy.
     let (code, log) = cht(&["eval", "--checkpoint", a.to_str().unwrap()], &[]);
@@ -256,4 +222,74 @@ fn bad_inputs_give_one_clear_error_each() {
         &[],
     );
     one_line(code, &log, "checkpoint");
+}
+
+/// Trains `config` into `b`, killed after step 85, resumes it, and asserts that every checkpoint
+/// tensor and every epoch's accuracy equal those of the uninterrupted run in `a`.
+fn kill_resume_and_compare(config: &Path, a: &Path, b: &Path) {
+    let (code, _) = cht(
+        &[
+            "train",
+            "--config",
+            config.to_str().unwrap(),
+            "--out",
+            b.to_str().unwrap(),
+        ],
+        &[("CHT_ABORT_AFTER_STEPS", "85")],
+    );
+    assert_ne!(code, 0, "the abort hook did not fire");
+    let (code, log) = cht(&["train", "--resume", b.to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("resuming"), "{log}");
+    let (ta, tb) = (
+        tensors(&a.join("checkpoint.safetensors")),
+        tensors(&b.join("checkpoint.safetensors")),
+    );
+    assert_eq!(ta.len(), tb.len());
+    for ((na, da), (nb, db)) in ta.iter().zip(&tb) {
+        assert_eq!(na, nb);
+        assert!(da == db, "tensor {na} differs after resuming");
+    }
+    let acc_of = |d: &Path| -> Vec<f64> {
+        std::fs::read_to_string(d.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["test_acc"]
+                    .as_f64()
+                    .unwrap()
+            })
+            .collect()
+    };
+    assert_eq!(acc_of(a), acc_of(b));
+}
+
+#[test]
+fn historical_weights_are_checkpointed_and_resume_bit_for_bit() {
+    let root = dir("resume-history");
+    let data = data_dir(&root);
+    let config = write_config(&root, &data, "regrown_weights = \"History\"\n");
+    let (a, b) = (root.join("a"), root.join("b"));
+    let (code, log) = cht(
+        &[
+            "train",
+            "--config",
+            config.to_str().unwrap(),
+            "--out",
+            a.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{log}");
+    let saved = tensors(&a.join("checkpoint.safetensors"));
+    for l in 0..2 {
+        let name = format!("dst.history{l}");
+        assert!(
+            saved
+                .iter()
+                .any(|(n, d)| *n == name && d.iter().any(|&x| x != 0)),
+            "{name} missing or all zero"
+        );
+    }
+    kill_resume_and_compare(&config, &a, &b);
 }

@@ -96,6 +96,10 @@ pub enum RegrownWeights {
     KeepIfRemoved,
     /// Every regrown link starts at 0, including removed-and-regrown ones.
     Zero,
+    /// Historical weights (paper App. J, [OLD-MLP] `--history_weights`): a regrown link starts
+    /// from the value it had when it was last live (0 if it never was), its optimizer state as
+    /// `KeepIfRemoved`. Costs one dense `[rows, cols]` buffer per layer, saved in checkpoints.
+    History,
 }
 
 /// How the global density is spread over the sparse layers.

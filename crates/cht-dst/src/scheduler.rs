@@ -169,7 +169,12 @@ impl DstScheduler {
             .iter()
             .map(|s| (s.rows, s.cols, s.capacity))
             .collect();
-        Topology::new(device, &shapes, state_tensors)
+        let topology = Topology::new(device, &shapes, state_tensors);
+        if self.config.regrown_weights == crate::RegrownWeights::History {
+            topology.with_history(device)
+        } else {
+            topology
+        }
     }
 
     /// Counts one optimizer step and says whether it is a topology update (then call

@@ -60,6 +60,8 @@ struct LayerScratch {
     predict: LinkScratch,
     row_flags: Tensor,
     col_flags: Tensor,
+    /// Each position's last live weight ([`RegrownWeights::History`] only).
+    history: Option<Tensor>,
 }
 
 /// What one layer does at one update (decided by the scheduler on the host).
@@ -137,10 +139,30 @@ impl Topology {
                     predict: device.link_scratch(&format!("{label}.predict"), rows, cols),
                     row_flags: t("row_flags", rows, 1, DType::U32),
                     col_flags: t("col_flags", cols, 1, DType::U32),
+                    history: None,
                 }
             })
             .collect();
         Topology { layers }
+    }
+
+    /// Adds the dense historical-weight memory of every layer ([`RegrownWeights::History`]),
+    /// starting at 0 (or from a checkpoint, see [`Topology::history`]).
+    pub fn with_history(mut self, device: &Device) -> Topology {
+        for (l, s) in self.layers.iter_mut().enumerate() {
+            s.history =
+                Some(device.zeros(&format!("dst.layer{l}.history"), s.rows, s.cols, DType::F32));
+        }
+        self
+    }
+
+    /// The per-layer historical-weight memories (`[rows, cols]` each), empty unless created
+    /// [`Topology::with_history`]: a checkpoint must save and restore them for an exact resume.
+    pub fn history(&self) -> Vec<&Tensor> {
+        self.layers
+            .iter()
+            .filter_map(|s| s.history.as_ref())
+            .collect()
     }
 
     /// Records the whole update of every layer (removal → chain removal → regrowth → rebuild),
@@ -316,6 +338,12 @@ impl LayerScratch {
     fn remove(&self, device: &Device, layer: &LayerRef<'_>, plan: &LayerPlan) -> Result<()> {
         let p = layer.pattern;
         device.csr_scatter(p, layer.values, &self.dense_w)?;
+        if plan.regrown_weights == RegrownWeights::History {
+            let history = self.history.as_ref().ok_or_else(|| {
+                Error::Config("historical weights need Topology::with_history".into())
+            })?;
+            device.csr_overlay(p, layer.values, history)?;
+        }
         for (state, dense) in layer.state.iter().zip(&self.dense_state) {
             device.csr_scatter(p, state, dense)?;
         }
@@ -427,7 +455,12 @@ impl LayerScratch {
             device.mask_or(&self.mask, &self.selected)?;
         }
         device.build_pattern(&self.builder, &self.mask, layer.pattern)?;
-        device.csr_gather(layer.pattern, &self.dense_w, layer.values)?;
+        // Live links before the update hold the same value in both; only new links differ.
+        let weights = match (&self.history, plan.regrown_weights) {
+            (Some(h), RegrownWeights::History) => h,
+            _ => &self.dense_w,
+        };
+        device.csr_gather(layer.pattern, weights, layer.values)?;
         for (state, dense) in layer.state.iter().zip(&self.dense_state) {
             device.csr_gather(layer.pattern, dense, state)?;
         }

@@ -548,6 +548,7 @@ impl<'d> LmRun<'d> {
             c.metadata
                 .insert("scheduler".into(), serde_json::to_string(s)?);
         }
+        c.put_history(self.device, self.topology.as_ref())?;
         c.save(&out.join("checkpoint.safetensors"))
     }
 
@@ -594,7 +595,7 @@ impl<'d> LmRun<'d> {
         if let Some(s) = &mut self.sched {
             *s = serde_json::from_str(c.meta("scheduler")?).context("checkpoint scheduler")?;
         }
-        Ok(())
+        c.restore_history(self.device, self.topology.as_ref())
     }
 }
 

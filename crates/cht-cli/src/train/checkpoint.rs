@@ -5,6 +5,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
+use cht_dst::Topology;
+use cht_gpu::Device;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
 /// An in-memory checkpoint.
@@ -51,6 +53,46 @@ impl Checkpoint {
             .get(key)
             .map(String::as_str)
             .with_context(|| format!("checkpoint has no metadata {key:?}"))
+    }
+
+    /// Adds the topology update's historical-weight memories (none unless the run uses
+    /// `dst.regrown_weights = "History"`) as `dst.history{l}`.
+    pub fn put_history(&mut self, device: &Device, topology: Option<&Topology>) -> Result<()> {
+        for (l, h) in topology
+            .map(Topology::history)
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
+            self.put_f32(
+                &format!("dst.history{l}"),
+                &[h.rows(), h.cols()],
+                device.read_f32(h)?,
+            );
+        }
+        Ok(())
+    }
+
+    /// Writes the saved historical-weight memories back (see [`Checkpoint::put_history`]).
+    pub fn restore_history(&self, device: &Device, topology: Option<&Topology>) -> Result<()> {
+        for (l, h) in topology
+            .map(Topology::history)
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
+            let name = format!("dst.history{l}");
+            let v = self.f32(&name)?;
+            if v.len() != h.len() {
+                bail!(
+                    "checkpoint does not match the model: {name} has {} values, the layer {}",
+                    v.len(),
+                    h.len()
+                );
+            }
+            device.write_f32(h, v)?;
+        }
+        Ok(())
     }
 
     /// Writes the checkpoint to `path` atomically: a crash leaves either the old or the new file.

@@ -468,6 +468,7 @@ impl<'d> Run<'d> {
             c.metadata
                 .insert("scheduler".into(), serde_json::to_string(s)?);
         }
+        c.put_history(self.device, self.topology.as_ref())?;
         c.save(&out.join("checkpoint.safetensors"))
     }
 
@@ -532,6 +533,6 @@ impl<'d> Run<'d> {
             *s =
                 serde_json::from_str(c.meta("scheduler")?).context("checkpoint scheduler state")?;
         }
-        Ok(())
+        c.restore_history(self.device, self.topology.as_ref())
     }
 }

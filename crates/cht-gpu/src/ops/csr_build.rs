@@ -179,6 +179,12 @@ impl Device {
         self.move_values(p, Move::Scatter, dense, values)
     }
 
+    /// Writes the live links' `values` into `dense` and leaves every other entry as it was: a
+    /// dense memory of each position's last live value (historical weights, spec §3.5).
+    pub fn csr_overlay(&self, p: &SparsePattern, values: &Tensor, dense: &Tensor) -> Result<()> {
+        self.move_values(p, Move::Overlay, dense, values)
+    }
+
     fn move_values(
         &self,
         p: &SparsePattern,
@@ -189,6 +195,7 @@ impl Device {
         let op = match how {
             Move::Gather => "csr_gather",
             Move::Scatter => "csr_scatter",
+            Move::Overlay => "csr_overlay",
         };
         dense.expect(op, DType::F32, p.rows, p.cols)?;
         values.expect(op, DType::F32, p.capacity, 1)?;
@@ -208,6 +215,7 @@ impl Device {
                         g.clear(dense.gpu_buffer(op)?);
                         (&SCATTER, values, dense)
                     }
+                    Move::Overlay => (&SCATTER, values, dense),
                 };
                 let tensors = [&p.row_ptr, &p.row_of, &p.col_idx, src, dst];
                 g.dispatch(kernel, &[], bytes(&params), &tensors, grid_1d(p.capacity))
@@ -227,11 +235,13 @@ impl Device {
                         let (d, v) = (as_f32(&d), as_f32_mut(&mut v));
                         (0..nnz).for_each(|k| v[k] = d[at(k)]);
                     }
-                    Move::Scatter => {
+                    Move::Scatter | Move::Overlay => {
                         let v = values.cpu_read(op)?;
                         let mut d = dense.cpu_write(op)?;
                         let (v, d) = (as_f32(&v), as_f32_mut(&mut d));
-                        d.fill(0.0);
+                        if matches!(how, Move::Scatter) {
+                            d.fill(0.0);
+                        }
                         (0..nnz).for_each(|k| d[at(k)] = v[k]);
                     }
                 }
@@ -241,11 +251,14 @@ impl Device {
     }
 }
 
-/// Direction of [`Device::csr_gather`] / [`Device::csr_scatter`].
+/// Direction of [`Device::csr_gather`] / [`Device::csr_scatter`] / [`Device::csr_overlay`].
 #[derive(Clone, Copy, Debug)]
 enum Move {
     Gather,
+    /// Clear `dense`, then write the links.
     Scatter,
+    /// Write the links over what `dense` holds.
+    Overlay,
 }
 
 /// Output arrays of [`build_pattern_cpu`].
