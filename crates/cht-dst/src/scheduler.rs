@@ -30,6 +30,9 @@ pub struct DstScheduler {
     itop: Vec<ItopTracker>,
     /// Active-neuron rate of the last observed masks.
     anp: Option<f64>,
+    /// The layers are side by side (a Transformer's projections), not a chain: no ANP.
+    #[serde(default)]
+    side_by_side: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -114,7 +117,16 @@ impl DstScheduler {
             last: None,
             itop,
             anp: None,
+            side_by_side: false,
         })
+    }
+
+    /// Marks the layers as side by side (e.g. a Transformer's projections) rather than a chain in
+    /// which each layer feeds the next: ANP (spec §4.3) is then not defined and stays `None`.
+    pub fn side_by_side(mut self) -> DstScheduler {
+        self.side_by_side = true;
+        self.anp = None;
+        self
     }
 
     /// The configuration.
@@ -289,12 +301,15 @@ impl DstScheduler {
                 .observe(mask)
                 .map_err(|e| Error::Config(e.to_string()))?;
         }
-        self.anp = Some(anp(masks).rate());
+        // ANP counts each hidden neuron once, as the input of the next layer: only meaningful
+        // when the layers form a chain (an MLP).
+        self.anp = (!self.side_by_side).then(|| anp(masks).rate());
         Ok(())
     }
 
     /// Active neurons after percolation over all neurons of the chain (spec §4.3), as of the last
-    /// [`DstScheduler::observe`].
+    /// [`DstScheduler::observe`]; `None` before any observation and for layers marked
+    /// [`DstScheduler::side_by_side`].
     pub fn anp(&self) -> Option<f64> {
         self.anp
     }
@@ -361,5 +376,32 @@ fn trim_to(mask: &mut Mask, nnz: usize) {
             mask.set(p / cols, p % cols, false);
             extra -= 1;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn anp_is_reported_for_a_chain_only() {
+        let anp_of = |side_by_side: bool| {
+            let config = DstConfig::preset(crate::Method::Set, 0.5, 1, 10, 0);
+            let mut s = DstScheduler::new(config, &[(4, 4), (6, 4)]).unwrap();
+            if side_by_side {
+                s = s.side_by_side();
+            }
+            s.observe(&s.initial_masks(None).unwrap()).unwrap();
+            let json = serde_json::to_string(&s).unwrap();
+            let back: DstScheduler = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, s, "round trip through a checkpoint");
+            (s.anp(), s.summary())
+        };
+        let (chain, _) = anp_of(false);
+        assert!(chain.is_some_and(|a| a > 0.0 && a <= 1.0));
+        // q (4×4) and gate (6×4) of one block: shapes that happen to chain, yet side by side.
+        let (side, summary) = anp_of(true);
+        assert_eq!(side, None);
+        assert!(summary.contains("ANP -"), "{summary}");
     }
 }

@@ -223,7 +223,8 @@ impl<'d> LmRun<'d> {
                 .collect::<cht_nn::Result<Vec<_>>>()?;
             (Lm::with_projections(device, &lm_config, projections)?, None)
         } else {
-            let sched = DstScheduler::new(config.dst_config(), &lm_config.projection_shapes())?;
+            let sched = DstScheduler::new(config.dst_config(), &lm_config.projection_shapes())?
+                .side_by_side();
             let masks = sched.initial_masks(None)?;
             let mut projections = Vec::with_capacity(masks.len());
             for (l, mask) in masks.iter().enumerate() {
