@@ -11,7 +11,7 @@ use cht_sparse::init::{BrfDegrees, TopologyInit, WeightInit};
 use cht_sparse::schedule::{TemperatureSchedule, ZetaSchedule};
 use serde::{Deserialize, Serialize};
 
-use crate::train::config::{MethodName, ZetaKind, load_toml};
+use crate::train::config::{MethodName, RemovalScoreName, ZetaKind, load_toml};
 
 /// Everything a language-model run needs. Unknown keys are errors.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -161,8 +161,10 @@ pub struct LmDst {
     /// LLaMA's own init, which the LLM code keeps for every method; e.g. `{ Swi = { variant =
     /// "FanIn" } }` for the MLP recipe's SWI).
     pub weight_init: Option<WeightInit>,
-    /// `"KeepIfRemoved"` (default) or `"Zero"` for regrown links.
+    /// Initial value of regrown links: `"KeepIfRemoved"` (default), `"Zero"` or `"History"`.
     pub regrown_weights: Option<RegrownWeights>,
+    /// Removal score: `"WeightMagnitude"` (default) or `"RelativeImportance"`.
+    pub removal_score: Option<RemovalScoreName>,
     /// Regrowth rule, e.g. `{ scores = "Random", selection = "Hard" }` or
     /// `{ scores = { LinkPrediction = "Ch3L3n" }, selection = "Soft" }` (ablations).
     pub regrowth: Option<Regrowth>,
@@ -368,6 +370,9 @@ impl LmRunConfig {
         }
         if let Some(r) = d.regrown_weights {
             c.regrown_weights = r;
+        }
+        if let Some(r) = d.removal_score {
+            c.removal.score = r.kind();
         }
         if let Some(r) = &d.regrowth {
             c.regrowth = Some(r.clone());

@@ -180,8 +180,31 @@ pub struct DstSection {
     pub weight_init: Option<WeightInit>,
     /// `"Uniform"` or `"Erk"` density over layers.
     pub distribution: Option<DensityDistribution>,
-    /// `"KeepIfRemoved"` (default) or `"Zero"` for regrown links.
+    /// Initial value of regrown links: `"KeepIfRemoved"` (default, both official codes), `"Zero"`
+    /// or `"History"` (the paper's App. J historical weights).
     pub regrown_weights: Option<RegrownWeights>,
+    /// Removal score: `"WeightMagnitude"` (the presets' WM/WMs) or `"RelativeImportance"`
+    /// (the paper's RI/RIs, spec §2.2).
+    pub removal_score: Option<RemovalScoreName>,
+}
+
+/// Removal scores selectable in a config (MEST's score comes with its preset).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RemovalScoreName {
+    /// `|W|`.
+    WeightMagnitude,
+    /// `|W|` over its input neuron's plus over its output neuron's total (ε = 1e-5).
+    RelativeImportance,
+}
+
+impl RemovalScoreName {
+    /// The device score.
+    pub fn kind(self) -> cht_dst::RemovalScoreKind {
+        match self {
+            RemovalScoreName::WeightMagnitude => cht_dst::RemovalScoreKind::WeightMagnitude,
+            RemovalScoreName::RelativeImportance => cht_dst::RemovalScoreKind::RelativeImportance,
+        }
+    }
 }
 
 /// ζ schedules selectable in a config.
@@ -399,6 +422,9 @@ impl RunConfig {
         if let Some(x) = d.regrown_weights {
             c.regrown_weights = x;
         }
+        if let Some(x) = d.removal_score {
+            c.removal.score = x.kind();
+        }
         c
     }
 }
@@ -530,6 +556,25 @@ mod tests {
         assert_eq!(
             d.t_end, 7500,
             "EM_S updates until 75 % of 100 epochs × 100 steps"
+        );
+        let c = RunConfig::load(
+            &p,
+            &[
+                "dst.removal_score=\"RelativeImportance\"".into(),
+                "dst.regrown_weights=\"History\"".into(),
+            ],
+        )
+        .unwrap();
+        let d = c.dst_config(100);
+        assert_eq!(
+            d.removal.score,
+            cht_dst::RemovalScoreKind::RelativeImportance
+        );
+        assert_eq!(d.regrown_weights, cht_dst::RegrownWeights::History);
+        assert_eq!(
+            d.removal.selection,
+            cht_dst::Selection::Soft,
+            "CHTs-n stays soft: RIs"
         );
     }
 
