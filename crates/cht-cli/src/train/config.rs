@@ -579,6 +579,33 @@ mod tests {
     }
 
     #[test]
+    fn every_shipped_config_loads() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if name.starts_with("lm-") {
+                let c = crate::lm::config::LmRunConfig::load(&path, &[])
+                    .unwrap_or_else(|e| panic!("{name}: {e:#}"));
+                assert!(c.dst_config().density > 0.0, "{name}");
+            } else {
+                let c = RunConfig::load(&path, &[]).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+                assert!(c.dst_config(100).density > 0.0, "{name}");
+                if name.starts_with("fashion-chts-") {
+                    assert_eq!(
+                        c.dst_config(100).removal.score,
+                        cht_dst::RemovalScoreKind::RelativeImportance,
+                        "{name}: Fashion-MNIST CHTs uses RIs"
+                    );
+                }
+            }
+            n += 1;
+        }
+        assert!(n >= 30, "only {n} configs in {}", dir.display());
+    }
+
+    #[test]
     fn errors_name_the_field() {
         let p = write(GOOD);
         let err = |o: &str| format!("{:#}", RunConfig::load(&p, &[o.to_owned()]).unwrap_err());
