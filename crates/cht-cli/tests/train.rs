@@ -85,16 +85,7 @@ fn trains_writes_outputs_and_resumes_bit_for_bit_after_a_kill() {
     let config = write_config(&root, &data, "");
     let (a, b) = (root.join("a"), root.join("b"));
 
-    let (code, log) = cht(
-        &[
-            "train",
-            "--config",
-            config.to_str().unwrap(),
-            "--out",
-            a.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let (code, log) = train(&config, &a, &[]);
     assert_eq!(code, 0, "{log}");
     for f in [
         "config.toml",
@@ -224,19 +215,24 @@ fn bad_inputs_give_one_clear_error_each() {
     one_line(code, &log, "checkpoint");
 }
 
-/// Trains `config` into `b`, killed after step 85, resumes it, and asserts that every checkpoint
-/// tensor and every epoch's accuracy equal those of the uninterrupted run in `a`.
-fn kill_resume_and_compare(config: &Path, a: &Path, b: &Path) {
-    let (code, _) = cht(
+/// `cht train --config CONFIG --out OUT` with extra environment variables.
+fn train(config: &Path, out: &Path, env: &[(&str, &str)]) -> (i32, String) {
+    cht(
         &[
             "train",
             "--config",
             config.to_str().unwrap(),
             "--out",
-            b.to_str().unwrap(),
+            out.to_str().unwrap(),
         ],
-        &[("CHT_ABORT_AFTER_STEPS", "85")],
-    );
+        env,
+    )
+}
+
+/// Trains `config` into `b`, killed after step 85, resumes it, and asserts that every checkpoint
+/// tensor and every epoch's accuracy equal those of the uninterrupted run in `a`.
+fn kill_resume_and_compare(config: &Path, a: &Path, b: &Path) {
+    let (code, _) = train(config, b, &[("CHT_ABORT_AFTER_STEPS", "85")]);
     assert_ne!(code, 0, "the abort hook did not fire");
     let (code, log) = cht(&["train", "--resume", b.to_str().unwrap()], &[]);
     assert_eq!(code, 0, "{log}");
@@ -270,16 +266,7 @@ fn historical_weights_are_checkpointed_and_resume_bit_for_bit() {
     let data = data_dir(&root);
     let config = write_config(&root, &data, "regrown_weights = \"History\"\n");
     let (a, b) = (root.join("a"), root.join("b"));
-    let (code, log) = cht(
-        &[
-            "train",
-            "--config",
-            config.to_str().unwrap(),
-            "--out",
-            a.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let (code, log) = train(&config, &a, &[]);
     assert_eq!(code, 0, "{log}");
     let saved = tensors(&a.join("checkpoint.safetensors"));
     for l in 0..2 {
