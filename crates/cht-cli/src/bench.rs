@@ -20,7 +20,8 @@ pub enum BenchCommand {
     Scores(ScoreBenchArgs),
     /// Language-model training throughput: tokens/s of FC vs 90 %-sparse training steps.
     Lm(LmBenchArgs),
-    /// Dense GEMM on the selected adapter: the register-blocked kernel vs the workgroup-tiled one.
+    /// Dense GEMM: on a GPU the register-blocked kernel vs the workgroup-tiled one; with
+    /// `--backend cpu` the CPU GEMM on the MLP's three products (forward, dW, dX) and a square one.
     Gemm(GemmBenchArgs),
 }
 
@@ -646,6 +647,9 @@ fn lm_tokens_per_s(d: &Device, config: &cht_nn::LmConfig, steps: usize) -> Resul
 /// of the MLP (forward and weight gradient at batch 32) and a square one.
 fn gemm_kernels(options: &DeviceOptions, a: &GemmBenchArgs) -> Result<()> {
     use cht_gpu::GemmKernel;
+    if options.backend == cht_gpu::BackendChoice::Cpu {
+        return gemm_cpu(options, a);
+    }
     let d = Device::open_blocking(&DeviceOptions {
         backend: cht_gpu::BackendChoice::Gpu,
         ..options.clone()
@@ -692,6 +696,49 @@ fn gemm_kernels(options: &DeviceOptions, a: &GemmBenchArgs) -> Result<()> {
                 gflops[1],
                 gflops[1] / gflops[0]
             );
+        }
+    }
+    Ok(())
+}
+
+/// The CPU GEMM on the products a dense 1568-wide MLP layer runs at batch 32 (activations are
+/// stored feature-major, `[features, batch]`), plus a square one.
+fn gemm_cpu(options: &DeviceOptions, a: &GemmBenchArgs) -> Result<()> {
+    let d = Device::open_blocking(options)?;
+    if !a.json {
+        println!("dense GEMM on {}, median of {} runs", d.name(), a.runs);
+        println!(
+            "{:>8} {:>6} {:>6} {:>6} {:>10} {:>8}",
+            "product", "m", "n", "k", "ms", "GF/s"
+        );
+    }
+    let (no, yes) = (Transpose::No, Transpose::Yes);
+    for (what, m, n, k, ta, tb) in [
+        ("forward", 1568, 32, 1568, no, no),
+        ("dW", 1568, 1568, 32, no, yes),
+        ("dX", 1568, 32, 1568, yes, no),
+        ("square", 1024, 1024, 1024, no, no),
+    ] {
+        let fill = |label: &str, rows: usize, cols: usize| -> Result<Tensor> {
+            let t = d.zeros(label, rows, cols, DType::F32);
+            d.fill_uniform(RngKey::new(4, Stream::Synthetic, 0, 0), 0, -1.0, 1.0, &t)?;
+            Ok(t)
+        };
+        let (ar, ac) = if ta == no { (m, k) } else { (k, m) };
+        let (br, bc) = if tb == no { (k, n) } else { (n, k) };
+        let (x, y) = (fill("bench.gemm.a", ar, ac)?, fill("bench.gemm.b", br, bc)?);
+        let c = d.zeros("bench.gemm.c", m, n, DType::F32);
+        let cfg = Gemm::new(ta, tb);
+        let (ms, _) = median_ms(&d, a.runs, |dev| dev.gemm(&cfg, &x, &y, &c))?;
+        let gflops = 2.0 * (m * n * k) as f64 / (ms * 1e6);
+        if a.json {
+            println!(
+                "{}",
+                serde_json::json!({"bench": "gemm", "adapter": d.name(), "product": what,
+                    "m": m, "n": n, "k": k, "ms": ms, "gflops": gflops})
+            );
+        } else {
+            println!("{what:>8} {m:>6} {n:>6} {k:>6} {ms:>10.3} {gflops:>8.1}");
         }
     }
     Ok(())

@@ -36,3 +36,31 @@ pub(crate) fn for_each_chunk<T: Send>(
             .for_each(|(i, c)| f(i, c));
     }
 }
+
+/// Like [`for_each_chunk`] over two equally long slices at once (`f(i, chunk_a, chunk_b)`).
+pub(crate) fn for_each_chunk_pair<T: Send, U: Send>(
+    a: &mut [T],
+    b: &mut [U],
+    chunk_len: usize,
+    f: impl Fn(usize, &mut [T], &mut [U]) + Send + Sync,
+) {
+    assert_eq!(a.len(), b.len(), "for_each_chunk_pair: lengths differ");
+    if chunk_len == 0 {
+        return;
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        use rayon::prelude::*;
+        a.par_chunks_mut(chunk_len)
+            .zip(b.par_chunks_mut(chunk_len))
+            .enumerate()
+            .for_each(|(i, (x, y))| f(i, x, y));
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        a.chunks_mut(chunk_len)
+            .zip(b.chunks_mut(chunk_len))
+            .enumerate()
+            .for_each(|(i, (x, y))| f(i, x, y));
+    }
+}

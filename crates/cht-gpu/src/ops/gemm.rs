@@ -248,8 +248,14 @@ pub enum CpuMask<'a> {
     C(&'a [u32]),
 }
 
-/// CPU twin of `gemm`: per row of C, loops k outermost (row of op(B) contiguous when not
-/// transposed) and applies the epilogue in the shader's order (bias, ReLU, mask, accumulate).
+/// CPU twin of `gemm`, blocked for speed: it is also the CPU backend's dense path (FC baselines,
+/// language models), so it computes `MR × NR` tiles of C with the products in registers.
+///
+/// Every entry is still summed in plain k order from 0 (`((0 + a₀b₀) + a₁b₁) + …`), then the
+/// epilogue runs in the shader's order (bias, ReLU, mask, accumulate). On x86-64 CPUs with AVX2
+/// and FMA the products use fused multiply-adds (one rounding each instead of two), so CPU results
+/// can differ in the last bits between such a CPU and an older one; on one machine they are
+/// always the same, whatever the thread count.
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_cpu(
     s: GemmShape,
@@ -261,61 +267,189 @@ pub fn gemm_cpu(
     accumulate: bool,
     c: &mut [f32],
 ) {
-    let a_idx = |row: usize, kk: usize| match s.trans_a {
-        Transpose::No => row * s.k + kk,
-        Transpose::Yes => kk * s.m + row,
+    if s.n == 0 {
+        return;
+    }
+    // op(B) once, in column panels of NR: panel p is k rows of NR values, zero-padded at the right.
+    let panels = s.n.div_ceil(NR);
+    let mut b_packed = vec![0f32; panels * s.k * NR];
+    for (p, panel) in b_packed.chunks_exact_mut((s.k * NR).max(1)).enumerate() {
+        for (kk, row) in panel.chunks_exact_mut(NR).enumerate() {
+            for (j, v) in row.iter_mut().enumerate().take(s.n - p * NR) {
+                let col = p * NR + j;
+                *v = match s.trans_b {
+                    Transpose::No => b[kk * s.n + col],
+                    Transpose::Yes => b[col * s.k + kk],
+                };
+            }
+        }
+    }
+    let fused = fma_available();
+    // One task per strip of rows of C (up to 16 micro-strips of MR rows; fewer when m is small,
+    // so that every thread gets work).
+    let strip_rows =
+        s.m.div_ceil(4 * crate::cpu::threads())
+            .next_multiple_of(MR)
+            .clamp(MR, 16 * MR);
+    let mask_a = match mask {
+        CpuMask::A(m) => Some(m),
+        _ => None,
     };
-    // NT without an A mask (weight gradients): every entry is a dot product of two contiguous
-    // rows, summed in the same k order as the general loop and the shader.
-    let dots =
-        s.trans_a == Transpose::No && s.trans_b == Transpose::Yes && !matches!(mask, CpuMask::A(_));
-    crate::cpu::for_each_chunk(c, s.n, |row, out| {
-        let mut acc = vec![0f32; s.n];
-        if dots {
-            let a_row = &a[row * s.k..(row + 1) * s.k];
-            for (col, o) in acc.iter_mut().enumerate() {
-                let b_row = &b[col * s.k..(col + 1) * s.k];
-                *o = a_row
-                    .iter()
-                    .zip(b_row)
-                    .fold(0.0, |sum, (&x, &y)| sum + x * y);
-            }
-        }
-        let k_loop = if dots { 0 } else { s.k };
-        for kk in 0..k_loop {
-            let ai = a_idx(row, kk);
-            let av = match mask {
-                CpuMask::A(m) if m[ai] == 0 => 0.0,
-                _ => a[ai],
+    crate::cpu::for_each_chunk(c, strip_rows * s.n, |strip, out| {
+        let strip_len = out.len() / s.n;
+        let mut a_buf = vec![0f32; s.k * MR];
+        for u in 0..strip_len.div_ceil(MR) {
+            let row0 = strip * strip_rows + u * MR;
+            let rows = MR.min(strip_len - u * MR);
+            let out = &mut out[u * MR * s.n..];
+            // op(A)'s rows row0.. as `a_src[i·ri + kk·rk]`: read in place when the micro-strip is
+            // full and unmasked, else copied (masked entries and missing rows zero) into a_buf.
+            let (a_src, ri, rk): (&[f32], usize, usize) = match (s.trans_a, mask_a) {
+                (Transpose::No, None) if rows == MR => (&a[row0 * s.k..], s.k, 1),
+                (Transpose::Yes, None) if rows == MR => (&a[row0..], 1, s.m),
+                _ => {
+                    a_buf.fill(0.0);
+                    for i in 0..rows {
+                        for kk in 0..s.k {
+                            let idx = match s.trans_a {
+                                Transpose::No => (row0 + i) * s.k + kk,
+                                Transpose::Yes => kk * s.m + row0 + i,
+                            };
+                            if mask_a.is_none_or(|m| m[idx] != 0) {
+                                a_buf[kk * MR + i] = a[idx];
+                            }
+                        }
+                    }
+                    (&a_buf, 1, MR)
+                }
             };
-            match s.trans_b {
-                Transpose::No => {
-                    for (o, &bv) in acc.iter_mut().zip(&b[kk * s.n..(kk + 1) * s.n]) {
-                        *o += av * bv;
+            let mut tile = [[0f32; NR]; MR];
+            for p in 0..panels {
+                let b_panel = &b_packed[p * s.k * NR..(p + 1) * s.k * NR];
+                micro_tile(fused, (a_src, ri, rk), b_panel, &mut tile);
+                // Epilogue, one row segment at a time (same per-entry order as the shader); full
+                // segments get a constant length so the copies and loops compile to vector moves.
+                let (col0, width) = (p * NR, NR.min(s.n - p * NR));
+                for (i, tile_row) in tile.iter_mut().enumerate().take(rows) {
+                    let row = row0 + i;
+                    let epi = Epilogue {
+                        bias: bias.map(|b| b[row]),
+                        relu: act == Activation::Relu,
+                        mask: match mask {
+                            CpuMask::C(m) => Some(&m[row * s.n + col0..]),
+                            _ => None,
+                        },
+                        accumulate,
+                    };
+                    let o = &mut out[i * s.n + col0..];
+                    if width == NR {
+                        epi.apply(&mut tile_row[..NR], &mut o[..NR]);
+                    } else {
+                        epi.apply(&mut tile_row[..width], &mut o[..width]);
                     }
                 }
-                Transpose::Yes => {
-                    for (col, o) in acc.iter_mut().enumerate() {
-                        *o += av * b[col * s.k + kk];
-                    }
-                }
             }
-        }
-        for (col, (o, mut v)) in out.iter_mut().zip(acc).enumerate() {
-            if let Some(bias) = bias {
-                v += bias[row];
-            }
-            if act == Activation::Relu {
-                v = v.max(0.0);
-            }
-            if let CpuMask::C(m) = mask {
-                if m[row * s.n + col] == 0 {
-                    v = 0.0;
-                }
-            }
-            *o = if accumulate { *o + v } else { v };
         }
     });
+}
+
+/// The per-row part of the GEMM epilogue.
+struct Epilogue<'m> {
+    bias: Option<f32>,
+    relu: bool,
+    /// The row's mask words from the tile's first column on.
+    mask: Option<&'m [u32]>,
+    accumulate: bool,
+}
+
+impl Epilogue<'_> {
+    /// Finishes products `v` and stores them into `out` (both the same length).
+    #[inline(always)]
+    fn apply(&self, v: &mut [f32], out: &mut [f32]) {
+        if let Some(b) = self.bias {
+            v.iter_mut().for_each(|x| *x += b);
+        }
+        if self.relu {
+            v.iter_mut().for_each(|x| *x = x.max(0.0));
+        }
+        if let Some(m) = self.mask {
+            for (x, &keep) in v.iter_mut().zip(m) {
+                if keep == 0 {
+                    *x = 0.0;
+                }
+            }
+        }
+        if self.accumulate {
+            out.iter_mut().zip(v.iter()).for_each(|(o, x)| *o += x);
+        } else {
+            out.copy_from_slice(v);
+        }
+    }
+}
+
+/// Rows of C per micro-tile.
+const MR: usize = 6;
+/// Columns of C per micro-tile (two 8-lane vectors).
+const NR: usize = 16;
+
+/// Whether the CPU has AVX2 and FMA (std caches the detection).
+fn fma_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Where a micro-tile reads op(A): `A(i, kk) = slice[i·ri + kk·rk]`.
+type ASource<'a> = (&'a [f32], usize, usize);
+
+/// `tile = A · B_panel` for one `MR × NR` tile (`b` is k × NR).
+fn micro_tile(fused: bool, a: ASource<'_>, b: &[f32], tile: &mut [[f32; NR]; MR]) {
+    #[cfg(target_arch = "x86_64")]
+    if fused {
+        // SAFETY: `fused` is true only when `fma_available` detected AVX2 and FMA on this CPU,
+        // which is all `micro_tile_fma` requires; it touches memory only through safe slices.
+        #[allow(unsafe_code)]
+        unsafe {
+            micro_tile_fma(a, b, tile)
+        };
+        return;
+    }
+    let _ = fused;
+    micro_tile_body::<false>(a, b, tile);
+}
+
+/// `micro_tile_body` compiled for AVX2 + FMA: LLVM keeps the tile in twelve ymm registers.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn micro_tile_fma(a: ASource<'_>, b: &[f32], tile: &mut [[f32; NR]; MR]) {
+    micro_tile_body::<true>(a, b, tile);
+}
+
+#[inline(always)]
+fn micro_tile_body<const FUSED: bool>(
+    (a, ri, rk): ASource<'_>,
+    b: &[f32],
+    tile: &mut [[f32; NR]; MR],
+) {
+    let mut acc = [[0f32; NR]; MR];
+    for (kk, b_k) in b.chunks_exact(NR).enumerate() {
+        for (i, acc_row) in acc.iter_mut().enumerate() {
+            let av = a[i * ri + kk * rk];
+            for (o, &bv) in acc_row.iter_mut().zip(b_k) {
+                *o = if FUSED {
+                    av.mul_add(bv, *o)
+                } else {
+                    *o + av * bv
+                };
+            }
+        }
+    }
+    *tile = acc;
 }
 
 #[cfg(test)]
@@ -374,5 +508,72 @@ mod tests {
             &mut c,
         );
         assert_eq!(c, [1.0, 1.0, 1.0, 12.0]);
+    }
+
+    /// Entries summed in plain k order from 0, with or without fused multiply-adds: the blocked
+    /// twin must equal this bit for bit, whatever the tiling, transposes or strip tails.
+    fn naive(s: GemmShape, a: &[f32], b: &[f32], fused: bool) -> Vec<f32> {
+        let mut c = vec![0f32; s.m * s.n];
+        for i in 0..s.m {
+            for j in 0..s.n {
+                let mut acc = 0f32;
+                for kk in 0..s.k {
+                    let av = match s.trans_a {
+                        Transpose::No => a[i * s.k + kk],
+                        Transpose::Yes => a[kk * s.m + i],
+                    };
+                    let bv = match s.trans_b {
+                        Transpose::No => b[kk * s.n + j],
+                        Transpose::Yes => b[j * s.k + kk],
+                    };
+                    acc = if fused {
+                        av.mul_add(bv, acc)
+                    } else {
+                        acc + av * bv
+                    };
+                }
+                c[i * s.n + j] = acc;
+            }
+        }
+        c
+    }
+
+    #[test]
+    fn blocked_twin_sums_in_k_order_bit_for_bit() {
+        let fused = fma_available();
+        // Odd sizes around the MR × NR tile and the row strips, empty dimensions included.
+        for (m, n, k) in [
+            (0, 5, 3),
+            (5, 0, 3),
+            (1, 1, 1),
+            (5, 17, 9),
+            (67, 33, 70),
+            (130, 16, 4),
+        ] {
+            for (ta, tb) in [
+                (Transpose::No, Transpose::No),
+                (Transpose::No, Transpose::Yes),
+                (Transpose::Yes, Transpose::No),
+                (Transpose::Yes, Transpose::Yes),
+            ] {
+                let s = GemmShape {
+                    m,
+                    n,
+                    k,
+                    trans_a: ta,
+                    trans_b: tb,
+                };
+                // Values with many significant bits so that any change of order shows.
+                let val = |i: usize, salt: usize| ((i * 7919 + salt) % 1000) as f32 / 37.0 - 13.0;
+                let a: Vec<f32> = (0..m * k).map(|i| val(i, 1)).collect();
+                let b: Vec<f32> = (0..k * n).map(|i| val(i, 2)).collect();
+                let mut c = vec![f32::NAN; m * n];
+                let none = CpuMask::None;
+                gemm_cpu(s, &a, &b, None, Activation::None, none, false, &mut c);
+                let want = naive(s, &a, &b, fused);
+                let same = c.iter().zip(&want).all(|(x, y)| x.to_bits() == y.to_bits());
+                assert!(same, "{m}x{n}x{k} {ta:?}/{tb:?}");
+            }
+        }
     }
 }

@@ -191,14 +191,18 @@ pub fn adamw_cpu(step: AdamWStep, grad: &[f32], w: &mut [f32], m: &mut [f32], v:
     }
 }
 
-/// CPU twin of `sgd_momentum`.
+/// CPU twin of `sgd_momentum` (element-wise, so the chunks run in parallel with the same result).
 pub fn sgd_momentum_cpu(step: SgdStep, grad: &[f32], w: &mut [f32], velocity: &mut [f32]) {
-    for ((wi, vi), &gi) in w.iter_mut().zip(velocity.iter_mut()).zip(grad) {
-        let g = gi + step.weight_decay * *wi;
-        let v = step.momentum * *vi + g;
-        *vi = v;
-        *wi -= step.lr * v;
-    }
+    const CHUNK: usize = 1 << 16;
+    crate::cpu::for_each_chunk_pair(w, velocity, CHUNK, |i, w, velocity| {
+        let grad = &grad[i * CHUNK..][..w.len()];
+        for ((wi, vi), &gi) in w.iter_mut().zip(velocity.iter_mut()).zip(grad) {
+            let g = gi + step.weight_decay * *wi;
+            let v = step.momentum * *vi + g;
+            *vi = v;
+            *wi -= step.lr * v;
+        }
+    });
 }
 
 #[cfg(test)]
