@@ -309,15 +309,19 @@ pub fn gemm_cpu(
                 (Transpose::Yes, None) if rows == MR => (&a[row0..], 1, s.m),
                 _ => {
                     a_buf.fill(0.0);
-                    for i in 0..rows {
-                        for kk in 0..s.k {
-                            let idx = match s.trans_a {
-                                Transpose::No => (row0 + i) * s.k + kk,
-                                Transpose::Yes => kk * s.m + row0 + i,
+                    // Walk op(A) in its storage order: row by row, or k by k when transposed.
+                    let (outer, inner) = match s.trans_a {
+                        Transpose::No => (rows, s.k),
+                        Transpose::Yes => (s.k, rows),
+                    };
+                    for o in 0..outer {
+                        for n in 0..inner {
+                            let (i, kk, idx) = match s.trans_a {
+                                Transpose::No => (o, n, (row0 + o) * s.k + n),
+                                Transpose::Yes => (n, o, o * s.m + row0 + n),
                             };
-                            if mask_a.is_none_or(|m| m[idx] != 0) {
-                                a_buf[kk * MR + i] = a[idx];
-                            }
+                            let keep = mask_a.is_none_or(|m| m[idx] != 0);
+                            a_buf[kk * MR + i] = if keep { a[idx] } else { 0.0 };
                         }
                     }
                     (&a_buf, 1, MR)
