@@ -64,3 +64,16 @@ pub(crate) fn for_each_chunk_pair<T: Send, U: Send>(
             .for_each(|(i, (x, y))| f(i, x, y));
     }
 }
+
+/// `(0..n).map(f)` collected in order, computed in parallel where possible.
+pub(crate) fn map_range<R: Send>(n: usize, f: impl Fn(usize) -> R + Send + Sync) -> Vec<R> {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        use rayon::prelude::*;
+        (0..n).into_par_iter().map(f).collect()
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        (0..n).map(f).collect()
+    }
+}

@@ -219,18 +219,54 @@ impl Device {
     }
 }
 
-/// Index helper: channel `c` of head `h` at token `t`.
-fn at(s: &AttentionShape, h: usize, c: usize, t: usize) -> usize {
-    (h * s.head_dim + c) * s.tokens() + t
+/// One (sequence, head) pair's vectors gathered token-major (`[seq][head_dim]`), so that the CPU
+/// twins walk contiguous memory; the feature-major tensors stride by the token count.
+struct HeadView {
+    seq: usize,
+    head_dim: usize,
 }
 
-fn score(s: &AttentionShape, q: &[f32], k: &[f32], h: usize, ti: usize, tj: usize) -> f32 {
-    (0..s.head_dim).fold(0.0f32, |acc, c| {
-        acc + q[at(s, h, c, ti)] * k[at(s, h, c, tj)]
-    })
+impl HeadView {
+    fn new(s: &AttentionShape) -> HeadView {
+        HeadView {
+            seq: s.seq,
+            head_dim: s.head_dim,
+        }
+    }
+
+    /// Head `h` of sequence `b` of the feature-major `x`, as `[seq][head_dim]`.
+    fn gather(&self, s: &AttentionShape, x: &[f32], b: usize, h: usize) -> Vec<f32> {
+        let mut out = vec![0f32; self.seq * self.head_dim];
+        for c in 0..self.head_dim {
+            let src = &x[(h * s.head_dim + c) * s.tokens() + b * s.seq..][..s.seq];
+            for (i, &v) in src.iter().enumerate() {
+                out[i * self.head_dim + c] = v;
+            }
+        }
+        out
+    }
+
+    /// Writes the token-major `local` back into head `h` of sequence `b` of `x`.
+    fn scatter(&self, s: &AttentionShape, local: &[f32], b: usize, h: usize, x: &mut [f32]) {
+        for c in 0..self.head_dim {
+            let dst = &mut x[(h * s.head_dim + c) * s.tokens() + b * s.seq..][..s.seq];
+            for (i, v) in dst.iter_mut().enumerate() {
+                *v = local[i * self.head_dim + c];
+            }
+        }
+    }
+
+    fn row<'a>(&self, x: &'a [f32], i: usize) -> &'a [f32] {
+        &x[i * self.head_dim..(i + 1) * self.head_dim]
+    }
 }
 
-/// CPU twin of `attn_forward` (the shader's loop order).
+/// `Σ_c a[c]·b[c]` in channel order (the shader's order).
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).fold(0.0f32, |acc, (x, y)| acc + x * y)
+}
+
+/// CPU twin of `attn_forward` (the shader's loop order), one (sequence, head) pair per task.
 pub fn attention_forward_cpu(
     s: AttentionShape,
     q: &[f32],
@@ -240,31 +276,45 @@ pub fn attention_forward_cpu(
     lse: &mut [f32],
 ) {
     let scale = (1.0 / (s.head_dim as f64).sqrt()) as f32;
-    for (n, lse_n) in lse.iter_mut().enumerate().take(s.queries()) {
-        let (i, bh) = (n % s.seq, n / s.seq);
+    let view = HeadView::new(&s);
+    let per_head = crate::cpu::map_range(s.batch * s.heads, |bh| {
         let (b, h) = (bh / s.heads, bh % s.heads);
-        let ti = b * s.seq + i;
-        let m = (0..=i).fold(-3.4e38f32, |m, j| {
-            m.max(score(&s, q, k, h, ti, b * s.seq + j) * scale)
-        });
-        let mut acc = vec![0.0f32; s.head_dim];
-        let mut l = 0.0f32;
-        for j in 0..=i {
-            let tj = b * s.seq + j;
-            let e = (score(&s, q, k, h, ti, tj) * scale - m).exp();
-            l += e;
-            for (c, a) in acc.iter_mut().enumerate() {
-                *a += e * v[at(&s, h, c, tj)];
+        let (qh, kh, vh) = (
+            view.gather(&s, q, b, h),
+            view.gather(&s, k, b, h),
+            view.gather(&s, v, b, h),
+        );
+        let mut oh = vec![0f32; s.seq * s.head_dim];
+        let mut lse_h = vec![0f32; s.seq];
+        let mut scores = vec![0f32; s.seq];
+        for i in 0..s.seq {
+            let qi = view.row(&qh, i);
+            for (j, sc) in scores.iter_mut().enumerate().take(i + 1) {
+                *sc = dot(qi, view.row(&kh, j)) * scale;
             }
+            let m = scores[..=i].iter().fold(-3.4e38f32, |m, &x| m.max(x));
+            let acc = &mut oh[i * s.head_dim..(i + 1) * s.head_dim];
+            let mut l = 0.0f32;
+            for (j, &sc) in scores[..=i].iter().enumerate() {
+                let e = (sc - m).exp();
+                l += e;
+                for (a, &vc) in acc.iter_mut().zip(view.row(&vh, j)) {
+                    *a += e * vc;
+                }
+            }
+            acc.iter_mut().for_each(|a| *a /= l);
+            lse_h[i] = m + l.ln();
         }
-        for (c, a) in acc.iter().enumerate() {
-            o[at(&s, h, c, ti)] = a / l;
-        }
-        *lse_n = m + l.ln();
+        (oh, lse_h)
+    });
+    for (bh, (oh, lse_h)) in per_head.into_iter().enumerate() {
+        view.scatter(&s, &oh, bh / s.heads, bh % s.heads, o);
+        lse[bh * s.seq..(bh + 1) * s.seq].copy_from_slice(&lse_h);
     }
 }
 
-/// CPU twin of `attn_backward_dq` then `attn_backward_dkv`.
+/// CPU twin of `attn_backward_dq` then `attn_backward_dkv` (the shaders' per-entry arithmetic;
+/// the probabilities and score gradients, which both shaders recompute, are computed once here).
 pub fn attention_backward_cpu(
     s: AttentionShape,
     (q, k, v): (&[f32], &[f32], &[f32]),
@@ -273,52 +323,62 @@ pub fn attention_backward_cpu(
     (dq, dk, dv): (&mut [f32], &mut [f32], &mut [f32]),
 ) {
     let scale = (1.0 / (s.head_dim as f64).sqrt()) as f32;
-    let dot_do_v = |h: usize, ti: usize, tj: usize| {
-        (0..s.head_dim).fold(0.0f32, |acc, c| {
-            acc + dout[at(&s, h, c, ti)] * v[at(&s, h, c, tj)]
-        })
-    };
-    for n in 0..s.queries() {
-        let (i, bh) = (n % s.seq, n / s.seq);
+    let view = HeadView::new(&s);
+    let (t, hd) = (s.seq, s.head_dim);
+    let per_head = crate::cpu::map_range(s.batch * s.heads, |bh| {
         let (b, h) = (bh / s.heads, bh % s.heads);
-        let ti = b * s.seq + i;
-        let dn = (0..s.head_dim).fold(0.0f32, |acc, c| {
-            acc + dout[at(&s, h, c, ti)] * o[at(&s, h, c, ti)]
-        });
-        d[n] = dn;
-        let mut acc = vec![0.0f32; s.head_dim];
-        for j in 0..=i {
-            let tj = b * s.seq + j;
-            let (dot, dp) = (score(&s, q, k, h, ti, tj), dot_do_v(h, ti, tj));
-            let ds = (dot * scale - lse[n]).exp() * (dp - dn) * scale;
-            for (c, a) in acc.iter_mut().enumerate() {
-                *a += ds * k[at(&s, h, c, tj)];
+        let [qh, kh, vh, oh, doh] = [q, k, v, o, dout].map(|x| view.gather(&s, x, b, h));
+        let lse_h = &lse[bh * t..(bh + 1) * t];
+        let d_h: Vec<f32> = (0..t)
+            .map(|i| dot(view.row(&doh, i), view.row(&oh, i)))
+            .collect();
+        // P and dS, lower triangle row-major (`[i][j]`, j ≤ i).
+        let (mut p, mut ds) = (vec![0f32; t * t], vec![0f32; t * t]);
+        for i in 0..t {
+            for j in 0..=i {
+                let sc = dot(view.row(&qh, i), view.row(&kh, j));
+                let dp = dot(view.row(&doh, i), view.row(&vh, j));
+                let pij = (sc * scale - lse_h[i]).exp();
+                p[i * t + j] = pij;
+                ds[i * t + j] = pij * (dp - d_h[i]) * scale;
             }
         }
-        for (c, a) in acc.iter().enumerate() {
-            dq[at(&s, h, c, ti)] = *a;
-        }
-    }
-    for n in 0..s.queries() {
-        let (j, bh) = (n % s.seq, n / s.seq);
-        let (b, h) = (bh / s.heads, bh % s.heads);
-        let tj = b * s.seq + j;
-        let row = n - j;
-        let (mut ak, mut av) = (vec![0.0f32; s.head_dim], vec![0.0f32; s.head_dim]);
-        for i in j..s.seq {
-            let ti = b * s.seq + i;
-            let (dot, dp) = (score(&s, q, k, h, ti, tj), dot_do_v(h, ti, tj));
-            let p = (dot * scale - lse[row + i]).exp();
-            let ds = p * (dp - d[row + i]) * scale;
-            for c in 0..s.head_dim {
-                av[c] += p * dout[at(&s, h, c, ti)];
-                ak[c] += ds * q[at(&s, h, c, ti)];
+        let (mut dqh, mut dkh, mut dvh) =
+            (vec![0f32; t * hd], vec![0f32; t * hd], vec![0f32; t * hd]);
+        for i in 0..t {
+            let acc = &mut dqh[i * hd..(i + 1) * hd];
+            for j in 0..=i {
+                let g = ds[i * t + j];
+                for (a, &kc) in acc.iter_mut().zip(view.row(&kh, j)) {
+                    *a += g * kc;
+                }
             }
         }
-        for c in 0..s.head_dim {
-            dk[at(&s, h, c, tj)] = ak[c];
-            dv[at(&s, h, c, tj)] = av[c];
+        for j in 0..t {
+            let (ak, av) = (
+                &mut dkh[j * hd..(j + 1) * hd],
+                &mut dvh[j * hd..(j + 1) * hd],
+            );
+            for i in j..t {
+                let (pij, g) = (p[i * t + j], ds[i * t + j]);
+                for ((a_k, a_v), (&qc, &dc)) in ak
+                    .iter_mut()
+                    .zip(av.iter_mut())
+                    .zip(view.row(&qh, i).iter().zip(view.row(&doh, i)))
+                {
+                    *a_v += pij * dc;
+                    *a_k += g * qc;
+                }
+            }
         }
+        (d_h, dqh, dkh, dvh)
+    });
+    for (bh, (d_h, dqh, dkh, dvh)) in per_head.into_iter().enumerate() {
+        let (b, h) = (bh / s.heads, bh % s.heads);
+        d[bh * t..(bh + 1) * t].copy_from_slice(&d_h);
+        view.scatter(&s, &dqh, b, h, dq);
+        view.scatter(&s, &dkh, b, h, dk);
+        view.scatter(&s, &dvh, b, h, dv);
     }
 }
 
