@@ -304,9 +304,10 @@ pub fn gemm_cpu(
             let out = &mut out[u * MR * s.n..];
             // op(A)'s rows row0.. as `a_src[i·ri + kk·rk]`: read in place when the micro-strip is
             // full and unmasked, else copied (masked entries and missing rows zero) into a_buf.
-            let (a_src, ri, rk): (&[f32], usize, usize) = match (s.trans_a, mask_a) {
-                (Transpose::No, None) if rows == MR => (&a[row0 * s.k..], s.k, 1),
-                (Transpose::Yes, None) if rows == MR => (&a[row0..], 1, s.m),
+            let in_place = rows == MR && s.k > 0 && mask_a.is_none();
+            let (a_src, ri, rk): (&[f32], usize, usize) = match s.trans_a {
+                Transpose::No if in_place => (&a[row0 * s.k..], s.k, 1),
+                Transpose::Yes if in_place => (&a[row0..], 1, s.m),
                 _ => {
                     a_buf.fill(0.0);
                     // Walk op(A) in its storage order: row by row, or k by k when transposed.
@@ -553,6 +554,7 @@ mod tests {
             (5, 17, 9),
             (67, 33, 70),
             (130, 16, 4),
+            (13, 3, 0),
         ] {
             for (ta, tb) in [
                 (Transpose::No, Transpose::No),
