@@ -667,12 +667,10 @@ fn gemm_kernels(options: &DeviceOptions, a: &GemmBenchArgs) -> Result<()> {
         (1568, 1568, 32),
         (1024, 1024, 1024),
     ] {
-        let fill = |label: &str, rows: usize, cols: usize| -> Result<Tensor> {
-            let t = d.zeros(label, rows, cols, DType::F32);
-            d.fill_uniform(RngKey::new(4, Stream::Synthetic, 0, 0), 0, -1.0, 1.0, &t)?;
-            Ok(t)
-        };
-        let (x, y) = (fill("bench.gemm.a", m, k)?, fill("bench.gemm.b", k, n)?);
+        let (x, y) = (
+            gemm_operand(&d, "bench.gemm.a", m, k)?,
+            gemm_operand(&d, "bench.gemm.b", k, n)?,
+        );
         let c = d.zeros("bench.gemm.c", m, n, DType::F32);
         let mut gflops = Vec::new();
         for kernel in [GemmKernel::Registers, GemmKernel::Tiled] {
@@ -701,6 +699,13 @@ fn gemm_kernels(options: &DeviceOptions, a: &GemmBenchArgs) -> Result<()> {
     Ok(())
 }
 
+/// A GEMM operand of uniform values in [-1, 1).
+fn gemm_operand(d: &Device, label: &str, rows: usize, cols: usize) -> Result<Tensor> {
+    let t = d.zeros(label, rows, cols, DType::F32);
+    d.fill_uniform(RngKey::new(4, Stream::Synthetic, 0, 0), 0, -1.0, 1.0, &t)?;
+    Ok(t)
+}
+
 /// The CPU GEMM on the products a dense 1568-wide MLP layer runs at batch 32 (activations are
 /// stored feature-major, `[features, batch]`), plus a square one.
 fn gemm_cpu(options: &DeviceOptions, a: &GemmBenchArgs) -> Result<()> {
@@ -719,14 +724,12 @@ fn gemm_cpu(options: &DeviceOptions, a: &GemmBenchArgs) -> Result<()> {
         ("dX", 1568, 32, 1568, yes, no),
         ("square", 1024, 1024, 1024, no, no),
     ] {
-        let fill = |label: &str, rows: usize, cols: usize| -> Result<Tensor> {
-            let t = d.zeros(label, rows, cols, DType::F32);
-            d.fill_uniform(RngKey::new(4, Stream::Synthetic, 0, 0), 0, -1.0, 1.0, &t)?;
-            Ok(t)
-        };
         let (ar, ac) = if ta == no { (m, k) } else { (k, m) };
         let (br, bc) = if tb == no { (k, n) } else { (n, k) };
-        let (x, y) = (fill("bench.gemm.a", ar, ac)?, fill("bench.gemm.b", br, bc)?);
+        let (x, y) = (
+            gemm_operand(&d, "bench.gemm.a", ar, ac)?,
+            gemm_operand(&d, "bench.gemm.b", br, bc)?,
+        );
         let c = d.zeros("bench.gemm.c", m, n, DType::F32);
         let cfg = Gemm::new(ta, tb);
         let (ms, _) = median_ms(&d, a.runs, |dev| dev.gemm(&cfg, &x, &y, &c))?;
