@@ -3,16 +3,20 @@
 # prints its table.
 #
 #   scripts/repro_lm.sh [--corpus PATH] [--methods "fc set chts chtss"] [--seeds "0"] [--lanes 1]
-#                       [-- extra `cht lm train` options, e.g. --set train.steps=3000]
+#                       [--tag NAME] [-- extra `cht lm train` options, e.g. --set train.steps=3000]
 #
-# Each run writes runs/lm-<method>-s<seed>/; a finished run is skipped, an interrupted one resumed.
-# Runs use the default backend (a GPU if there is one, else the CPU backend).
+# Each run writes runs/lm-<method>-s<seed>/ (runs/lm-<tag>-<method>-s<seed>/ with --tag, so that a
+# sweep with other options does not mix with the presets); a finished run is skipped, an
+# interrupted one resumed. Runs use the default backend (a GPU if there is one, else the CPU
+# backend; pass `-- --backend cpu` to force it). With several seeds the table ends with each
+# method's mean and standard deviation, and its mean difference to SET over the same seeds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 corpus=../shared/data/tinyshakespeare/input.txt
 methods="fc set chts chtss"
 seeds="0"
 lanes=1
+tag=""
 extra=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -20,15 +24,17 @@ while [ $# -gt 0 ]; do
     --methods) methods="$2"; shift 2 ;;
     --seeds) seeds="$2"; shift 2 ;;
     --lanes) lanes="$2"; shift 2 ;;
+    --tag) tag="$2-"; shift 2 ;;
     --) shift; extra=("$@"); break ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
 [ -f "$corpus" ] || { echo "corpus $corpus not found: pass --corpus PATH (tiny-shakespeare's input.txt)" >&2; exit 2; }
-cargo build --release -q -p cht-cli
-cht=target/release/cht
+# CHT=path/to/cht uses that binary as it is (e.g. a copy, so that rebuilding does not disturb a sweep).
+if [ -z "${CHT:-}" ]; then cargo build --release -q -p cht-cli; fi
+cht=${CHT:-target/release/cht}
 run_one() {
-  local m="$1" s="$2" out="runs/lm-$1-s$2"
+  local m="$1" s="$2" out="runs/lm-$tag$1-s$2"
   if [ -f "$out/summary.json" ]; then echo "done already: $out"; return; fi
   if [ -f "$out/checkpoint.safetensors" ]; then
     $cht lm train --resume "$out" > "$out.log" 2>&1
@@ -51,10 +57,41 @@ echo "| method | seed | steps | val perplexity (final) | best | tokens/s |"
 echo "|---|---|---|---|---|---|"
 for s in $seeds; do
   for m in $methods; do
-    f="runs/lm-$m-s$s/summary.json"
+    f="runs/lm-$tag$m-s$s/summary.json"
     [ -f "$f" ] || continue
     get() { grep "\"$1\"" "$f" | head -1 | sed 's/.*: *//; s/,$//'; }
     printf '| %s | %s | %s | %.3f | %.3f | %.0f |\n' "$m" "$s" "$(get steps)" "$(get final_val_ppl)" \
       "$(get best_val_ppl)" "$(get mean_tokens_per_s)"
   done
 done
+python3 - "$tag" "$methods" "$seeds" <<'PY'
+import json, math, os, sys
+tag, methods, seeds = sys.argv[1], sys.argv[2].split(), sys.argv[3].split()
+if len(seeds) < 2:
+    sys.exit()
+ppl = {}
+for m in methods:
+    for s in seeds:
+        f = f"runs/lm-{tag}{m}-s{s}/summary.json"
+        if os.path.exists(f):
+            ppl[m, s] = json.load(open(f))["final_val_ppl"]
+def stats(xs):
+    mean = sum(xs) / len(xs)
+    sd = math.sqrt(sum((x - mean) ** 2 for x in xs) / (len(xs) - 1)) if len(xs) > 1 else float("nan")
+    return mean, sd
+print()
+print("| method | seeds | mean val perplexity | sd | mean difference to SET (same seeds) | sd of the mean difference |")
+print("|---|---|---|---|---|---|")
+for m in methods:
+    xs = [ppl[m, s] for s in seeds if (m, s) in ppl]
+    if not xs:
+        continue
+    mean, sd = stats(xs)
+    diffs = [ppl[m, s] - ppl["set", s] for s in seeds if (m, s) in ppl and ("set", s) in ppl]
+    if m != "set" and len(diffs) > 1:
+        dm, dsd = stats(diffs)
+        extra = f"{dm:+.3f} | {dsd / math.sqrt(len(diffs)):.3f}"
+    else:
+        extra = "— | —"
+    print(f"| {m} | {len(xs)} | {mean:.3f} | {sd:.3f} | {extra} |")
+PY

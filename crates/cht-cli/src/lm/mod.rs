@@ -223,9 +223,11 @@ impl<'d> LmRun<'d> {
                 .collect::<cht_nn::Result<Vec<_>>>()?;
             (Lm::with_projections(device, &lm_config, projections)?, None)
         } else {
-            let sched = DstScheduler::new(config.dst_config(), &lm_config.projection_shapes())?
+            let mut sched = DstScheduler::new(config.dst_config(), &lm_config.projection_shapes())?
                 .side_by_side();
             let masks = sched.initial_masks(None)?;
+            // ITOP counts every link that was ever active, the initial ones included.
+            sched.observe(&masks)?;
             let mut projections = Vec::with_capacity(masks.len());
             for (l, mask) in masks.iter().enumerate() {
                 let weights = sched.initial_weights(l, mask)?;
@@ -415,6 +417,9 @@ impl<'d> LmRun<'d> {
             })
             .collect();
         sched.update(self.device, topology, &refs)?;
+        // Patterns change only here: observing each new one (a readback every ΔT steps) makes
+        // ITOP exact whatever the validation interval.
+        self.observe_topology()?;
         Ok(())
     }
 
@@ -434,20 +439,30 @@ impl<'d> LmRun<'d> {
         Ok((m.loss, m.accuracy))
     }
 
-    /// Mean density of the sparse projections and ITOP (one pattern readback per validation).
-    fn topology_metrics(&mut self) -> Result<(f64, Option<f64>)> {
+    /// Reads the sparse patterns back and adds them to the scheduler's ITOP record; returns
+    /// their link count and the number of possible links.
+    fn observe_topology(&mut self) -> Result<(usize, usize)> {
         let Some(sched) = self.sched.as_mut() else {
-            return Ok((1.0, None));
+            return Ok((0, 0));
         };
         let mut masks = Vec::new();
         for p in self.lm.sparse_projections() {
             masks.push(self.device.download_pattern(&p.layer.pattern)?.to_mask());
         }
         sched.observe(&masks)?;
-        let (links, all) = masks
+        Ok(masks
             .iter()
-            .fold((0, 0), |(n, a), m| (n + m.nnz(), a + m.rows() * m.cols()));
-        Ok((links as f64 / all.max(1) as f64, Some(sched.itop())))
+            .fold((0, 0), |(n, a), m| (n + m.nnz(), a + m.rows() * m.cols())))
+    }
+
+    /// Mean density of the sparse projections and ITOP (one pattern readback per validation).
+    fn topology_metrics(&mut self) -> Result<(f64, Option<f64>)> {
+        if self.sched.is_none() {
+            return Ok((1.0, None));
+        }
+        let (links, all) = self.observe_topology()?;
+        let itop = self.sched.as_ref().map(DstScheduler::itop);
+        Ok((links as f64 / all.max(1) as f64, itop))
     }
 
     fn summary(&self, out: &Path, history: &[StepMetrics]) -> Result<()> {

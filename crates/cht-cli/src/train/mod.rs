@@ -184,12 +184,14 @@ impl<'d> Run<'d> {
                 layers.push(Layer::Dense(layer));
             }
         } else {
-            let s = DstScheduler::new(dst, &shapes)?;
+            let mut s = DstScheduler::new(dst, &shapes)?;
             let correlation = match s.config().topology_init {
                 cht_sparse::init::TopologyInit::Csti { .. } => Some(data.correlation()?),
                 _ => None,
             };
             let masks = s.initial_masks(correlation.as_ref())?;
+            // ITOP counts every link that was ever active, the initial ones included.
+            s.observe(&masks)?;
             for (l, mask) in masks.iter().enumerate() {
                 let weights = s.initial_weights(l, mask)?;
                 let pattern = CsrPattern::from_mask(mask);
@@ -370,6 +372,9 @@ impl<'d> Run<'d> {
             })
             .collect();
         sched.update(self.device, topology, &refs)?;
+        // Patterns change only here: observing each new one makes ITOP exact whatever the
+        // evaluation interval.
+        self.observe_topology()?;
         Ok(())
     }
 
@@ -402,10 +407,10 @@ impl<'d> Run<'d> {
         Ok((loss / n as f64, correct / n as f64))
     }
 
-    /// Per-layer density, ANP and ITOP (one mask readback per epoch).
-    fn topology_metrics(&mut self) -> Result<(Vec<f64>, Option<f64>, Option<f64>)> {
+    /// Reads the sparse patterns back and adds them to the scheduler's ITOP and ANP record.
+    fn observe_topology(&mut self) -> Result<Vec<cht_sparse::Mask>> {
         let Some(sched) = self.sched.as_mut() else {
-            return Ok((vec![1.0; self.config.model.hidden_layers], None, None));
+            return Ok(Vec::new());
         };
         let mut masks = Vec::new();
         for layer in &self.mlp.layers {
@@ -414,8 +419,22 @@ impl<'d> Run<'d> {
             }
         }
         sched.observe(&masks)?;
+        Ok(masks)
+    }
+
+    /// Per-layer density, ANP and ITOP (one mask readback per epoch).
+    fn topology_metrics(&mut self) -> Result<(Vec<f64>, Option<f64>, Option<f64>)> {
+        if self.sched.is_none() {
+            return Ok((vec![1.0; self.config.model.hidden_layers], None, None));
+        }
+        let masks = self.observe_topology()?;
         let density = masks.iter().map(cht_sparse::Mask::density).collect();
-        Ok((density, sched.anp(), Some(sched.itop())))
+        let sched = self.sched.as_ref();
+        Ok((
+            density,
+            sched.and_then(DstScheduler::anp),
+            sched.map(DstScheduler::itop),
+        ))
     }
 
     fn save(&self, out: &Path) -> Result<()> {
