@@ -211,7 +211,7 @@ fn every_method_runs_a_few_steps() {
         let ppl = m[0]["val_ppl"].as_f64().unwrap();
         assert!(ppl.is_finite() && ppl < 40.0, "{method}: {ppl}");
         if ["set", "rigl", "mest", "chts"].contains(&method) {
-            // One validation, after the updates at steps 5 (and 10 for fixed ζ): ITOP must count
+            // One validation at step 12, after the update at step 5 (T_end = 9): ITOP must count
             // the initial links and every regrown one, not only the pattern validation saw.
             let (itop, density) = (
                 m[0]["itop"].as_f64().unwrap(),
