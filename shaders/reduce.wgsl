@@ -6,12 +6,18 @@
 //                 factor[1] = sqrt(total) (the norm, for logs)
 //   scale_by:     x[i] *= factor[0]
 //   add_assign:   y[i] += x[i]   (residual connections)
+//
+// For a whole parameter arena (one dispatch instead of one per tensor):
+//   sum_squares_partials: PARTS (256) workgroups; workgroup w sums x² over its contiguous segment
+//                 [w·seg, (w+1)·seg) (stride-256 lanes, then the fixed tree) into
+//                 partials[slot + w]. The fused AdamW (optim.wgsl) turns the partials into the clip
+//                 factor in every workgroup, so clipping costs one extra dispatch per arena chunk.
 
 struct Params {
     len: u32,
     slot: u32,
     max_norm: f32,
-    _pad: u32,
+    seg: u32,
 }
 
 const RWG: u32 = 256u;
@@ -35,6 +41,10 @@ const WG: u32 = 64u;
 @group(0) @binding(1) var<storage, read> ax: array<f32>;
 @group(0) @binding(2) var<storage, read_write> ay: array<f32>;
 
+// sum_squares_partials bindings
+@group(0) @binding(1) var<storage, read> qx: array<f32>;
+@group(0) @binding(2) var<storage, read_write> qpartials: array<f32>;
+
 var<workgroup> partial: array<f32, RWG>;
 
 @compute @workgroup_size(RWG)
@@ -54,6 +64,29 @@ fn sum_squares(@builtin(local_invocation_index) lid: u32) {
     }
     if (lid == 0u) {
         sslots[p.slot] = partial[0];
+    }
+}
+
+@compute @workgroup_size(RWG)
+fn sum_squares_partials(@builtin(local_invocation_index) lid: u32,
+                        @builtin(workgroup_id) wg: vec3<u32>) {
+    let start = wg.x * p.seg;
+    let end = min(start + p.seg, p.len);
+    var acc = 0.0;
+    for (var i = start + lid; i < end; i += RWG) {
+        let v = qx[i];
+        acc += v * v;
+    }
+    partial[lid] = acc;
+    workgroupBarrier();
+    for (var width = RWG / 2u; width > 0u; width /= 2u) {
+        if (lid < width) {
+            partial[lid] += partial[lid + width];
+        }
+        workgroupBarrier();
+    }
+    if (lid == 0u) {
+        qpartials[p.slot + wg.x] = partial[0];
     }
 }
 

@@ -884,3 +884,181 @@ fn clip_grad_norm_and_add_assign_match_twins() {
 fn bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|x| x.to_bits()).collect()
 }
+
+/// Views: parts of one storage written, read and used by kernels on their own and as one tensor.
+#[test]
+fn stacked_views_read_write_and_bind_like_tensors() {
+    let out = both("views", |dev| {
+        let (whole, parts) = dev
+            .zeros_stacked(
+                "stack",
+                &[("a", 3, 5), ("b", 64, 1), ("c", 2, 3)],
+                DType::F32,
+            )
+            .unwrap();
+        // a: 15 elements padded to 64; b: 64; c: 6 → 192 in all.
+        assert_eq!(whole.len(), 192);
+        dev.write_f32(&parts[0], &randn(15, 1)).unwrap();
+        dev.write_f32(&parts[1], &randn(64, 2)).unwrap();
+        dev.write_f32(&parts[2], &randn(6, 3)).unwrap();
+        // A kernel on a view: c += a copy of a's first 6 elements. (Reading one view and writing
+        // another of the same storage in one op is refused: wgpu tracks usage per buffer.)
+        let a6 = whole.view("a6", 0, 6, 1).unwrap();
+        let c6 = whole.view("c6", 128, 6, 1).unwrap();
+        let copy = dev.zeros("copy", 6, 1, DType::F32);
+        dev.copy(&a6, &copy).unwrap();
+        dev.add_assign(&copy, &c6).unwrap();
+        dev.clear(&parts[1]).unwrap();
+        let mut out = dev.read_f32(&whole).unwrap();
+        out.extend(dev.read_f32(&parts[2]).unwrap());
+        out
+    });
+    let (a, c) = (randn(15, 1), randn(6, 3));
+    assert_eq!(&out[..15], &a[..]);
+    assert!(
+        out[15..128].iter().all(|&v| v == 0.0),
+        "padding and the cleared part are zero"
+    );
+    for i in 0..6 {
+        assert_eq!(out[128 + i], c[i] + a[i]);
+        assert_eq!(out[192 + i], out[128 + i]);
+    }
+    let d = cpu();
+    let t = d.zeros("t", 256, 1, DType::F32);
+    let (a, b) = (
+        t.view("a", 0, 6, 1).unwrap(),
+        t.view("b", 64, 6, 1).unwrap(),
+    );
+    assert!(
+        d.add_assign(&a, &b).is_err(),
+        "one storage read and written by one op"
+    );
+    assert!(t.view("bad", 3, 4, 1).is_err(), "unaligned view");
+    assert!(t.view("bad", 192, 65, 1).is_err(), "view past the end");
+    let (_, p) = d
+        .zeros_stacked("s", &[("x", 4, 16), ("y", 2, 16), ("z", 1, 3)], DType::F32)
+        .unwrap();
+    let xy = d.stacked_rows("xy", &[&p[0], &p[1]]).expect("contiguous");
+    assert_eq!((xy.rows(), xy.cols()), (6, 16));
+    assert!(
+        d.stacked_rows("yz", &[&p[1], &p[2]]).is_none(),
+        "columns differ"
+    );
+    assert!(
+        d.stacked_rows("xz", &[&p[0], &p[2]]).is_none(),
+        "not back to back"
+    );
+}
+
+/// The fused optimizer over a parameter arena (one and several chunks) against its twin, and
+/// against the per-tensor AdamW after per-tensor clipping.
+#[test]
+fn param_arena_adamw_and_sgd_match_twins_and_per_tensor_steps() {
+    let shapes = [
+        ("w0", 7, 13),
+        ("b0", 7, 1),
+        ("w1", 131, 67),
+        ("g", 1, 1),
+        ("e", 0, 5),
+    ];
+    let step = |t| AdamWStep {
+        lr: 1e-2,
+        beta1: 0.9,
+        beta2: 0.95,
+        eps: 1e-8,
+        weight_decay: 0.1,
+        t,
+    };
+    for chunk in [None, Some(8832), Some(9000)] {
+        for clip in [None, Some(0.5f32), Some(1e4)] {
+            let what = format!("adamw_arena chunk {chunk:?} clip {clip:?}");
+            let fused = both(&what, |dev| {
+                let (arena, slots) = dev.param_arena_limited("m", &shapes, 2, chunk).unwrap();
+                let chunks = match chunk {
+                    None => 1,
+                    Some(8832) => 3, // [w0 b0] [w1] [g e]
+                    _ => 2,          // [w0 b0] [w1 g e]
+                };
+                assert_eq!(arena.chunks().len(), chunks);
+                let mut out = Vec::new();
+                for t in 1..=3u32 {
+                    for (i, s) in slots.iter().enumerate() {
+                        let n = s.value.len();
+                        if t == 1 {
+                            dev.write_f32(&s.value, &randn(n, 10 + i as u32)).unwrap();
+                        }
+                        dev.write_f32(&s.grad, &randn(n, 20 * t + i as u32))
+                            .unwrap();
+                    }
+                    dev.adamw_arena(&arena, step(t), clip).unwrap();
+                    dev.submit().unwrap();
+                }
+                for s in &slots {
+                    out.extend(dev.read_f32(&s.value).unwrap());
+                    out.extend(dev.read_f32(&s.state[0]).unwrap());
+                    out.extend(dev.read_f32(&s.state[1]).unwrap());
+                }
+                if clip.is_some() {
+                    out.extend(dev.read_f32(&arena.clip).unwrap());
+                }
+                out
+            });
+            // The same steps tensor by tensor (clip_grad_norm sums in another order: close, not
+            // bit-equal).
+            let d = cpu();
+            let ts: Vec<_> = shapes
+                .iter()
+                .enumerate()
+                .map(|(i, &(_, r, c))| {
+                    let v = d
+                        .tensor_f32("v", r, c, &randn(r * c, 10 + i as u32))
+                        .unwrap();
+                    let z = || d.zeros("z", r, c, DType::F32);
+                    (v, z(), z(), z())
+                })
+                .collect();
+            for t in 1..=3u32 {
+                for (i, (v, g, _, _)) in ts.iter().enumerate() {
+                    d.write_f32(g, &randn(v.len(), 20 * t + i as u32)).unwrap();
+                }
+                if let Some(max_norm) = clip {
+                    let grads: Vec<_> = ts.iter().map(|x| &x.1).collect();
+                    let slots = d.zeros("slots", grads.len(), 1, DType::F32);
+                    let f = d.zeros("f", 2, 1, DType::F32);
+                    d.clip_grad_norm(&grads, max_norm, &slots, &f).unwrap();
+                }
+                for (v, g, m, s) in &ts {
+                    d.adamw(step(t), g, v, m, s).unwrap();
+                }
+            }
+            let mut want = Vec::new();
+            for (v, _, m, s) in &ts {
+                for x in [v, m, s] {
+                    want.extend(d.read_f32(x).unwrap());
+                }
+            }
+            assert_close(&what, &fused[..want.len()], &want, 1e-5);
+        }
+    }
+    let sgd = both("sgd_arena", |dev| {
+        let (arena, slots) = dev
+            .param_arena_limited("m", &shapes, 1, Some(8832))
+            .unwrap();
+        for (i, s) in slots.iter().enumerate() {
+            dev.write_f32(&s.value, &randn(s.value.len(), 30 + i as u32))
+                .unwrap();
+            dev.write_f32(&s.grad, &randn(s.value.len(), 40 + i as u32))
+                .unwrap();
+        }
+        dev.sgd_arena(&arena, SgdStep::new(0.1, 0.9, 5e-4)).unwrap();
+        dev.sgd_arena(&arena, SgdStep::new(0.1, 0.9, 5e-4)).unwrap();
+        slots
+            .iter()
+            .flat_map(|s| dev.read_f32(&s.value).unwrap())
+            .collect()
+    });
+    assert_eq!(sgd.len(), 7 * 13 + 7 + 131 * 67 + 1);
+    let d = cpu();
+    let (arena, _) = d.param_arena("m", &shapes, 1).unwrap();
+    assert!(d.adamw_arena(&arena, step(1), None).is_err(), "SGD arena");
+}

@@ -65,6 +65,40 @@ pub(crate) fn for_each_chunk_pair<T: Send, U: Send>(
     }
 }
 
+/// Like [`for_each_chunk`] over three equally long slices at once.
+pub(crate) fn for_each_chunk_triple<T: Send, U: Send, V: Send>(
+    a: &mut [T],
+    b: &mut [U],
+    c: &mut [V],
+    chunk_len: usize,
+    f: impl Fn(usize, &mut [T], &mut [U], &mut [V]) + Send + Sync,
+) {
+    assert!(
+        a.len() == b.len() && a.len() == c.len(),
+        "for_each_chunk_triple: lengths differ"
+    );
+    if chunk_len == 0 {
+        return;
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        use rayon::prelude::*;
+        a.par_chunks_mut(chunk_len)
+            .zip(b.par_chunks_mut(chunk_len))
+            .zip(c.par_chunks_mut(chunk_len))
+            .enumerate()
+            .for_each(|(i, ((x, y), z))| f(i, x, y, z));
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        a.chunks_mut(chunk_len)
+            .zip(b.chunks_mut(chunk_len))
+            .zip(c.chunks_mut(chunk_len))
+            .enumerate()
+            .for_each(|(i, ((x, y), z))| f(i, x, y, z));
+    }
+}
+
 /// `(0..n).map(f)` collected in order, computed in parallel where possible.
 pub(crate) fn map_range<R: Send>(n: usize, f: impl Fn(usize) -> R + Send + Sync) -> Vec<R> {
     #[cfg(not(target_arch = "wasm32"))]

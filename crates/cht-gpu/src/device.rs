@@ -150,6 +150,15 @@ impl Device {
         }
     }
 
+    /// Compute dispatches recorded since the device was opened (GPU; 0 on the CPU backend, whose
+    /// ops run at once). The difference around a training step is its dispatch count.
+    pub fn dispatch_count(&self) -> u64 {
+        match &self.backend {
+            Backend::Gpu(g) => g.dispatch_count(),
+            Backend::Cpu => 0,
+        }
+    }
+
     /// A zero-filled `rows × cols` tensor.
     pub fn zeros(&self, label: &str, rows: usize, cols: usize, dtype: DType) -> Tensor {
         let len = rows * cols;
@@ -158,6 +167,50 @@ impl Device {
             Backend::Cpu => Store::Cpu(RwLock::new(vec![0; len])),
         };
         Tensor::new(label, rows, cols, dtype, store)
+    }
+
+    /// One zero-filled storage holding several tensors, returned as views in order (and the
+    /// whole storage as the first element). Each part starts at a multiple of
+    /// [`crate::VIEW_ALIGN`] elements; when every part's size is such a multiple the parts are
+    /// back to back, so consecutive parts with the same column count can also be viewed as one
+    /// tensor ([`Device::stacked_rows`]).
+    pub fn zeros_stacked(
+        &self,
+        label: &str,
+        parts: &[(&str, usize, usize)],
+        dtype: DType,
+    ) -> Result<(Tensor, Vec<Tensor>)> {
+        let mut offsets = Vec::with_capacity(parts.len());
+        let mut end = 0;
+        for &(_, rows, cols) in parts {
+            offsets.push(end);
+            end += (rows * cols).next_multiple_of(crate::VIEW_ALIGN);
+        }
+        let whole = self.zeros(label, end, 1, dtype);
+        let views = parts
+            .iter()
+            .zip(offsets)
+            .map(|(&(name, rows, cols), off)| whole.view(name, off, rows, cols))
+            .collect::<Result<Vec<_>>>()?;
+        Ok((whole, views))
+    }
+
+    /// The rows of consecutive views `parts` (same storage, same column count, back to back) as
+    /// one tensor, or `None` when they are not contiguous.
+    pub fn stacked_rows(&self, label: &str, parts: &[&Tensor]) -> Option<Tensor> {
+        let first = parts.first()?;
+        let cols = first.cols();
+        let mut next = first.inner.offset;
+        for p in parts {
+            if !p.shares_storage(first) || p.cols() != cols || p.inner.offset != next {
+                return None;
+            }
+            next += p.len();
+        }
+        let rows = parts.iter().map(|p| p.rows()).sum();
+        Some(crate::tensor::Tensor::view_of_store(
+            label, first, rows, cols,
+        ))
     }
 
     /// A tensor holding `data` (row-major, `rows × cols`).
@@ -212,7 +265,7 @@ impl Device {
         }
         match &self.backend {
             Backend::Gpu(g) => {
-                g.write(t.gpu_buffer("write")?, words);
+                g.write(t.gpu_slice("write")?, words);
                 Ok(())
             }
             Backend::Cpu => {
@@ -226,7 +279,7 @@ impl Device {
     pub fn clear(&self, t: &Tensor) -> Result<()> {
         match &self.backend {
             Backend::Gpu(g) => {
-                g.clear(t.gpu_buffer("clear")?);
+                g.clear(t.gpu_slice("clear")?, t.len());
                 Ok(())
             }
             Backend::Cpu => {
@@ -244,7 +297,7 @@ impl Device {
         }
         match &self.backend {
             Backend::Gpu(g) => {
-                g.copy(src.gpu_buffer("copy")?, dst.gpu_buffer("copy")?, src.len());
+                g.copy(src.gpu_slice("copy")?, dst.gpu_slice("copy")?, src.len());
                 Ok(())
             }
             Backend::Cpu => {
@@ -301,8 +354,8 @@ impl Device {
 
     async fn read_words(&self, t: &Tensor) -> Result<Vec<u32>> {
         match &self.backend {
-            Backend::Gpu(g) => g.read_words(t.gpu_buffer("read")?, t.len()).await,
-            Backend::Cpu => Ok(t.cpu_read("read")?.clone()),
+            Backend::Gpu(g) => g.read_words(t.gpu_slice("read")?, t.len()).await,
+            Backend::Cpu => Ok(t.cpu_read("read")?.to_vec()),
         }
     }
 

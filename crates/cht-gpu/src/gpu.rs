@@ -9,10 +9,11 @@
 //! 3. reads (`read_words`) are explicit and only happen when the caller asks (every N steps).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
-use crate::tensor::Tensor;
+use crate::tensor::{GpuSlice, Tensor};
 
 /// Bytes reserved per dispatch in the parameter arena: the WebGPU default (and maximum) uniform
 /// offset alignment, so the same layout works on every adapter.
@@ -98,6 +99,8 @@ pub(crate) struct Gpu {
     timer: Option<Timer>,
     /// One-word buffer bound where an optional operand (bias, mask) is absent.
     pub(crate) dummy: Tensor,
+    /// Compute dispatches recorded since the device was opened.
+    dispatches: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -213,6 +216,7 @@ impl Gpu {
             staging: Mutex::default(),
             errors,
             timer,
+            dispatches: AtomicU64::new(0),
         })
     }
 
@@ -229,29 +233,38 @@ impl Gpu {
         })
     }
 
-    /// Queues a write of `words` at the start of `buffer` (ordered before the next submit).
-    pub(crate) fn write(&self, buffer: &wgpu::Buffer, words: &[u32]) {
+    /// Queues a write of `words` at the start of `dst` (ordered before the next submit).
+    pub(crate) fn write(&self, dst: GpuSlice<'_>, words: &[u32]) {
         if !words.is_empty() {
             self.queue
-                .write_buffer(buffer, 0, bytemuck::cast_slice(words));
+                .write_buffer(dst.buffer, dst.offset, bytemuck::cast_slice(words));
         }
     }
 
-    /// Records a zero-fill of `buffer` into the step's encoder.
-    pub(crate) fn clear(&self, buffer: &wgpu::Buffer) {
-        let mut frame = self.frame.lock().expect("frame");
-        let encoder = self.encoder(&mut frame);
-        encoder.clear_buffer(buffer, 0, None);
-    }
-
-    /// Records a buffer-to-buffer copy of `words` words.
-    pub(crate) fn copy(&self, src: &wgpu::Buffer, dst: &wgpu::Buffer, words: usize) {
+    /// Records a zero-fill of the first `words` words of `dst` into the step's encoder.
+    pub(crate) fn clear(&self, dst: GpuSlice<'_>, words: usize) {
         if words == 0 {
             return;
         }
         let mut frame = self.frame.lock().expect("frame");
         let encoder = self.encoder(&mut frame);
-        encoder.copy_buffer_to_buffer(src, 0, dst, 0, Some((words * 4) as u64));
+        encoder.clear_buffer(dst.buffer, dst.offset, Some((words * 4) as u64));
+    }
+
+    /// Records a copy of `words` words from `src` to `dst`.
+    pub(crate) fn copy(&self, src: GpuSlice<'_>, dst: GpuSlice<'_>, words: usize) {
+        if words == 0 {
+            return;
+        }
+        let mut frame = self.frame.lock().expect("frame");
+        let encoder = self.encoder(&mut frame);
+        encoder.copy_buffer_to_buffer(
+            src.buffer,
+            src.offset,
+            dst.buffer,
+            dst.offset,
+            Some((words * 4) as u64),
+        );
     }
 
     /// Records one dispatch of `kernel` over `groups` workgroups with `params` in binding 0 and
@@ -288,8 +301,23 @@ impl Gpu {
         let pipeline = self.pipeline(kernel, constants)?;
         let buffers = tensors
             .iter()
-            .map(|t| t.gpu_buffer(kernel.entry))
+            .map(|t| t.gpu_slice(kernel.entry))
             .collect::<Result<Vec<_>>>()?;
+        let max_binding = self.summary.limits.max_storage_buffer_binding_size;
+        if let Some((t, b)) = tensors
+            .iter()
+            .zip(&buffers)
+            .find(|(_, b)| b.size > max_binding)
+        {
+            return Err(Error::Unsupported(format!(
+                "{}: tensor {:?} ({} MiB) is larger than the adapter's storage binding limit \
+                 ({} MiB)",
+                kernel.entry,
+                t.label(),
+                b.size >> 20,
+                max_binding >> 20
+            )));
+        }
 
         let mut frame = self.frame.lock().expect("frame");
         if frame.params.len() + PARAM_STRIDE > ARENA_BYTES {
@@ -313,7 +341,13 @@ impl Gpu {
         pass.set_pipeline(&pipeline.pipeline);
         pass.set_bind_group(0, &bind_group, &[offset as u32]);
         pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+        self.dispatches.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Compute dispatches recorded since the device was opened.
+    pub(crate) fn dispatch_count(&self) -> u64 {
+        self.dispatches.load(Ordering::Relaxed)
     }
 
     /// Uploads the parameter arena and submits the step's commands (no-op when nothing is recorded).
@@ -346,8 +380,8 @@ impl Gpu {
         self.take_errors()
     }
 
-    /// Copies `words` words of `buffer` back to the host.
-    pub(crate) async fn read_words(&self, buffer: &wgpu::Buffer, words: usize) -> Result<Vec<u32>> {
+    /// Copies the first `words` words of `src` back to the host.
+    pub(crate) async fn read_words(&self, src: GpuSlice<'_>, words: usize) -> Result<Vec<u32>> {
         if words == 0 {
             return Ok(Vec::new());
         }
@@ -365,7 +399,7 @@ impl Gpu {
         {
             let mut frame = self.frame.lock().expect("frame");
             let encoder = self.encoder(&mut frame);
-            encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, Some(bytes));
+            encoder.copy_buffer_to_buffer(src.buffer, src.offset, &staging, 0, Some(bytes));
         }
         self.submit()?;
         let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
@@ -420,7 +454,12 @@ impl Gpu {
             self.encoder(&mut frame)
                 .resolve_query_set(&timer.queries, 0..2, &timer.resolve, 0);
         }
-        let words = self.read_words(&timer.resolve, 4).await?;
+        let resolve = GpuSlice {
+            buffer: &timer.resolve,
+            offset: 0,
+            size: 16,
+        };
+        let words = self.read_words(resolve, 4).await?;
         let start = u64::from(words[0]) | (u64::from(words[1]) << 32);
         let end = u64::from(words[2]) | (u64::from(words[3]) << 32);
         Ok(Some(
@@ -549,7 +588,7 @@ impl Gpu {
         &self,
         pipeline: &Pipeline,
         tensors: &[&Tensor],
-        buffers: &[&wgpu::Buffer],
+        buffers: &[GpuSlice<'_>],
     ) -> wgpu::BindGroup {
         let key = (
             pipeline.id,
@@ -573,7 +612,7 @@ impl Gpu {
         for (i, b) in buffers.iter().enumerate() {
             entries.push(wgpu::BindGroupEntry {
                 binding: i as u32 + 1,
-                resource: b.as_entire_binding(),
+                resource: b.binding(),
             });
         }
         let bg = self.device.create_bind_group(&wgpu::BindGroupDescriptor {

@@ -212,7 +212,7 @@ impl Device {
                 let (kernel, src, dst) = match how {
                     Move::Gather => (&GATHER, dense, values),
                     Move::Scatter => {
-                        g.clear(dense.gpu_buffer(op)?);
+                        g.clear(dense.gpu_slice(op)?, dense.len());
                         (&SCATTER, values, dense)
                     }
                     Move::Overlay => (&SCATTER, values, dense),
@@ -280,7 +280,7 @@ pub struct CsrArrays<V> {
 
 /// CPU twin of the build: same clamping to `capacity`, same fill order. Returns the status words
 /// (true link counts by rows and by columns).
-pub fn build_pattern_cpu<V: std::ops::DerefMut<Target = Vec<u32>>>(
+pub fn build_pattern_cpu<V: std::ops::DerefMut<Target = [u32]>>(
     rows: usize,
     cols: usize,
     capacity: usize,
@@ -336,12 +336,12 @@ mod tests {
         let mask = p.to_mask().to_u32();
         let cap = p.nnz() + 3;
         let mut a = CsrArrays {
-            row_ptr: Box::new(vec![0; 12]),
-            col_idx: Box::new(vec![0; cap]),
-            row_of: Box::new(vec![0; cap]),
-            col_ptr: Box::new(vec![0; 8]),
-            row_idx: Box::new(vec![0; cap]),
-            perm: Box::new(vec![0; cap]),
+            row_ptr: vec![0; 12].into_boxed_slice(),
+            col_idx: vec![0; cap].into_boxed_slice(),
+            row_of: vec![0; cap].into_boxed_slice(),
+            col_ptr: vec![0; 8].into_boxed_slice(),
+            row_idx: vec![0; cap].into_boxed_slice(),
+            perm: vec![0; cap].into_boxed_slice(),
         };
         let status = build_pattern_cpu(11, 7, cap, &mask, &mut a);
         assert_eq!(status, [p.nnz() as u32; 2]);

@@ -210,7 +210,7 @@ impl Device {
                     shape,
                     as_f32(&av),
                     as_f32(&bv),
-                    bias.as_deref().map(|b| as_f32(b)),
+                    bias.as_deref().map(as_f32),
                     cfg.act,
                     mask,
                     cfg.accumulate,

@@ -9,6 +9,7 @@
 //! | `elementwise` | `shaders/elementwise.wgsl` | ReLU backward, bias gradient |
 //! | `loss`        | `shaders/loss.wgsl`      | softmax cross-entropy, metric sums |
 //! | `optim`       | `shaders/optim.wgsl`     | SGD with momentum and weight decay, AdamW |
+//! | `arena`       | `shaders/optim.wgsl`, `reduce.wgsl` | fused AdamW / SGD over every parameter, clipping |
 //! | `norm`        | `shaders/norm.wgsl`      | RMSNorm forward and backward |
 //! | `rope`        | `shaders/rope.wgsl`      | rotary position embeddings, forward and backward |
 //! | `swiglu`      | `shaders/swiglu.wgsl`    | SwiGLU gating, forward and backward |
@@ -21,6 +22,7 @@
 //! | `topology`    | `shaders/topology.wgsl`  | removal scores, mask edits, chain sweeps |
 //! | `sample`      | `shaders/sample.wgsl`    | sampling keys, exact top-k selection |
 
+pub mod arena;
 pub mod attention;
 pub mod csr_build;
 pub mod elementwise;

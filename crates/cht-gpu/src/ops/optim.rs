@@ -6,7 +6,7 @@ use crate::gpu::{Access, Kernel};
 use crate::ops::{bytes, grid_1d};
 use crate::tensor::{DType, Tensor, as_f32, as_f32_mut};
 
-const SOURCE: &str = include_str!("../../../../shaders/optim.wgsl");
+pub(crate) const SOURCE: &str = include_str!("../../../../shaders/optim.wgsl");
 const KERNEL: Kernel = Kernel {
     family: "optim",
     source: SOURCE,
@@ -45,19 +45,19 @@ pub struct AdamWStep {
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct AdamParams {
+pub(crate) struct AdamParams {
     len: u32,
-    lr: f32,
-    beta1: f32,
-    beta2: f32,
-    eps: f32,
-    weight_decay: f32,
-    c1: f32,
-    c2: f32,
+    pub(crate) lr: f32,
+    pub(crate) beta1: f32,
+    pub(crate) beta2: f32,
+    pub(crate) eps: f32,
+    pub(crate) weight_decay: f32,
+    pub(crate) c1: f32,
+    pub(crate) c2: f32,
 }
 
 impl AdamWStep {
-    fn params(&self, len: usize) -> AdamParams {
+    pub(crate) fn params(&self, len: usize) -> AdamParams {
         let t = self.t.max(1) as i32;
         AdamParams {
             len: len as u32,

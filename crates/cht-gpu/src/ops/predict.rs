@@ -127,7 +127,7 @@ impl Device {
                             _pad: [0; 3],
                         };
                         let params = bytes(&params);
-                        g.clear(scratch.counts.gpu_buffer(OP)?);
+                        g.clear(scratch.counts.gpu_slice(OP)?, scratch.counts.len());
                         let count = [seed_ptr, seed_idx, other_ptr, other_idx, &scratch.counts];
                         g.dispatch(&COUNT, &[], params, &count, grid_1d(p.capacity))?;
                         let weights = [seed_ptr, &scratch.counts, &scratch.weights];
@@ -154,8 +154,8 @@ impl Device {
                 Ok(())
             }
             Backend::Cpu => {
-                let row_ptr = pattern.row_ptr.cpu_read(OP)?.clone();
-                let mut col_idx = pattern.col_idx.cpu_read(OP)?.clone();
+                let row_ptr = pattern.row_ptr.cpu_read(OP)?.to_vec();
+                let mut col_idx = pattern.col_idx.cpu_read(OP)?.to_vec();
                 col_idx.truncate(row_ptr[rows] as usize);
                 let csr = CsrPattern::new(rows, cols, row_ptr, col_idx)?;
                 let s = scores(&csr, predictor);

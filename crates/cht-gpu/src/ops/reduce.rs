@@ -30,6 +30,12 @@ const SCALE_BY: Kernel = Kernel {
     entry: "scale_by",
     access: RW,
 };
+pub(crate) const SUM_SQUARES_PARTIALS: Kernel = Kernel {
+    family: "reduce",
+    source: SOURCE,
+    entry: "sum_squares_partials",
+    access: RW,
+};
 const ADD_ASSIGN: Kernel = Kernel {
     family: "reduce",
     source: SOURCE,
@@ -41,11 +47,21 @@ const RWG: usize = 256;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
+pub(crate) struct Params {
     len: u32,
     slot: u32,
     max_norm: f32,
-    _pad: u32,
+    seg: u32,
+}
+
+/// Parameters of `sum_squares_partials` over `len` elements, writing partials `slot..slot + PARTS`.
+pub(crate) fn partials_params(len: usize, slot: usize) -> Params {
+    Params {
+        len: len as u32,
+        slot: slot as u32,
+        max_norm: 0.0,
+        seg: len.div_ceil(crate::ops::arena::PARTS) as u32,
+    }
 }
 
 fn params(len: usize, slot: usize, max_norm: f32) -> Params {
@@ -53,7 +69,7 @@ fn params(len: usize, slot: usize, max_norm: f32) -> Params {
         len: len as u32,
         slot: slot as u32,
         max_norm,
-        _pad: 0,
+        seg: 0,
     }
 }
 

@@ -147,7 +147,7 @@ impl Device {
                 let mut k = keys.cpu_write(OP)?;
                 sample_keys_cpu(
                     as_f32(&w),
-                    m.as_deref().map(|v| &v[..]),
+                    m.as_deref(),
                     eligible,
                     mode,
                     rng,
@@ -203,7 +203,7 @@ impl Device {
                         first: u32::from(pass == 0),
                         _pad: [0; 2],
                     };
-                    g.clear(sel.hist.gpu_buffer(OP)?);
+                    g.clear(sel.hist.gpu_slice(OP)?, sel.hist.len());
                     g.dispatch(
                         &HISTOGRAM,
                         &[],

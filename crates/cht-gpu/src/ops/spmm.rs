@@ -121,7 +121,7 @@ impl Device {
                         values: as_f32(&values),
                     },
                     as_f32(&x),
-                    bias.as_deref().map(|b| as_f32(b)),
+                    bias.as_deref().map(as_f32),
                     act,
                     as_f32_mut(&mut y),
                 );
