@@ -14,8 +14,26 @@
 //   l3n_rows    one invocation per (a, j): gather down column j (CSC rows ascending) → S[a, j]
 //   l3n_cols    one invocation per (j, a): gather along row a (CSR columns ascending), add to
 //               S[a, j], and zero S[a, j] when (a, j) is a link.
-// Every sum runs in the same order as the CPU twin (`cht_sparse::predict`), so the scores agree
-// to the bit wherever f32 division is correctly rounded.
+// Every sum runs in the same order as the CPU twin (`cht_sparse::predict`), and the node weights
+// (l3n_weights, lp_weights) are the twin's bits on any adapter: they divide with `div_rn`, an
+// integer long division that is correctly rounded (WGSL only promises 2.5 ULP for `/`), and CH3.1
+// reads its `pow` from a table made on the host (`cht_sparse::predict::ch31_denominators`). So
+// node-based scores agree to the bit.
+//
+// Node-based through dense products (spec §1.2 steps 1–6; `L3nPath::Products`), the float
+// products done by the GEMM (`Device::gemm`) between these kernels:
+//   lp_pack     one invocation per link: the pattern's rows and columns as bit lists (atomicOr
+//               into cleared words, 32 bits per word)
+//   lp_count    one invocation per pair (x, y) of one side: CN(x, y) = Σ popcount(x & y), as an
+//               f32 (an exact integer: counts stay below 2^24)
+//   lp_weights  one invocation per pair, in place: the node weight w(CN, deg node), 0 on the
+//               diagonal and where CN = 0; the node is x (node-major W[node][seed]) or y
+//               (seed-major Q[seed][node])
+//   lp_dense    one invocation per (a, j): D[a, j] = M[a, j] as 0.0 / 1.0
+//   GEMM        S_out = Q_DT · D (into the scores), S_in = D · W_in (scratch)
+//   lp_combine  one invocation per (a, j): S = S_out + S_in, existing links 0.
+// Each GEMM sums over k in increasing order with one accumulator from 0 and the 0/1 factor makes
+// every product exact, so S_out and S_in are the walk's two sums term for term and S its bits.
 //
 // Path-based: with f(x; seed) the per-interior-node factor (e.g. 1/√(1+e) for CH3),
 //   S[a, j] = Σ_{b asc ∈ N(j), b ≠ a}  f(b; a) · Σ_{k asc ∈ N(a) ∩ N(b)} f(k; j)
@@ -25,14 +43,19 @@
 // path-based scores agree to rounding (not to the bit).
 
 struct Params {
-    rows: u32,       // seeds' side size for this phase (rows of S, or cols of S for the column phase)
-    others: u32,     // the other side's size
+    rows: u32,       // seeds' side size for this phase (rows of S, or cols of S for the column
+                     // phase); lp_*: rows of the pattern
+    others: u32,     // the other side's size; lp_*: columns of the pattern
     start: u32,      // first seed of the chunk
     chunk: u32,      // seeds in the chunk
     variant: u32,    // node-based 0 CH3, 1 CH2, 2 CH3.1; path-based factors 3 CH3, 4 CH2, 5 RA
+    words_r: u32,    // lp_*: words per row bit list, ceil(cols / 32)
+    words_c: u32,    // lp_*: words per column bit list, ceil(rows / 32)
+    n: u32,          // lp_count, lp_weights: lists of the side
+    words: u32,      // lp_count: words per list of the side
+    seed_major: u32, // lp_weights: 1 when the node is the column index
     _pad0: u32,
     _pad1: u32,
-    _pad2: u32,
 }
 
 const WG: u32 = 64u;
@@ -46,10 +69,11 @@ const WG: u32 = 64u;
 @group(0) @binding(4) var<storage, read> c_oidx: array<u32>;
 @group(0) @binding(5) var<storage, read_write> c_counts: array<atomic<u32>>;
 
-// l3n_weights: seeds' ptr (degrees of the same side), counts, weights
+// l3n_weights: seeds' ptr (degrees of the same side), counts, weights, CH3.1 denominators
 @group(0) @binding(1) var<storage, read> w_ptr: array<u32>;
 @group(0) @binding(2) var<storage, read> w_counts: array<u32>;
 @group(0) @binding(3) var<storage, read_write> w_out: array<f32>;
+@group(0) @binding(4) var<storage, read> w_ch31: array<f32>;
 
 // l3n_rows / l3n_cols: the gather side's ptr/idx, weights, scores
 @group(0) @binding(1) var<storage, read> g_ptr: array<u32>;
@@ -61,19 +85,64 @@ fn linear_id(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.x + gid.y * nwg.x * WG;
 }
 
-// Node weight for internal degree i, degree deg (e = deg − i − 1, clamped at 0).
-fn node_weight(i: u32, deg: u32) -> f32 {
-    let e = f32(select(0u, deg - i - 1u, deg > i + 1u));
-    let fi = f32(i);
+// External degree deg − i − 1, clamped at 0.
+fn ext_degree(i: u32, deg: u32) -> u32 {
+    return select(0u, deg - i - 1u, deg > i + 1u);
+}
+
+// a / b rounded to nearest even, for positive normal a and b whose quotient is normal: the
+// mantissas divided as integers (24 quotient bits, then the remainder decides the rounding).
+fn div_rn(a: f32, b: f32) -> f32 {
+    let ba = bitcast<u32>(a);
+    let bb = bitcast<u32>(b);
+    let ma = (ba & 0x7fffffu) | 0x800000u;
+    let mb = (bb & 0x7fffffu) | 0x800000u;
+    var e = i32(ba >> 23u) - i32(bb >> 23u) + 127;
+    var q = 0u;
+    var r = ma;
+    var bits = 23u;
+    if (ma >= mb) {
+        q = 1u;
+        r = ma - mb;
+    } else {
+        bits = 24u;
+        e = e - 1;
+    }
+    for (var k = 0u; k < bits; k++) {
+        r = r << 1u;
+        q = q << 1u;
+        if (r >= mb) {
+            r = r - mb;
+            q = q | 1u;
+        }
+    }
+    let twice = r << 1u;
+    if (twice > mb || (twice == mb && (q & 1u) == 1u)) {
+        q = q + 1u;
+        if (q == 0x1000000u) {
+            q = 0x800000u;
+            e = e + 1;
+        }
+    }
+    return bitcast<f32>((u32(e) << 23u) | (q & 0x7fffffu));
+}
+
+// Node-based weight (variants 0–2) for i ≥ 1 internal links and external degree e: CH3 1/(1+e),
+// CH2 (1+i)/(1+e), CH3.1 (1+i)/ch31 with ch31 = (1+e)^(1+e/(1+e)) from the host's table.
+fn l3n_weight(i: u32, e: u32, ch31: f32) -> f32 {
     if (p.variant == 0u) {
-        return 1.0 / (1.0 + e);
+        return div_rn(1.0, 1.0 + f32(e));
     }
     if (p.variant == 1u) {
-        return (1.0 + fi) / (1.0 + e);
+        return div_rn(1.0 + f32(i), 1.0 + f32(e));
     }
-    if (p.variant == 2u) {
-        return (1.0 + fi) / pow(1.0 + e, 1.0 + e / (1.0 + e));
-    }
+    return div_rn(1.0 + f32(i), ch31);
+}
+
+// Path-based factor (variants 3–5) for internal degree i, degree deg.
+fn node_weight(i: u32, deg: u32) -> f32 {
+    let e = f32(ext_degree(i, deg));
+    let fi = f32(i);
     if (p.variant == 3u) {
         return 1.0 / sqrt(1.0 + e);
     }
@@ -126,7 +195,17 @@ fn l3n_weights(@builtin(global_invocation_id) gid: vec3<u32>,
     let i = w_counts[t];
     var w = 0.0;
     if (i > 0u) {
-        w = node_weight(i, w_ptr[b + 1u] - w_ptr[b]);
+        let deg = w_ptr[b + 1u] - w_ptr[b];
+        if (p.variant <= 2u) {
+            let e = ext_degree(i, deg);
+            var ch31 = 1.0;
+            if (p.variant == 2u) {
+                ch31 = w_ch31[e];
+            }
+            w = l3n_weight(i, e, ch31);
+        } else {
+            w = node_weight(i, deg);
+        }
     }
     w_out[t] = w;
 }
@@ -235,4 +314,109 @@ fn l3p_cols(@builtin(global_invocation_id) gid: vec3<u32>,
         }
     }
     p_scores[a * p.rows + j] = acc;
+}
+
+// lp_pack: row pointers (live count at [rows]), row of each link, column of each link, bits
+@group(0) @binding(1) var<storage, read> k_row_ptr: array<u32>;
+@group(0) @binding(2) var<storage, read> k_row_of: array<u32>;
+@group(0) @binding(3) var<storage, read> k_col_idx: array<u32>;
+@group(0) @binding(4) var<storage, read_write> k_bits_r: array<atomic<u32>>;
+@group(0) @binding(5) var<storage, read_write> k_bits_c: array<atomic<u32>>;
+
+// lp_count: bit lists of the side, counts
+@group(0) @binding(1) var<storage, read> c_bits: array<u32>;
+@group(0) @binding(2) var<storage, read_write> c_out: array<f32>;
+
+// lp_weights: the side's pointers (degrees), CH3.1 denominators, counts in / weights out
+@group(0) @binding(1) var<storage, read> q_ptr: array<u32>;
+@group(0) @binding(2) var<storage, read> q_ch31: array<f32>;
+@group(0) @binding(3) var<storage, read_write> q_io: array<f32>;
+
+// lp_dense: row bits, D
+@group(0) @binding(1) var<storage, read> d_bits: array<u32>;
+@group(0) @binding(2) var<storage, read_write> d_out: array<f32>;
+
+// lp_combine: row bits, S_in, S (holding S_out)
+@group(0) @binding(1) var<storage, read> s_bits: array<u32>;
+@group(0) @binding(2) var<storage, read> s_in: array<f32>;
+@group(0) @binding(3) var<storage, read_write> s_out: array<f32>;
+
+@compute @workgroup_size(WG)
+fn lp_pack(@builtin(global_invocation_id) gid: vec3<u32>,
+           @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = linear_id(gid, nwg);
+    if (t >= k_row_ptr[p.rows]) {
+        return;
+    }
+    let r = k_row_of[t];
+    let c = k_col_idx[t];
+    atomicOr(&k_bits_r[r * p.words_r + c / 32u], 1u << (c % 32u));
+    atomicOr(&k_bits_c[c * p.words_c + r / 32u], 1u << (r % 32u));
+}
+
+@compute @workgroup_size(WG)
+fn lp_count(@builtin(global_invocation_id) gid: vec3<u32>,
+            @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = linear_id(gid, nwg);
+    if (t >= p.n * p.n) {
+        return;
+    }
+    let x = (t / p.n) * p.words;
+    let y = (t % p.n) * p.words;
+    var c = 0u;
+    for (var w = 0u; w < p.words; w++) {
+        c += countOneBits(c_bits[x + w] & c_bits[y + w]);
+    }
+    c_out[t] = f32(c);
+}
+
+@compute @workgroup_size(WG)
+fn lp_weights(@builtin(global_invocation_id) gid: vec3<u32>,
+              @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = linear_id(gid, nwg);
+    if (t >= p.n * p.n) {
+        return;
+    }
+    let x = t / p.n;
+    let y = t % p.n;
+    let i = u32(q_io[t]);
+    let node = select(x, y, p.seed_major == 1u);
+    var w = 0.0;
+    if (i > 0u && x != y) {
+        let e = ext_degree(i, q_ptr[node + 1u] - q_ptr[node]);
+        var ch31 = 1.0;
+        if (p.variant == 2u) {
+            ch31 = q_ch31[e];
+        }
+        w = l3n_weight(i, e, ch31);
+    }
+    q_io[t] = w;
+}
+
+@compute @workgroup_size(WG)
+fn lp_dense(@builtin(global_invocation_id) gid: vec3<u32>,
+            @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = linear_id(gid, nwg);
+    if (t >= p.rows * p.others) {
+        return;
+    }
+    let a = t / p.others;
+    let j = t % p.others;
+    d_out[t] = f32((d_bits[a * p.words_r + j / 32u] >> (j % 32u)) & 1u);
+}
+
+@compute @workgroup_size(WG)
+fn lp_combine(@builtin(global_invocation_id) gid: vec3<u32>,
+              @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = linear_id(gid, nwg);
+    if (t >= p.rows * p.others) {
+        return;
+    }
+    let a = t / p.others;
+    let j = t % p.others;
+    if (((s_bits[a * p.words_r + j / 32u] >> (j % 32u)) & 1u) == 1u) {
+        s_out[t] = 0.0;
+    } else {
+        s_out[t] = s_out[t] + s_in[t];
+    }
 }

@@ -85,6 +85,28 @@ pub struct Regrowth {
     pub scores: RegrowScores,
     /// Sampled or top-k.
     pub selection: Selection,
+    /// Node-based predictors (L3n): density above which the scores are computed through dense
+    /// products instead of the sparse walk ([`cht_sparse::predict::L3nPath`]). Both give the same
+    /// bits, so this only changes speed; the default is the crossover measured on a 2-core CPU
+    /// ([`cht_sparse::predict::L3N_DENSE_ABOVE`]). 1 keeps the walk, 0 takes the products
+    /// whenever they fit. Configs saved without it load with the default.
+    #[serde(default = "default_l3n_dense_above")]
+    pub l3n_dense_above: f64,
+}
+
+impl Regrowth {
+    /// Regrowth by `scores` with `selection` and the default L3n crossover.
+    pub fn new(scores: RegrowScores, selection: Selection) -> Regrowth {
+        Regrowth {
+            scores,
+            selection,
+            l3n_dense_above: default_l3n_dense_above(),
+        }
+    }
+}
+
+fn default_l3n_dense_above() -> f64 {
+    cht_sparse::predict::L3N_DENSE_ABOVE
 }
 
 /// Initial value of regrown links (spec §3.5).
@@ -233,7 +255,7 @@ impl DstConfig {
             zeta: cosine.clone(),
             ..hard_wm.clone()
         };
-        let regrow = |scores, selection| Some(Regrowth { scores, selection });
+        let regrow = |scores, selection| Some(Regrowth::new(scores, selection));
         let base = DstConfig {
             method,
             density,
@@ -355,6 +377,12 @@ impl DstConfig {
         }
         if let Some(d) = &self.density_decay {
             d.validate()?;
+        }
+        let crossover = self.regrowth.as_ref().map_or(0.0, |r| r.l3n_dense_above);
+        if crossover.is_nan() || crossover < 0.0 {
+            return bad(format!(
+                "regrowth.l3n_dense_above must be a density ≥ 0, got {crossover}"
+            ));
         }
         Ok(())
     }

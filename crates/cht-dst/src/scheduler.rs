@@ -181,7 +181,14 @@ impl DstScheduler {
             .iter()
             .map(|s| (s.rows, s.cols, s.capacity))
             .collect();
-        let topology = Topology::new(device, &shapes, state_tensors);
+        let mut topology = Topology::new(device, &shapes, state_tensors);
+        let l3n = self.config.regrowth.as_ref().and_then(|r| match r.scores {
+            crate::RegrowScores::LinkPrediction(p) if !p.is_path_based() => Some(r.l3n_dense_above),
+            _ => None,
+        });
+        if let Some(dense_above) = l3n {
+            topology = topology.with_l3n_products(device, dense_above);
+        }
         if self.config.regrown_weights == crate::RegrownWeights::History {
             topology.with_history(device)
         } else {
@@ -269,6 +276,7 @@ impl DstScheduler {
                 removal: c.removal.selection,
                 temperature: temperature as f32,
                 regrow,
+                l3n_dense_above: c.regrowth.as_ref().map_or(1.0, |r| r.l3n_dense_above),
                 regrown_weights: c.regrown_weights,
                 seed: c.seed,
                 update: self.updates,

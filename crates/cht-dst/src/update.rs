@@ -1,10 +1,11 @@
 //! The topology update on the device: per-layer scratch created once, and the recorded sequence
 //! score → sample → percolate → regrow → rebuild → re-gather. No step reads anything back.
 
-use cht_gpu::ops::predict::LinkScratch;
+use cht_gpu::ops::predict::{LinkScratch, ProductScratch};
 use cht_gpu::ops::sample::{Eligible, KeyMode, Selector};
 use cht_gpu::ops::topology::{Axis, LinkScore};
 use cht_gpu::{CsrBuilder, DType, Device, SparsePattern, Tensor};
+use cht_sparse::predict::L3nPath;
 use cht_sparse::rng::{RngKey, Stream};
 
 use crate::config::{
@@ -78,6 +79,8 @@ pub(crate) struct LayerPlan {
     pub removal: Selection,
     pub temperature: f32,
     pub regrow: Option<(RegrowScores, Selection, RegrowTarget)>,
+    /// Density above which node-based link prediction takes the product path.
+    pub l3n_dense_above: f64,
     pub regrown_weights: RegrownWeights,
     pub seed: u32,
     pub update: u32,
@@ -144,6 +147,39 @@ impl Topology {
             })
             .collect();
         Topology { layers }
+    }
+
+    /// Adds the scratch of the node-based product path (spec §1.2) to every layer that can be
+    /// denser than `dense_above` (its link capacity over its size) and whose products fit; layers
+    /// of one shape share it, since a device runs the recorded updates in order. The CPU backend
+    /// needs none.
+    pub fn with_l3n_products(mut self, device: &Device, dense_above: f64) -> Topology {
+        let mut shared: Vec<((usize, usize), Option<ProductScratch>)> = Vec::new();
+        for (l, s) in self.layers.iter_mut().enumerate() {
+            let (rows, cols) = (s.rows, s.cols);
+            let max_links = s.link_live.len(); // the layer's link capacity
+            if !device.is_gpu()
+                || L3nPath::choose(rows, cols, max_links, dense_above) == L3nPath::Walk
+            {
+                continue;
+            }
+            let products = match shared.iter().find(|(shape, _)| *shape == (rows, cols)) {
+                Some((_, p)) => p.clone(),
+                None => {
+                    let p = device.l3n_product_scratch(&format!("dst.l3n{l}"), rows, cols);
+                    shared.push(((rows, cols), p.clone()));
+                    p
+                }
+            };
+            if let Some(p) = products {
+                s.predict = s
+                    .predict
+                    .clone()
+                    .with_products(p)
+                    .expect("product scratch made for this layer's shape");
+            }
+        }
+        self
     }
 
     /// Adds the dense historical-weight memory of every layer ([`RegrownWeights::History`]),
@@ -421,7 +457,16 @@ impl LayerScratch {
             let rng = RngKey::new(plan.seed, Stream::Regrowth, plan.update, plan.layer * 4);
             match scores {
                 RegrowScores::LinkPrediction(predictor) => {
-                    device.link_scores(&self.post, predictor, &self.predict, &self.dense_scores)?;
+                    // The survivors of removal bound the post-removal links (chain removal only
+                    // removes more); both paths give the same bits, so this only picks the faster.
+                    let path = self.predict.path_for(plan.n_keep, plan.l3n_dense_above);
+                    device.link_scores_via(
+                        &self.post,
+                        predictor,
+                        path,
+                        &self.predict,
+                        &self.dense_scores,
+                    )?;
                 }
                 RegrowScores::Random => {
                     let key =

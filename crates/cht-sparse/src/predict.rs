@@ -16,11 +16,79 @@
 //! Scores of existing links are 0; pairs without an L3 path score exactly 0. Sums run in a fixed
 //! order (ascending indices), so results are deterministic.
 //!
-//! Cost: L3n walks, per row, the rows sharing an input with it (`O(Σ_a Σ_{b∈C(a)} deg b)`); L3p
-//! walks every L3 path once (`O(#paths)`) with a dense common-neighbour table of the *smaller*
-//! side only (`min(out, in)²` floats).
+//! Cost: L3n has two paths that give the same bits ([`L3nPath`]): the *walk*, per row, over the
+//! rows sharing an input with it (`O(Σ_a Σ_{b∈C(a)} deg b)`, fast on sparse layers), and the
+//! *products* of spec §1.2 (bit-packed common-neighbour counts and 0/1 × dense products,
+//! `O((rows² + cols²)·(rows + cols)/64 + nnz·(rows + cols))`, fast on denser ones); [`scores`]
+//! takes the products above [`L3N_DENSE_ABOVE`]. L3p walks every L3 path once (`O(#paths)`) with
+//! a dense common-neighbour table of the *smaller* side only (`min(out, in)²` floats).
 
 use crate::{CsrPattern, Mask};
+
+pub mod products;
+
+/// Default density above which [`scores`] computes node-based predictors through products
+/// rather than the sparse walk: both paths give the same bits, so this only changes speed.
+/// Measured on the 2-core development machine (docs/BENCHMARKS.md, `cht bench scores`): the two
+/// cost the same at 0.65–1 % density on 1568×784 … 2048×5461 layers and at about 1.3 % on
+/// 512×512 (where both take under 2 ms); at 1 % the products are 1.05–1.8× faster on those large
+/// shapes, at 2 % 3.5–4.7×, and the gap keeps growing with the density.
+pub const L3N_DENSE_ABOVE: f64 = 0.01;
+
+/// How node-based (L3n) scores are computed. Both paths sum every score in the same order and
+/// give the same bits; only their cost differs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum L3nPath {
+    /// Walk the sparse structure: cost grows with the density squared.
+    Walk,
+    /// Dense products (spec §1.2 steps 1–6): counts by popcounts of bit-packed rows, then the
+    /// 0/1 pattern times the node weights. Needs `rows² + cols²` floats.
+    Products,
+}
+
+impl L3nPath {
+    /// The path for a `rows × cols` layer with `links` links: [`L3nPath::Products`] when the
+    /// density is above `dense_above` and the products fit ([`products_fit`]), else the walk.
+    pub fn choose(rows: usize, cols: usize, links: usize, dense_above: f64) -> L3nPath {
+        let total = rows * cols;
+        if total > 0 && links as f64 > dense_above * total as f64 && products_fit(rows, cols) {
+            L3nPath::Products
+        } else {
+            L3nPath::Walk
+        }
+    }
+}
+
+/// Whether the product path can score a `rows × cols` layer: counts below 2²⁴ (exact in f32 on
+/// every backend) and `rows² + cols²` weights within a memory cap (2²⁹ floats natively, 2²⁶ in
+/// WebAssembly).
+pub fn products_fit(rows: usize, cols: usize) -> bool {
+    const EXACT: usize = 1 << 24;
+    let cap: usize = if cfg!(target_arch = "wasm32") {
+        1 << 26
+    } else {
+        1 << 29
+    };
+    rows < EXACT
+        && cols < EXACT
+        && rows
+            .checked_mul(rows)
+            .zip(cols.checked_mul(cols))
+            .and_then(|(a, b)| a.checked_add(b))
+            .is_some_and(|n| n <= cap)
+}
+
+/// CH3.1's denominator `(1 + e)^(1 + e/(1 + e))` for external degree `e` — the one transcendental
+/// step of the L3n weights, shared by every implementation (GPUs get it as a table, so `pow`'s
+/// rounding cannot differ).
+pub fn ch31_denominator(e: f32) -> f32 {
+    (1.0 + e).powf(1.0 + e / (1.0 + e))
+}
+
+/// [`ch31_denominator`] of `e = 0, 1, …, max_e`.
+pub fn ch31_denominators(max_e: usize) -> Vec<f32> {
+    (0..=max_e).map(|e| ch31_denominator(e as f32)).collect()
+}
 
 /// A link predictor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -80,7 +148,7 @@ impl Predictor {
             Predictor::RaL3 => 1.0 / deg.sqrt(),
             Predictor::Ch3L3n => 1.0 / (1.0 + e),
             Predictor::Ch2L3n => (1.0 + i) / (1.0 + e),
-            Predictor::Ch31L3n => (1.0 + i) / (1.0 + e).powf(1.0 + e / (1.0 + e)),
+            Predictor::Ch31L3n => (1.0 + i) / ch31_denominator(e),
         }
     }
 }
@@ -102,10 +170,20 @@ impl std::str::FromStr for Predictor {
     }
 }
 
-/// Scores of every pair of a `rows × cols` layer, row-major; existing links score 0.
+/// Scores of every pair of a `rows × cols` layer, row-major; existing links score 0. Node-based
+/// predictors take the path [`L3nPath::choose`] picks at [`L3N_DENSE_ABOVE`].
 pub fn scores(p: &CsrPattern, predictor: Predictor) -> Vec<f32> {
+    let path = L3nPath::choose(p.rows(), p.cols(), p.nnz(), L3N_DENSE_ABOVE);
+    scores_via(p, predictor, path)
+}
+
+/// [`scores`] with the node-based path given (path-based predictors ignore it). Both paths give
+/// the same bits; [`L3nPath::Products`] falls back to the walk where the products do not fit.
+pub fn scores_via(p: &CsrPattern, predictor: Predictor, path: L3nPath) -> Vec<f32> {
     if predictor.is_path_based() {
         path_scores(p, predictor)
+    } else if path == L3nPath::Products && products_fit(p.rows(), p.cols()) {
+        products::node_scores(p, predictor)
     } else {
         node_scores(p, predictor)
     }
