@@ -1,41 +1,283 @@
-//! Dense and masked-dense GEMM `C = op(A)·op(B)` with a fused epilogue; shader `shaders/gemm.wgsl`.
+//! Dense and masked-dense GEMM `C = op(A)·op(B)` with a fused epilogue; shaders
+//! `shaders/gemm.wgsl` (f32 kernels) and `shaders/gemm_coop.wgsl` (tensor cores, native only).
 
 use crate::device::{Backend, Device};
-use crate::error::{Result, shape_err};
-use crate::gpu::{Access, Kernel};
+use crate::error::{Error, Result, shape_err};
+use crate::gpu::{Access, Gpu, Kernel};
 use crate::ops::bytes;
 use crate::ops::spmm::{Activation, epilogue_flags};
 use crate::tensor::{DType, Tensor, as_f32, as_f32_mut};
 
+const ACCESS: &[Access] = &[
+    Access::Read,
+    Access::Read,
+    Access::Read,
+    Access::Read,
+    Access::ReadWrite,
+];
 const KERNEL: Kernel = Kernel {
     family: "gemm",
     source: include_str!("../../../../shaders/gemm.wgsl"),
     entry: "gemm",
-    access: &[
-        Access::Read,
-        Access::Read,
-        Access::Read,
-        Access::Read,
-        Access::ReadWrite,
-    ],
+    access: ACCESS,
 };
 const KERNEL_TILED: Kernel = Kernel {
     entry: "gemm_tiled",
     ..KERNEL
 };
+const KERNEL_LARGE: Kernel = Kernel {
+    entry: "gemm_large",
+    ..KERNEL
+};
+const KERNEL_LARGE_V4: Kernel = Kernel {
+    entry: "gemm_large_v4",
+    ..KERNEL
+};
+/// WGSL of the tensor-core kernels (`shaders/gemm_coop.wgsl`), public for validation tests.
+pub const TENSOR_CORE_WGSL: &str = include_str!("../../../../shaders/gemm_coop.wgsl");
+const KERNEL_COOP: Kernel = Kernel {
+    family: "gemm_coop",
+    source: TENSOR_CORE_WGSL,
+    entry: "gemm_coop16",
+    access: ACCESS,
+};
+/// Rows × columns of C per workgroup of `gemm_large`.
+const LARGE_TILE: (usize, usize) = (128, 64);
 const FLAG_ACCUMULATE: u32 = 4;
+/// Operand lengths and dimensions must stay below this: every index and loop counter of the
+/// kernels then fits in a u32 without wrapping (which the unchecked shader modules rely on).
+const MAX_ELEMENTS: usize = 1 << 31;
 
-/// Which GEMM kernel runs on a GPU (both compute the same products; see `shaders/gemm.wgsl`).
+/// Which GEMM kernel runs on a GPU (all compute the same products; see `shaders/gemm.wgsl`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum GemmKernel {
-    /// `Tiled` on hardware GPUs (discrete or integrated), `Registers` on CPU drivers and adapters
-    /// that do not say what they are.
+    /// With [`Precision::F16TensorCores`], `TensorCores`; otherwise `Large` on hardware GPUs
+    /// (discrete or integrated) and `Registers` on CPU drivers and adapters that do not say what
+    /// they are.
     #[default]
     Auto,
     /// Register blocking only (4×4 per invocation), no workgroup memory.
     Registers,
-    /// Workgroup-memory tiles of op(A) and op(B) plus register blocking.
+    /// 64×64 tiles: workgroup-memory slices of op(A) and op(B) plus 4×4 register blocking.
     Tiled,
+    /// 128×64 tiles, 8×4 outputs per invocation, slices prefetched into registers, vec4 loads
+    /// and stores when the contiguous dimensions allow: the f32 kernel for hardware GPUs.
+    Large,
+    /// f16 operands on cooperative matrices (tensor cores), f32 results; needs a device opened
+    /// with [`Precision::F16TensorCores`] on an adapter that supports it.
+    TensorCores,
+}
+
+/// Arithmetic of the dense and masked-dense GEMMs of a GPU device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Precision {
+    /// f32 operands and sums, every entry summed in k order (bit-compatible with the CPU twin).
+    #[default]
+    F32,
+    /// f16 operands (rounded from the f32 tensors) multiplied on tensor cores through cooperative
+    /// matrices, f32 accumulation where the adapter offers it, f32 results. Native Vulkan and
+    /// Metal adapters only; asking for it elsewhere is an error when the device is opened.
+    F16TensorCores,
+}
+
+impl std::str::FromStr for Precision {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "f32" => Ok(Precision::F32),
+            "f16-tc" => Ok(Precision::F16TensorCores),
+            other => Err(Error::Unsupported(format!(
+                "unknown precision {other:?}: expected f32 or f16-tc"
+            ))),
+        }
+    }
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Precision::F32 => "f32",
+            Precision::F16TensorCores => "f16-tc",
+        })
+    }
+}
+
+/// The tensor-core kernel an adapter can run: one entry point of `shaders/gemm_coop.wgsl`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TensorCoreKernel {
+    /// Cooperative matrix size S (S×S×S products, S = 16 or 8).
+    pub size: u32,
+    /// f16 × f16 → f32 products (true), or f16 products per S-wide k-slice summed into f32.
+    pub f32_accumulator: bool,
+    /// Invocations per workgroup: 4 × the adapter's largest subgroup, at least 128.
+    pub workgroup: u32,
+}
+
+impl TensorCoreKernel {
+    /// The WGSL entry point.
+    pub fn entry(&self) -> &'static str {
+        match (self.size, self.f32_accumulator) {
+            (16, true) => "gemm_coop16",
+            (16, false) => "gemm_coop16_h",
+            (_, true) => "gemm_coop8",
+            (_, false) => "gemm_coop8_h",
+        }
+    }
+
+    /// Rows (and columns) of C per workgroup.
+    pub fn tile(&self) -> usize {
+        4 * self.size as usize
+    }
+}
+
+impl std::fmt::Display for TensorCoreKernel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = self.size;
+        let acc = if self.f32_accumulator {
+            "f16 x f16 -> f32"
+        } else {
+            "f16 x f16 -> f16 per k-slice, summed in f32"
+        };
+        write!(
+            f,
+            "{} ({s}x{s}x{s} {acc}, {} invocations)",
+            self.entry(),
+            self.workgroup
+        )
+    }
+}
+
+/// Picks the tensor-core kernel for an adapter, or says why there is none.
+///
+/// Needs the Vulkan or Metal backend, the features SHADER_F16, SUBGROUP and
+/// EXPERIMENTAL_COOPERATIVE_MATRIX, a largest subgroup of at most 64 invocations (the workgroup
+/// holds four of them, within WebGPU's 256) and a square 16×16×16 or 8×8×8 configuration with f16
+/// operands, preferring f32 accumulators, then the larger size. DX12 is refused: naga 30's HLSL
+/// writer has `unimplemented!()` for cooperative stores, so the kernel cannot be translated there.
+pub fn select_tensor_core_kernel(
+    backend: wgpu::Backend,
+    features: wgpu::Features,
+    configs: &[wgpu::CooperativeMatrixProperties],
+    subgroup_max_size: u32,
+) -> std::result::Result<TensorCoreKernel, String> {
+    use wgpu::CooperativeScalarType as T;
+    match backend {
+        wgpu::Backend::Vulkan | wgpu::Backend::Metal => {}
+        wgpu::Backend::Dx12 => {
+            return Err(
+                "DX12: naga 30's HLSL writer cannot emit cooperative-matrix stores \
+                        (unimplemented), so the tensor-core kernel is not used there"
+                    .into(),
+            );
+        }
+        other => {
+            return Err(format!(
+                "the {other:?} backend has no cooperative matrices (Vulkan or Metal only)"
+            ));
+        }
+    }
+    let needed = [
+        (wgpu::Features::SHADER_F16, "SHADER_F16"),
+        (wgpu::Features::SUBGROUP, "SUBGROUP"),
+        (
+            wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX,
+            "EXPERIMENTAL_COOPERATIVE_MATRIX",
+        ),
+    ];
+    let missing: Vec<&str> = needed
+        .iter()
+        .filter(|(f, _)| !features.contains(*f))
+        .map(|(_, name)| *name)
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!(
+            "the adapter lacks the feature(s) {}",
+            missing.join(", ")
+        ));
+    }
+    if subgroup_max_size == 0 || subgroup_max_size > 64 {
+        return Err(format!(
+            "largest subgroup of {subgroup_max_size} invocations: four of them must fit in a \
+             256-invocation workgroup"
+        ));
+    }
+    for (size, cr) in [(16, T::F32), (8, T::F32), (16, T::F16), (8, T::F16)] {
+        let offered = configs.iter().any(|c| {
+            c.m_size == size
+                && c.n_size == size
+                && c.k_size == size
+                && c.ab_type == T::F16
+                && c.cr_type == cr
+        });
+        if offered {
+            return Ok(TensorCoreKernel {
+                size,
+                f32_accumulator: cr == T::F32,
+                workgroup: (4 * subgroup_max_size).max(128),
+            });
+        }
+    }
+    Err(format!(
+        "no square 16x16x16 or 8x8x8 configuration with f16 operands among the {} offered: {}",
+        configs.len(),
+        describe_configs(configs).join(", ")
+    ))
+}
+
+/// Cooperative-matrix configurations as text, e.g. "16x16x16 F16->F32".
+pub fn describe_configs(configs: &[wgpu::CooperativeMatrixProperties]) -> Vec<String> {
+    configs
+        .iter()
+        .map(|c| {
+            format!(
+                "{}x{}x{} {:?}->{:?}",
+                c.m_size, c.n_size, c.k_size, c.ab_type, c.cr_type
+            )
+        })
+        .collect()
+}
+
+/// Every (entry point, override constants) pipeline the tensor-core launcher can create: each
+/// kernel variant with every transpose, mask kind and workgroup size. Tests validate each one.
+pub fn tensor_core_pipelines() -> Vec<(&'static str, Vec<(&'static str, f64)>)> {
+    let mut out = Vec::new();
+    for size in [16, 8] {
+        for f32_accumulator in [true, false] {
+            for workgroup in [128, 256] {
+                let kernel = TensorCoreKernel {
+                    size,
+                    f32_accumulator,
+                    workgroup,
+                };
+                for trans_a in [Transpose::No, Transpose::Yes] {
+                    for trans_b in [Transpose::No, Transpose::Yes] {
+                        for (mask_a, mask_c) in [(false, false), (true, false), (false, true)] {
+                            let mut constants =
+                                constants(trans_a, trans_b, mask_a, mask_c).to_vec();
+                            constants.push(("WG", f64::from(workgroup)));
+                            out.push((kernel.entry(), constants));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The override constants shared by every GEMM kernel.
+fn constants(
+    trans_a: Transpose,
+    trans_b: Transpose,
+    mask_a: bool,
+    mask_c: bool,
+) -> [(&'static str, f64); 4] {
+    [
+        ("TRANS_A", f64::from(u8::from(trans_a == Transpose::Yes))),
+        ("TRANS_B", f64::from(u8::from(trans_b == Transpose::Yes))),
+        ("MASK_A", f64::from(u8::from(mask_a))),
+        ("MASK_C", f64::from(u8::from(mask_c))),
+    ]
 }
 
 /// Whether an operand is used as stored or transposed.
@@ -130,7 +372,51 @@ fn dims(cfg: &Gemm<'_>, a: &Tensor, b: &Tensor, c: &Tensor) -> Result<(usize, us
         MaskOn::C(mask) => mask.expect(OP, DType::U32, m, n)?,
         MaskOn::None => {}
     }
+    let largest = [m, n, k, a.len(), b.len(), c.len()].into_iter().max();
+    if largest.is_some_and(|l| l >= MAX_ELEMENTS) {
+        return Err(Error::Unsupported(format!(
+            "{OP}: {m}x{n}x{k} has a dimension or operand of 2^31 elements or more"
+        )));
+    }
     Ok((m, n, k))
+}
+
+/// Whether [`GemmKernel::Large`] runs its vec4 entry point (`gemm_large_v4`) for this product:
+/// when every quad it reads or writes lies inside one row of its operand, i.e. the contiguous
+/// dimension of A, B and C is a multiple of 4 (and k > 0: an empty operand is bound as one word).
+pub fn large_uses_vec4(
+    m: usize,
+    n: usize,
+    k: usize,
+    trans_a: Transpose,
+    trans_b: Transpose,
+) -> bool {
+    let a_row = if trans_a == Transpose::Yes { m } else { k };
+    let b_row = if trans_b == Transpose::Yes { k } else { n };
+    k > 0 && a_row.is_multiple_of(4) && b_row.is_multiple_of(4) && n.is_multiple_of(4)
+}
+
+/// The kernel `choice` resolves to on `g`.
+fn resolve(choice: GemmKernel, g: &Gpu) -> Result<GemmKernel> {
+    Ok(match choice {
+        GemmKernel::Auto if g.tensor_cores.is_some() => GemmKernel::TensorCores,
+        GemmKernel::Auto => match g.summary.device_type.as_str() {
+            "DiscreteGpu" | "IntegratedGpu" => GemmKernel::Large,
+            _ => GemmKernel::Registers,
+        },
+        GemmKernel::TensorCores if g.tensor_cores.is_none() => {
+            return Err(Error::Unsupported(format!(
+                "gemm: the tensor-core kernel needs a device opened with precision f16-tc \
+                 (CHT_PRECISION / --precision); adapter {:?}: {}",
+                g.summary.name,
+                match &g.summary.tensor_cores {
+                    Ok(k) => format!("would run {k}"),
+                    Err(why) => why.clone(),
+                }
+            )));
+        }
+        other => other,
+    })
 }
 
 impl Device {
@@ -156,35 +442,62 @@ impl Device {
                     MaskOn::A(t) => (t, true, false),
                     MaskOn::C(t) => (t, false, true),
                 };
-                let constants = [
-                    (
-                        "TRANS_A",
-                        f64::from(u8::from(cfg.trans_a == Transpose::Yes)),
-                    ),
-                    (
-                        "TRANS_B",
-                        f64::from(u8::from(cfg.trans_b == Transpose::Yes)),
-                    ),
-                    ("MASK_A", f64::from(u8::from(mask_a))),
-                    ("MASK_C", f64::from(u8::from(mask_c))),
-                ];
+                let constants = constants(cfg.trans_a, cfg.trans_b, mask_a, mask_c);
                 let bias = cfg.bias.unwrap_or(&g.dummy);
-                let groups = [n.div_ceil(64) as u32, m.div_ceil(64) as u32, 1];
-                let tiled = match cfg.kernel {
-                    GemmKernel::Tiled => true,
-                    GemmKernel::Registers => false,
-                    GemmKernel::Auto => matches!(
-                        g.summary.device_type.as_str(),
-                        "DiscreteGpu" | "IntegratedGpu"
-                    ),
+                let params = bytes(&params);
+                let tiles = |rows: usize, cols: usize| {
+                    [n.div_ceil(cols) as u32, m.div_ceil(rows) as u32, 1]
                 };
-                g.dispatch(
-                    if tiled { &KERNEL_TILED } else { &KERNEL },
-                    &constants,
-                    bytes(&params),
-                    &[a, b, bias, mask, c],
-                    groups,
-                )
+                match resolve(cfg.kernel, g)? {
+                    GemmKernel::Registers | GemmKernel::Auto => g.dispatch(
+                        &KERNEL,
+                        &constants,
+                        params,
+                        &[a, b, bias, mask, c],
+                        tiles(64, 64),
+                    ),
+                    GemmKernel::Tiled => g.dispatch(
+                        &KERNEL_TILED,
+                        &constants,
+                        params,
+                        &[a, b, bias, mask, c],
+                        tiles(64, 64),
+                    ),
+                    GemmKernel::Large => {
+                        let v4 = large_uses_vec4(m, n, k, cfg.trans_a, cfg.trans_b);
+                        let (kernel, mask) = match (v4, cfg.mask) {
+                            // The unused mask binding of the vec4 entry needs 16 bytes: A
+                            // stands in (never read without MASK_A / MASK_C).
+                            (true, MaskOn::None) => (&KERNEL_LARGE_V4, a),
+                            (true, _) => (&KERNEL_LARGE_V4, mask),
+                            (false, _) => (&KERNEL_LARGE, mask),
+                        };
+                        let (rows, cols) = LARGE_TILE;
+                        g.dispatch(
+                            kernel,
+                            &constants,
+                            params,
+                            &[a, b, bias, mask, c],
+                            tiles(rows, cols),
+                        )
+                    }
+                    GemmKernel::TensorCores => {
+                        let tc = g.tensor_cores.expect("resolved only when available");
+                        let mut constants = constants.to_vec();
+                        constants.push(("WG", f64::from(tc.workgroup)));
+                        let kernel = Kernel {
+                            entry: tc.entry(),
+                            ..KERNEL_COOP
+                        };
+                        g.dispatch(
+                            &kernel,
+                            &constants,
+                            params,
+                            &[a, b, bias, mask, c],
+                            tiles(tc.tile(), tc.tile()),
+                        )
+                    }
+                }
             }
             Backend::Cpu => {
                 let (av, bv) = (a.cpu_read(OP)?, b.cpu_read(OP)?);
@@ -218,6 +531,33 @@ impl Device {
                 );
                 Ok(())
             }
+        }
+    }
+
+    /// The tensor-core kernel dense GEMMs use on this device (`None`: f32 kernels only; the
+    /// device was opened with [`Precision::F32`], or is the CPU backend).
+    pub fn tensor_core_kernel(&self) -> Option<TensorCoreKernel> {
+        match &self.backend {
+            Backend::Gpu(g) => g.tensor_cores,
+            Backend::Cpu => None,
+        }
+    }
+
+    /// Checks that this device can compute at `precision` (called when it is opened).
+    pub(crate) fn check_precision(&self, precision: Precision) -> Result<()> {
+        match (&self.backend, precision) {
+            (_, Precision::F32) => Ok(()),
+            (Backend::Gpu(g), Precision::F16TensorCores) if g.tensor_cores.is_some() => Ok(()),
+            (Backend::Gpu(g), Precision::F16TensorCores) => Err(Error::Unsupported(format!(
+                "precision f16-tc: adapter {:?} opened without tensor cores",
+                g.summary.name
+            ))),
+            (Backend::Cpu, Precision::F16TensorCores) => Err(Error::Unsupported(
+                "precision f16-tc needs a GPU adapter with cooperative matrices (tensor cores); \
+                 the CPU backend computes in f32 (use --precision f32, or see the log for why no \
+                 such adapter was opened)"
+                    .into(),
+            )),
         }
     }
 }
@@ -378,10 +718,11 @@ impl Epilogue<'_> {
             v.iter_mut().for_each(|x| *x = x.max(0.0));
         }
         if let Some(m) = self.mask {
+            // Branch-free (random masks defeat branch prediction): all-ones or all-zeros bits,
+            // so a masked entry becomes +0.0 as the shader's `select` gives.
             for (x, &keep) in v.iter_mut().zip(m) {
-                if keep == 0 {
-                    *x = 0.0;
-                }
+                let bits = u32::from(keep != 0).wrapping_neg();
+                *x = f32::from_bits(x.to_bits() & bits);
             }
         }
         if self.accumulate {
