@@ -10,6 +10,7 @@
 //   fill_cols      row_idx and perm (from pos), column by column, rows ascending
 //   csr_gather     values[k] = dense[row_of[k]·cols + col_idx[k]]
 //   csr_scatter    dense[row_of[k]·cols + col_idx[k]] = values[k]  (dense cleared beforehand)
+//   csr_mask       mask[row_of[k]·cols + col_idx[k]] = 1             (mask cleared beforehand)
 //
 // Capacity: the index buffers are allocated for `capacity` links. If a mask has more, pointers are
 // clamped (the extra links are dropped) and status[0] reports the true count, so the host can
@@ -60,6 +61,12 @@ const SCAN_WG: u32 = 256u;
 @group(0) @binding(3) var<storage, read> g_col_idx: array<u32>;
 @group(0) @binding(4) var<storage, read> g_src: array<f32>;
 @group(0) @binding(5) var<storage, read_write> g_dst: array<f32>;
+
+// csr_mask
+@group(0) @binding(1) var<storage, read> m_row_ptr: array<u32>;
+@group(0) @binding(2) var<storage, read> m_row_of: array<u32>;
+@group(0) @binding(3) var<storage, read> m_col_idx: array<u32>;
+@group(0) @binding(4) var<storage, read_write> m_mask: array<u32>;
 
 fn linear_id(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.x + gid.y * nwg.x * WG;
@@ -187,4 +194,14 @@ fn csr_scatter(@builtin(global_invocation_id) gid: vec3<u32>,
         return;
     }
     g_dst[g_row_of[k] * p.cols + g_col_idx[k]] = g_src[k];
+}
+
+@compute @workgroup_size(WG)
+fn csr_mask(@builtin(global_invocation_id) gid: vec3<u32>,
+            @builtin(num_workgroups) nwg: vec3<u32>) {
+    let k = linear_id(gid, nwg);
+    if (k >= min(m_row_ptr[p.rows], p.capacity)) {
+        return;
+    }
+    m_mask[m_row_of[k] * p.cols + m_col_idx[k]] = 1u;
 }

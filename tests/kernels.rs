@@ -1062,3 +1062,132 @@ fn param_arena_adamw_and_sgd_match_twins_and_per_tensor_steps() {
     let (arena, _) = d.param_arena("m", &shapes, 1).unwrap();
     assert!(d.adamw_arena(&arena, step(1), None).is_err(), "SGD arena");
 }
+
+/// The fused sparse backward pass (weight gradient and input gradient in one dispatch, the input
+/// gradient optionally accumulated), the accumulating sparse forward, the accumulating RMSNorm
+/// backward and the pattern mask: GPU vs twin and vs dense references, odd sizes, empty rows and
+/// columns, nnz = 0, spare capacity.
+#[test]
+fn fused_sparse_backward_and_accumulating_epilogues_match_twins() {
+    for seed in [3, 4] {
+        for &(rows, cols, batch) in &[(1, 1, 1), (7, 67, 5), (67, 7, 32), (131, 67, 7)] {
+            for p in patterns(rows, cols, seed) {
+                let what = format!("{rows}x{cols} batch {batch} nnz {} seed {seed}", p.nnz());
+                let capacity = p.nnz() + 5;
+                let mut values = randn(p.nnz(), seed + 1);
+                let w_dense = p.scatter_dense(&values);
+                values.resize(capacity, 0.0);
+                let (x, dy) = (randn(cols * batch, seed + 2), randn(rows * batch, seed + 3));
+                let (old_dx, old_y) =
+                    (randn(cols * batch, seed + 4), randn(rows * batch, seed + 5));
+                let out = both(
+                    &format!("sparse_backward + spmm_forward_with {what}"),
+                    |d| {
+                        let w = d.upload_pattern("w", &p, capacity).unwrap();
+                        let v = d.tensor_f32("values", capacity, 1, &values).unwrap();
+                        let xt = d.tensor_f32("x", cols, batch, &x).unwrap();
+                        let dyt = d.tensor_f32("dy", rows, batch, &dy).unwrap();
+                        let dw = d.tensor_f32("dw", capacity, 1, &poison(capacity)).unwrap();
+                        let dx = d.tensor_f32("dx", cols, batch, &old_dx).unwrap();
+                        d.sparse_backward(&w, &v, &dyt, Some(&dw), Some(&xt), Some((&dx, true)))
+                            .unwrap();
+                        let y = d.tensor_f32("y", rows, batch, &old_y).unwrap();
+                        let epilogue = cht::gpu::Epilogue {
+                            accumulate: true,
+                            ..Default::default()
+                        };
+                        d.spmm_forward_with(&w, &v, &xt, &epilogue, &y).unwrap();
+                        let mask = d.zeros("mask", rows, cols, DType::U32);
+                        d.write_u32(&mask, &vec![7; rows * cols]).unwrap();
+                        d.pattern_mask(&w, &mask).unwrap();
+                        let mut out = d.read_f32(&dw).unwrap()[..p.nnz()].to_vec();
+                        out.extend(d.read_f32(&dx).unwrap());
+                        out.extend(d.read_f32(&y).unwrap());
+                        out.extend(d.read_u32(&mask).unwrap().iter().map(|&m| m as f32));
+                        out
+                    },
+                );
+                // References: dW on the links, dx = old + Wᵀ·dy, y = old + W·x, the 0/1 mask.
+                let dense_dw = dense_product(rows, batch, cols, &dy, &transpose(cols, batch, &x));
+                let want_dw = p.gather_dense(&dense_dw).unwrap();
+                let mut want_dx =
+                    dense_product(cols, rows, batch, &transpose(rows, cols, &w_dense), &dy);
+                want_dx.iter_mut().zip(&old_dx).for_each(|(a, b)| *a += b);
+                let mut want_y = dense_product(rows, cols, batch, &w_dense, &x);
+                want_y.iter_mut().zip(&old_y).for_each(|(a, b)| *a += b);
+                let want_mask: Vec<f32> = p.to_mask().to_u32().iter().map(|&m| m as f32).collect();
+                let (n, cb, rb) = (p.nnz(), cols * batch, rows * batch);
+                assert_close(&format!("dW {what}"), &out[..n], &want_dw, TOL);
+                assert_close(&format!("dx {what}"), &out[n..n + cb], &want_dx, TOL);
+                assert_close(
+                    &format!("y {what}"),
+                    &out[n + cb..n + cb + rb],
+                    &want_y,
+                    TOL,
+                );
+                assert_eq!(&out[n + cb + rb..], &want_mask[..], "mask {what}");
+            }
+        }
+    }
+    for &(d, tokens) in &[(1, 1), (7, 5), (67, 131)] {
+        let (x, dy, old) = (
+            randn(d * tokens, 31),
+            randn(d * tokens, 32),
+            randn(d * tokens, 33),
+        );
+        let gain = randn(d, 34);
+        let run = |dev: &Device, accumulate: bool| {
+            let xt = dev.tensor_f32("x", d, tokens, &x).unwrap();
+            let gt = dev.tensor_f32("gain", d, 1, &gain).unwrap();
+            let (yt, rt) = (
+                dev.zeros("y", d, tokens, DType::F32),
+                dev.zeros("r", tokens, 1, DType::F32),
+            );
+            let dyt = dev.tensor_f32("dy", d, tokens, &dy).unwrap();
+            let dxt = dev.tensor_f32("dx", d, tokens, &old).unwrap();
+            let dgt = dev.tensor_f32("dgain", d, 1, &poison(d)).unwrap();
+            dev.rmsnorm_forward(&xt, &gt, 1e-5, &yt, &rt).unwrap();
+            if accumulate {
+                dev.rmsnorm_backward_accumulate(&xt, &gt, &rt, &dyt, &dxt, &dgt)
+            } else {
+                dev.rmsnorm_backward(&xt, &gt, &rt, &dyt, &dxt, &dgt)
+            }
+            .unwrap();
+            let mut out = dev.read_f32(&dxt).unwrap();
+            out.extend(dev.read_f32(&dgt).unwrap());
+            out
+        };
+        let what = format!("rmsnorm_backward_accumulate {d}x{tokens}");
+        let acc = both(&what, |dev| run(dev, true));
+        let plain = run(&cpu(), false);
+        let mut want = plain.clone();
+        want[..d * tokens]
+            .iter_mut()
+            .zip(&old)
+            .for_each(|(a, b)| *a += b);
+        assert_close(&what, &acc, &want, TOL);
+    }
+}
+
+/// A tensor larger than the adapter's largest buffer is an error naming it (at the next submit),
+/// not a wgpu panic or a silent allocation failure; binding it is refused by name as well.
+#[test]
+fn tensors_beyond_the_adapter_limits_are_named_errors() {
+    let Some(g) = gpu() else { return };
+    let cht::gpu::DeviceInfo::Gpu(a) = g.info() else {
+        unreachable!("a GPU device")
+    };
+    let d = Device::open_blocking(&cht::gpu::DeviceOptions {
+        backend: cht::gpu::BackendChoice::Gpu,
+        ..cht::gpu::DeviceOptions::from_env().unwrap()
+    })
+    .unwrap();
+    let words = (a.limits.max_buffer_size / 4 + 1) as usize;
+    let huge = d.zeros("model.too_big", words, 1, DType::F32);
+    let err = d.submit().unwrap_err().to_string();
+    assert!(err.contains("model.too_big") && err.contains("largest buffer"), "{err}");
+    let small = d.zeros("small", 4, 1, DType::F32);
+    let err = d.add_assign(&huge, &small).unwrap_err().to_string();
+    assert!(err.contains("model.too_big"), "{err}");
+    d.submit().unwrap();
+}

@@ -30,8 +30,8 @@ fn loss(mlp: &Mlp, d: &Device, ws: &cht::nn::Workspace) -> f64 {
 /// Weight tensors of a layer (values for sparse, weight for dense) and their gradients.
 fn params(layer: &Layer) -> (&cht::gpu::Tensor, &cht::gpu::Tensor) {
     match layer {
-        Layer::Sparse(s) => (&s.values, &s.grad),
-        Layer::Dense(d) => (&d.weight, &d.grad),
+        Layer::Sparse(s) => (&s.weight.value, &s.weight.grad),
+        Layer::Dense(d) => (&d.weight.value, &d.weight.grad),
     }
 }
 
@@ -93,8 +93,11 @@ fn sparse_gradients_match_finite_differences_and_dense_masked_reference() {
                 panic!("layer kinds")
             };
             let p = d.download_pattern(&s.pattern).unwrap();
-            d.write_f32(&t.weight, &p.scatter_dense(&d.read_f32(&s.values).unwrap()))
-                .unwrap();
+            d.write_f32(
+                &t.weight.value,
+                &p.scatter_dense(&d.read_f32(&s.weight.value).unwrap()),
+            )
+            .unwrap();
         }
         let dws = dense.workspace(&d, batch);
         dense.load_batch(&d, &dws, &x, &y).unwrap();
@@ -109,17 +112,19 @@ fn sparse_gradients_match_finite_differences_and_dense_masked_reference() {
                 panic!("layer kinds")
             };
             let p = d.download_pattern(&s.pattern).unwrap();
-            let want = p.gather_dense(&d.read_f32(&t.grad).unwrap()).unwrap();
+            let want = p
+                .gather_dense(&d.read_f32(&t.weight.grad).unwrap())
+                .unwrap();
             common::assert_close(
                 &format!("{name}: masked dense dW"),
-                &d.read_f32(&s.grad).unwrap(),
+                &d.read_f32(&s.weight.grad).unwrap(),
                 &want,
                 1e-4,
             );
             common::assert_close(
                 &format!("{name}: bias grad"),
-                &d.read_f32(&s.bias_grad).unwrap(),
-                &d.read_f32(&t.bias_grad).unwrap(),
+                &d.read_f32(&s.bias.as_ref().unwrap().grad).unwrap(),
+                &d.read_f32(&t.bias.as_ref().unwrap().grad).unwrap(),
                 1e-4,
             );
         }
@@ -194,4 +199,57 @@ fn bad_model_configs_are_errors() {
         mlp.load_batch(&d, &ws, &[0.0; 7], &[0, 1]).is_err(),
         "short batch accepted"
     );
+}
+
+/// An MLP whose sparse layers execute masked-dense trains like the same MLP executed as CSR
+/// (SGD with momentum and weight decay over the fused parameter arena), and its CSR side after a
+/// sync holds the same weights and momentum; on the CPU and the GPU.
+#[test]
+fn masked_dense_mlp_trains_like_the_csr_one() {
+    use cht::nn::ExecutionPolicy;
+    for (name, d) in devices() {
+        let config = MlpConfig {
+            sizes: vec![9, 13, 13, 5],
+            density: 0.35,
+            dense_last: true,
+            seed: 4,
+        };
+        let data = Blobs::new(9, 5, 0.5, 2);
+        let mut results = Vec::new();
+        for crossover in [1.0, 0.2] {
+            let mut mlp = Mlp::new(&d, &config).unwrap();
+            mlp.set_execution(&d, ExecutionPolicy { crossover }, &[0.35, 0.35])
+                .unwrap();
+            let ws = mlp.workspace(&d, 8);
+            let mut losses = Vec::new();
+            for step in 0..5 {
+                let (x, y) = data.batch(step, 8);
+                mlp.load_batch(&d, &ws, &x, &y).unwrap();
+                mlp.train_step(&d, &ws, Some(SgdStep::new(0.1, 0.9, 5e-4)))
+                    .unwrap();
+                losses.push(mlp.take_metrics(&d, &ws).unwrap().loss as f32);
+            }
+            mlp.sync_to_csr(&d).unwrap();
+            let mut state = Vec::new();
+            for l in &mlp.layers {
+                if let Layer::Sparse(s) = l {
+                    state.extend(d.read_f32(&s.weight.value).unwrap());
+                    state.extend(d.read_f32(&s.weight.state[0]).unwrap());
+                }
+            }
+            results.push((losses, state));
+        }
+        common::assert_close(
+            &format!("{name}: masked-dense vs CSR losses"),
+            &results[1].0,
+            &results[0].0,
+            1e-4,
+        );
+        common::assert_close(
+            &format!("{name}: masked-dense vs CSR weights and momentum"),
+            &results[1].1,
+            &results[0].1,
+            1e-4,
+        );
+    }
 }

@@ -377,7 +377,7 @@ impl Trainer {
             DenseLinear::new(&device, "classifier", 10, config.hidden, config.seed, n)
                 .map_err(|x| e(&x))?,
         ));
-        let mlp = Mlp::from_layers(layers).map_err(|x| e(&x))?;
+        let mlp = Mlp::from_layers(&device, layers).map_err(|x| e(&x))?;
         let topology = sched.as_ref().map(|s| s.topology(&device, 1));
         let ws = mlp.workspace(&device, config.batch);
         let eb = EVAL_BATCH.min(data.test_len());
@@ -506,15 +506,16 @@ impl Trainer {
             return Ok(());
         };
         let sparse: Vec<&SparseLinear> = self.mlp.layers.iter().filter_map(sparse_of).collect();
-        let states: Vec<[&cht_gpu::Tensor; 1]> = sparse.iter().map(|s| [&s.velocity]).collect();
+        let states: Vec<[&cht_gpu::Tensor; 1]> =
+            sparse.iter().map(|s| [&s.weight.state[0]]).collect();
         let refs: Vec<LayerRef<'_>> = sparse
             .iter()
             .enumerate()
             .map(|(l, s)| LayerRef {
                 pattern: &s.pattern,
-                values: &s.values,
+                values: &s.weight.value,
                 state: &states[l],
-                grad: Some(&s.grad),
+                grad: Some(&s.weight.grad),
                 dense_grad: None,
             })
             .collect();

@@ -131,7 +131,7 @@ async fn open_device(want_gpu: bool) -> (Device, String) {
     if want_gpu {
         let options = DeviceOptions {
             backend: BackendChoice::Gpu,
-            adapter: Default::default(),
+            ..Default::default()
         };
         match Device::open(&options).await {
             Ok(device) => {

@@ -22,7 +22,7 @@ const TOL: f32 = 1e-4;
 async fn webgpu() -> Device {
     let options = DeviceOptions {
         backend: BackendChoice::Gpu,
-        adapter: Default::default(),
+        ..Default::default()
     };
     Device::open(&options)
         .await

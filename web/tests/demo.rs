@@ -14,7 +14,7 @@ const FINGERPRINT: u64 = 0xa4f4_f7da_c9c8_066c;
 fn gpu() -> Option<Device> {
     let options = DeviceOptions {
         backend: BackendChoice::Gpu,
-        adapter: Default::default(),
+        ..Default::default()
     };
     match Device::open_blocking(&options) {
         Ok(d) => {

@@ -20,8 +20,9 @@ pub enum BenchCommand {
     Scores(ScoreBenchArgs),
     /// Language-model training throughput: tokens/s of FC vs 90 %-sparse training steps.
     Lm(LmBenchArgs),
-    /// Dense GEMM: on a GPU the register-blocked kernel vs the workgroup-tiled one; with
-    /// `--backend cpu` the CPU GEMM on the MLP's three products (forward, dW, dX) and a square one.
+    /// Dense GEMM: on a GPU the GFLOP/s and share of peak of each kernel (register-blocked, tiled,
+    /// large, tensor cores) on the LLaMA-60M and MLP products; with `--backend cpu` the CPU GEMM on
+    /// the MLP's three products (forward, dW, dX) and a square one.
     Gemm(GemmBenchArgs),
 }
 
@@ -33,6 +34,13 @@ pub struct GemmBenchArgs {
     /// One JSON object per line.
     #[arg(long)]
     json: bool,
+    /// Peak f32 TFLOP/s of the adapter, for the share of peak (default: the built-in table of
+    /// common adapters, matched by name).
+    #[arg(long)]
+    peak_tflops: Option<f64>,
+    /// Peak dense f16 tensor TFLOP/s (f32 accumulation), for the tensor-core share of peak.
+    #[arg(long)]
+    peak_f16_tflops: Option<f64>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -40,9 +48,14 @@ pub struct LmBenchArgs {
     /// Timed training steps per figure (after two warm-up steps).
     #[arg(long, default_value_t = 10)]
     steps: usize,
-    /// Density of the sparse run's projections.
-    #[arg(long, default_value_t = 0.1)]
-    density: f64,
+    /// Densities of the sparse runs' projections (comma-separated; 30 % is the paper's LLM
+    /// density).
+    #[arg(long, alias = "density", value_delimiter = ',', default_values_t = [0.3, 0.1])]
+    densities: Vec<f64>,
+    /// Density above which projections run masked-dense: `auto` (the calibrated crossover, as
+    /// `cht lm train` uses), `never`, or a number.
+    #[arg(long, default_value = "auto")]
+    masked_dense_above: crate::execution::MaskedDenseAbove,
     /// Also the LLaMA-60M shape (d 512, FFN 1376, 8 heads, 8 layers, context 256, vocabulary
     /// 32000, batch 8) — on a GPU adapter only, it is hours on a CPU.
     #[arg(long)]
@@ -379,94 +392,176 @@ fn summary(rows: &[Row], backend: &str, adapter: &str, json: bool) {
     }
 }
 
-/// Peer figures measured on the 2-core development machine with the official code (issue text):
-/// exact CH3-L3p by the C++/OpenMP extension, CH2-L3n by the PyTorch dense implementation on CPU.
-const SCORE_CASES: [(cht_sparse::predict::Predictor, usize, f64, f64, &str); 4] = [
-    (
-        cht_sparse::predict::Predictor::Ch3L3p,
-        1024,
-        0.05,
-        9.6,
-        "official C++ (OpenMP)",
-    ),
-    (
-        cht_sparse::predict::Predictor::Ch3L3p,
-        1568,
-        0.01,
-        2.3,
-        "official C++ (OpenMP)",
-    ),
-    (
-        cht_sparse::predict::Predictor::Ch2L3n,
-        1568,
-        0.01,
-        0.20,
-        "official PyTorch, CPU",
-    ),
-    (
-        cht_sparse::predict::Predictor::Ch2L3n,
-        4096,
-        0.05,
-        3.9,
-        "official PyTorch, CPU",
-    ),
-];
+/// One link-prediction figure: a random `rows × cols` mask at `density`, and the official code's
+/// time for it when known.
+struct ScoreCase {
+    predictor: cht_sparse::predict::Predictor,
+    rows: usize,
+    cols: usize,
+    density: f64,
+    peer: Option<(f64, &'static str)>,
+}
+
+const CPP: &str = "official C++ (OpenMP)";
+const TORCH: &str = "official PyTorch, CPU";
+
+const fn score_case(
+    predictor: cht_sparse::predict::Predictor,
+    (rows, cols): (usize, usize),
+    density: f64,
+    peer: Option<(f64, &'static str)>,
+) -> ScoreCase {
+    ScoreCase {
+        predictor,
+        rows,
+        cols,
+        density,
+        peer,
+    }
+}
+
+/// Peer figures measured on the 2-core development machine with the official code (issues #14 and
+/// #22): exact CH3-L3p by the C++/OpenMP extension, CH2-L3n by the PyTorch dense implementation on
+/// CPU (whose time does not depend on the density). The CH2-L3n rows sweep the density so that the
+/// crossover between the sparse walk and the dense products shows.
+const SCORE_CASES: [ScoreCase; 12] = {
+    use cht_sparse::predict::Predictor::{Ch2L3n, Ch3L3p};
+    [
+        score_case(Ch3L3p, (1024, 1024), 0.05, Some((9.6, CPP))),
+        score_case(Ch3L3p, (1568, 1568), 0.01, Some((2.3, CPP))),
+        score_case(Ch2L3n, (1568, 1568), 0.01, Some((0.20, TORCH))),
+        score_case(Ch2L3n, (1568, 1568), 0.02, None),
+        score_case(Ch2L3n, (1568, 1568), 0.05, None),
+        score_case(Ch2L3n, (2048, 5461), 0.01, Some((2.9, TORCH))),
+        score_case(Ch2L3n, (2048, 5461), 0.02, Some((2.9, TORCH))),
+        score_case(Ch2L3n, (2048, 5461), 0.05, Some((2.9, TORCH))),
+        score_case(Ch2L3n, (2048, 5461), 0.10, Some((2.9, TORCH))),
+        score_case(Ch2L3n, (2048, 5461), 0.30, Some((2.9, TORCH))),
+        score_case(Ch2L3n, (4096, 4096), 0.05, Some((3.9, TORCH))),
+        score_case(Ch2L3n, (4096, 4096), 0.10, Some((3.9, TORCH))),
+    ]
+};
+
+/// Median of `runs` wall times of `f` (a single run once one takes more than 5 s).
+fn median_s(runs: usize, mut f: impl FnMut()) -> f64 {
+    let mut times = Vec::new();
+    for _ in 0..runs.max(1) {
+        let start = std::time::Instant::now();
+        f();
+        times.push(start.elapsed().as_secs_f64());
+        if times[0] > 5.0 {
+            break;
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
 
 fn scores(options: &DeviceOptions, a: &ScoreBenchArgs) -> Result<()> {
+    use cht_sparse::predict::{L3N_DENSE_ABOVE, L3nPath, scores_via};
     let threads = cht_gpu::cpu_threads();
-    let gpu = Device::open_blocking(options).ok().filter(Device::is_gpu);
+    let gpu = Device::open_blocking(options)
+        .ok()
+        .filter(|d| d.is_gpu() && !a.no_gpu);
     let gpu_name = gpu.as_ref().map(Device::name);
+    // Software adapters (lavapipe) run the walk 10–20× slower than the CPU code and the dense
+    // products at a few GFLOP/s: there, the walk is measured where its CPU time is below 3 s and
+    // the products up to 1568×1568 (8·10⁹ multiply-adds).
+    let software = matches!(gpu.as_ref().map(Device::info),
+        Some(cht_gpu::DeviceInfo::Gpu(s)) if s.device_type == "Cpu");
     if !a.json {
         println!("link prediction on random masks, median of {} runs", a.runs);
         println!(
-            "CPU backend: Rust, {threads} threads; GPU: {}",
-            gpu_name.as_deref().unwrap_or("none")
+            "CPU backend: Rust, {threads} threads; GPU: {}; node-based scores take the products \
+             above {}% density (both paths give the same bits)",
+            gpu_name.as_deref().unwrap_or("none"),
+            L3N_DENSE_ABOVE * 100.0
         );
         println!(
-            "{:<10} {:>10} {:>8} {:>10} {:>10} {:>10} {:>9}  peer",
-            "predictor", "size", "density", "cpu (s)", "gpu (s)", "peer (s)", "cpu gain"
+            "{:<9} {:>9} {:>7} {:>9} {:>9} {:>8} {:>9} {:>9} {:>8} {:>7}  peer",
+            "predictor",
+            "size",
+            "density",
+            "walk (s)",
+            "prod (s)",
+            "picks",
+            "gpu walk",
+            "gpu prod",
+            "peer (s)",
+            "gain"
         );
     }
-    for (predictor, n, density, peer_s, peer) in SCORE_CASES {
-        let p = CsrPattern::random(n, n, density, RngKey::new(1, Stream::Synthetic, 0, 0))?;
-        let mut times = Vec::new();
-        for _ in 0..a.runs.max(1) {
-            let start = std::time::Instant::now();
-            let s = cht_sparse::predict::scores(&p, predictor);
-            times.push(start.elapsed().as_secs_f64());
-            std::hint::black_box(s);
-        }
-        times.sort_by(f64::total_cmp);
-        let ours = times[times.len() / 2];
-        let gpu_s = match &gpu {
-            Some(g) if !a.no_gpu => {
-                let dp = g.upload_pattern("bench.scores", &p, p.nnz())?;
-                let scratch = g.link_scratch("bench.scores", n, n);
-                let out = g.zeros("bench.scores.out", n, n, DType::F32);
-                let (ms, _) =
-                    median_ms(g, 1, |dev| dev.link_scores(&dp, predictor, &scratch, &out))?;
-                Some(ms / 1e3)
-            }
-            _ => None,
+    for case in &SCORE_CASES {
+        let (predictor, rows, cols, density) = (case.predictor, case.rows, case.cols, case.density);
+        let p = CsrPattern::random(rows, cols, density, RngKey::new(1, Stream::Synthetic, 0, 0))?;
+        let node = !predictor.is_path_based();
+        let cpu = |path| {
+            median_s(a.runs, || {
+                drop(std::hint::black_box(scores_via(&p, predictor, path)))
+            })
         };
+        let walk = cpu(L3nPath::Walk);
+        let products = node.then(|| cpu(L3nPath::Products));
+        let picks = L3nPath::choose(rows, cols, p.nnz(), L3N_DENSE_ABOVE);
+        let ours = match (picks, products) {
+            (L3nPath::Products, Some(t)) if node => t,
+            _ => walk,
+        };
+        let on_gpu = |path: L3nPath, cpu_s: f64| -> Result<Option<f64>> {
+            let Some(g) = &gpu else { return Ok(None) };
+            let too_slow = match path {
+                L3nPath::Walk => cpu_s > 3.0,
+                L3nPath::Products => (rows * cols * (rows + cols)) as f64 > 8e9,
+            };
+            if software && too_slow {
+                return Ok(None);
+            }
+            let dp = g.upload_pattern("bench.scores", &p, p.nnz())?;
+            let mut scratch = g.link_scratch("bench.scores", rows, cols);
+            if path == L3nPath::Products {
+                let Some(ps) = g.l3n_product_scratch("bench.scores", rows, cols) else {
+                    return Ok(None);
+                };
+                scratch = scratch.with_products(ps)?;
+            }
+            let out = g.zeros("bench.scores.out", rows, cols, DType::F32);
+            let (ms, _) = median_ms(g, 1, |dev| {
+                dev.link_scores_via(&dp, predictor, path, &scratch, &out)
+            })?;
+            Ok(Some(ms / 1e3))
+        };
+        let gpu_walk = on_gpu(L3nPath::Walk, walk)?;
+        let gpu_products = match products {
+            Some(t) => on_gpu(L3nPath::Products, t)?,
+            None => None,
+        };
+        let (peer_s, peer) = case.peer.unzip();
+        let picked = if node { Some(picks) } else { None };
         if a.json {
             println!(
                 "{}",
-                serde_json::json!({"predictor": predictor.name(), "rows": n, "cols": n, "density": density,
-                    "cpu_s": ours, "cpu_threads": threads, "gpu_s": gpu_s, "gpu_adapter": gpu_name,
-                    "peer_s": peer_s, "peer": peer, "cpu_speedup": peer_s / ours})
+                serde_json::json!({"predictor": predictor.name(), "rows": rows, "cols": cols,
+                    "density": density, "cpu_walk_s": walk, "cpu_products_s": products,
+                    "picks": picked.map(|p| format!("{p:?}").to_lowercase()), "cpu_s": ours,
+                    "cpu_threads": threads, "gpu_walk_s": gpu_walk, "gpu_products_s": gpu_products,
+                    "gpu_adapter": gpu_name, "peer_s": peer_s, "peer": peer,
+                    "cpu_speedup": peer_s.map(|s| s / ours)})
             );
         } else {
-            let g = gpu_s.map_or("-".to_owned(), |s| format!("{s:.4}"));
+            let f = |t: Option<f64>| t.map_or("-".to_owned(), |s| format!("{s:.3}"));
             println!(
-                "{:<10} {:>10} {:>7.0}% {:>10.4} {:>10} {:>10.2} {:>8.1}x  {peer}",
+                "{:<9} {:>9} {:>6}% {:>9.3} {:>9} {:>8} {:>9} {:>9} {:>8} {:>7}  {}",
                 predictor.name(),
-                format!("{n}x{n}"),
+                format!("{rows}x{cols}"),
                 density * 100.0,
-                ours,
-                g,
-                peer_s,
-                peer_s / ours
+                walk,
+                f(products),
+                picked.map_or("-".to_owned(), |p| format!("{p:?}").to_lowercase()),
+                f(gpu_walk),
+                f(gpu_products),
+                peer_s.map_or("-".to_owned(), |s| format!("{s:.2}")),
+                peer_s.map_or("-".to_owned(), |s| format!("{:.1}x", s / ours)),
+                peer.unwrap_or("")
             );
         }
     }
@@ -538,6 +633,7 @@ const LM_SMALL: cht_nn::LmConfig = cht_nn::LmConfig {
     batch: 16,
     density: 1.0,
     seed: 1,
+    bias: false,
 };
 
 /// LLaMA-60M (spec §7.4) at a per-device batch of 8 sequences.
@@ -551,10 +647,12 @@ const LM_60M: cht_nn::LmConfig = cht_nn::LmConfig {
     batch: 8,
     density: 1.0,
     seed: 1,
+    bias: false,
 };
 
 /// `cht bench lm`: wall time of whole training steps (forward, loss, backward, clipping, AdamW;
-/// one submit each) of the FC and the sparse model on each device, as tokens/s and their ratio.
+/// one submit each) of the FC model and of sparse models at each density on each device, as
+/// tokens/s, the ratio to FC, how the projections executed and the dispatches per step.
 fn lm(options: &DeviceOptions, a: &LmBenchArgs) -> Result<()> {
     let gpu = Device::open_blocking(options).ok().filter(Device::is_gpu);
     let cpu = Device::cpu();
@@ -568,51 +666,94 @@ fn lm(options: &DeviceOptions, a: &LmBenchArgs) -> Result<()> {
     if !a.no_cpu {
         cases.push((&cpu, "small", LM_SMALL));
     }
+    if let Some(&d) = a.densities.iter().find(|d| !(**d > 0.0 && **d <= 1.0)) {
+        anyhow::bail!("--densities: {d} is not in (0, 1]");
+    }
+    let setting = a.masked_dense_above;
     if !a.json {
         println!(
             "language-model training steps (forward, loss, backward, clip, AdamW), {} timed steps each",
             a.steps
         );
         println!(
-            "{:<10} {:<48} {:>12} {:>12} {:>8}",
-            "model", "device", "FC tok/s", "sparse tok/s", "ratio"
+            "{:<10} {:<44} {:>8} {:>12} {:>8} {:>13} {:>15}",
+            "model", "device", "density", "tokens/s", "vs FC", "projections", "dispatches/step"
         );
     }
     for (d, name, base) in cases {
-        let mut rates = Vec::new();
-        for density in [1.0, a.density] {
+        let tokens = base.batch * base.seq;
+        let largest = (base.ffn, base.d_model);
+        let policy = { setting }.resolve(d, largest, tokens)?;
+        let mut fc_rate = None;
+        for density in std::iter::once(1.0).chain(a.densities.iter().copied()) {
             let config = cht_nn::LmConfig {
                 density,
                 ..base.clone()
             };
-            rates.push(lm_tokens_per_s(d, &config, a.steps)?);
+            let r = lm_tokens_per_s(d, &config, a.steps, policy)?;
+            let fc = *fc_rate.get_or_insert(r.tokens_per_s);
+            let ratio = r.tokens_per_s / fc;
+            let dispatches = if d.is_gpu() {
+                r.dispatches.to_string()
+            } else {
+                "-".into()
+            };
+            if a.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"bench": "lm", "model": name, "device": d.name(),
+                        "backend": if d.is_gpu() { "gpu" } else { "cpu" }, "d_model": base.d_model,
+                        "layers": base.layers, "seq": base.seq, "batch": base.batch,
+                        "vocab": base.vocab, "density": density, "tokens_per_s": r.tokens_per_s,
+                        "over_fc": ratio, "execution": r.execution,
+                        "masked_dense_above": policy.crossover,
+                        "dispatches_per_step": d.is_gpu().then_some(r.dispatches)})
+                );
+            } else {
+                println!(
+                    "{:<10} {:<44} {:>7.0}% {:>12.0} {:>7.2}x {:>13} {:>15}",
+                    name,
+                    d.name(),
+                    density * 100.0,
+                    r.tokens_per_s,
+                    ratio,
+                    r.execution,
+                    dispatches
+                );
+            }
         }
-        let ratio = rates[1] / rates[0];
-        if a.json {
+        if !a.json {
             println!(
-                "{}",
-                serde_json::json!({"bench": "lm", "model": name, "device": d.name(),
-                    "backend": if d.is_gpu() { "gpu" } else { "cpu" }, "d_model": base.d_model,
-                    "layers": base.layers, "seq": base.seq, "batch": base.batch, "vocab": base.vocab,
-                    "density": a.density, "fc_tokens_per_s": rates[0],
-                    "sparse_tokens_per_s": rates[1], "sparse_over_fc": ratio})
-            );
-        } else {
-            println!(
-                "{:<10} {:<48} {:>12.0} {:>12.0} {:>7.2}x",
-                name,
-                d.name(),
-                rates[0],
-                rates[1],
-                ratio
+                "{:<10} masked-dense above {:.1} % density on this device",
+                "",
+                policy.crossover * 100.0
             );
         }
     }
     Ok(())
 }
 
-fn lm_tokens_per_s(d: &Device, config: &cht_nn::LmConfig, steps: usize) -> Result<f64> {
-    let lm = cht_nn::Lm::new(d, config)?;
+/// One `cht bench lm` figure.
+struct LmRate {
+    tokens_per_s: f64,
+    dispatches: u64,
+    execution: &'static str,
+}
+
+fn lm_tokens_per_s(
+    d: &Device,
+    config: &cht_nn::LmConfig,
+    steps: usize,
+    policy: cht_nn::ExecutionPolicy,
+) -> Result<LmRate> {
+    let mut lm = cht_nn::Lm::new(d, config)?;
+    let sparse = lm.sparse_projections().len();
+    lm.set_execution(d, policy, &vec![config.density; sparse])?;
+    let execution = match (sparse, policy.for_density(config.density)) {
+        (0, _) => "dense",
+        (_, cht_nn::Execution::Csr) => "CSR",
+        (_, cht_nn::Execution::MaskedDense) => "masked-dense",
+    };
     let ws = lm.workspace(d);
     let tokens = config.batch * config.seq;
     let mut rng = cht_sparse::rng::Counter::new(RngKey::new(3, Stream::Synthetic, 0, 0));
@@ -635,18 +776,113 @@ fn lm_tokens_per_s(d: &Device, config: &cht_nn::LmConfig, steps: usize) -> Resul
         lm.train_step(d, &ws, Some(adam(t)), Some(1.0))?;
     }
     lm.take_metrics(d, &ws)?; // waits for the warm-up
+    let before = d.dispatch_count();
     let start = std::time::Instant::now();
     for t in 0..steps {
         lm.train_step(d, &ws, Some(adam(3 + t as u32)), Some(1.0))?;
     }
     lm.take_metrics(d, &ws)?; // waits for the last step
-    Ok((steps * tokens) as f64 / start.elapsed().as_secs_f64())
+    let elapsed = start.elapsed().as_secs_f64();
+    // take_metrics' clear is a command, not a dispatch: the difference is the steps' dispatches.
+    Ok(LmRate {
+        tokens_per_s: (steps * tokens) as f64 / elapsed,
+        dispatches: (d.dispatch_count() - before) / steps.max(1) as u64,
+        execution,
+    })
 }
 
-/// `cht bench gemm`: `C[m×n] = A[m×k]·B[k×n]` with each GPU GEMM kernel, in GFLOP/s, on the shapes
-/// of the MLP (forward and weight gradient at batch 32) and a square one.
+/// Peak dense throughput of an adapter: f32, and f16 on tensor cores with f32 accumulation.
+#[derive(Clone, Copy, Debug)]
+struct Peak {
+    /// f32 TFLOP/s (the f32 kernels' ceiling).
+    f32_tflops: Option<f64>,
+    /// Dense f16 tensor TFLOP/s with f32 accumulation (the tensor-core kernel's ceiling).
+    f16_tflops: Option<f64>,
+}
+
+/// Vendor peak figures (dense, no sparsity) of common adapters, matched in order as a
+/// case-insensitive substring of the adapter name (so more specific names come first). Entries
+/// without figures keep a larger sibling from matching a smaller one's entry.
+const PEAKS: &[(&str, Option<f64>, Option<f64>)] = &[
+    // NVIDIA H200 datasheet (SXM): FP32 67 TFLOPS; FP16 Tensor Core 1,979 TFLOPS with sparsity,
+    // i.e. 989.5 dense. (H200 NVL: 60 / 1,671 with sparsity.)
+    ("H200 NVL", Some(60.0), Some(835.5)),
+    ("H200", Some(67.0), Some(989.5)),
+    // NVIDIA H100 datasheet: PCIe FP32 51 TFLOPS, FP16 Tensor Core 1,513 with sparsity (756.5
+    // dense); SXM FP32 67, FP16 Tensor Core 1,979 with sparsity (989.5 dense).
+    ("H100 PCIe", Some(51.0), Some(756.5)),
+    ("H100", Some(67.0), Some(989.5)),
+    // NVIDIA A100 datasheet: FP32 19.5 TFLOPS; FP16 Tensor Core 312 TFLOPS (624 with sparsity).
+    ("A100", Some(19.5), Some(312.0)),
+    // NVIDIA Ada Lovelace architecture whitepaper, GeForce RTX 4090: FP32 82.6 TFLOPS; peak FP16
+    // Tensor TFLOPS with FP32 accumulate 165.2 (330.4 with sparsity).
+    ("RTX 4090", Some(82.6), Some(165.2)),
+    // NVIDIA Ampere GA102 whitepaper, GeForce RTX 3090: FP32 35.6 TFLOPS; peak FP16 Tensor TFLOPS
+    // with FP32 accumulate 71 (142 with sparsity).
+    ("RTX 3090", Some(35.6), Some(71.0)),
+    // AMD Instinct MI300X data sheet: peak FP32 vector 163.4 TFLOPS; peak FP16 1,307.4 TFLOPS
+    // (2,614.9 with sparsity).
+    ("MI300X", Some(163.4), Some(1307.4)),
+    // Apple publishes no figure for the Pro / Max / Ultra parts' GPUs here: pass --peak-tflops.
+    ("M2 Pro", None, None),
+    ("M2 Max", None, None),
+    ("M2 Ultra", None, None),
+    ("M3 Pro", None, None),
+    ("M3 Max", None, None),
+    ("M3 Ultra", None, None),
+    // Apple M2 press release (June 2022): 10-core GPU, "3.6 teraflops". Apple GPUs run f16 at the
+    // f32 rate (no separate tensor units), so simdgroup matrices share the same ceiling.
+    ("Apple M2", Some(3.6), Some(3.6)),
+    // Apple M3: Apple gives no TFLOPS figure; 10 GPU cores × 128 f32 lanes × 2 FLOP × ≈1.4 GHz
+    // ≈ 3.6 TFLOP/s (an estimate, like M2's), f16 at the same rate.
+    ("Apple M3", Some(3.6), Some(3.6)),
+];
+
+/// The peak of the adapter called `name` (case-insensitive substring match), or unknown.
+fn peak_of(name: &str) -> Peak {
+    let lower = name.to_lowercase();
+    PEAKS
+        .iter()
+        .find(|(pattern, _, _)| lower.contains(&pattern.to_lowercase()))
+        .map_or(
+            Peak {
+                f32_tflops: None,
+                f16_tflops: None,
+            },
+            |&(_, f32_tflops, f16_tflops)| Peak {
+                f32_tflops,
+                f16_tflops,
+            },
+        )
+}
+
+/// The products `cht bench gemm` measures: (what, m, n, k, op(A), op(B)).
+fn gemm_bench_shapes() -> Vec<(&'static str, usize, usize, usize, Transpose, Transpose)> {
+    let (no, yes) = (Transpose::No, Transpose::Yes);
+    // LLaMA-60M at batch 8 × context 256, feature-major (activations [features, tokens], weights
+    // [out, in]): forward C[out×tokens] = W[out×in]·X[in×tokens]; the FFN's up projection's weight
+    // gradient dW = dY·Xᵀ and input gradient dX = Wᵀ·dY.
+    let (tokens, d, ffn, vocab) = (8 * 256, 512, 1376, 32000);
+    vec![
+        ("60M attn d->d", d, tokens, d, no, no),
+        ("60M ffn d->ffn", ffn, tokens, d, no, no),
+        ("60M ffn ffn->d", d, tokens, ffn, no, no),
+        ("60M head d->vocab", vocab, tokens, d, no, no),
+        ("60M d->ffn dW", ffn, d, tokens, no, yes),
+        ("60M d->ffn dX", d, tokens, ffn, yes, no),
+        // The MLP's 784→1568 and 1568→1568 layers at batch 32, and a square product.
+        ("mlp 1568x32x784", 1568, 32, 784, no, no),
+        ("mlp 1568x32x1568", 1568, 32, 1568, no, no),
+        ("mlp 1568x1568x32", 1568, 1568, 32, no, no),
+        ("square 1024", 1024, 1024, 1024, no, no),
+    ]
+}
+
+/// `cht bench gemm`: GFLOP/s of each GPU GEMM kernel (register-blocked, tiled, large and, where
+/// the adapter has them, tensor cores) and their share of the adapter's peak, on the LLaMA-60M
+/// products and the MLP's. With `--backend cpu`, the CPU GEMM instead.
 fn gemm_kernels(options: &DeviceOptions, a: &GemmBenchArgs) -> Result<()> {
-    use cht_gpu::GemmKernel;
+    use cht_gpu::{GemmKernel, Precision};
     if options.backend == cht_gpu::BackendChoice::Cpu {
         return gemm_cpu(options, a);
     }
@@ -654,46 +890,129 @@ fn gemm_kernels(options: &DeviceOptions, a: &GemmBenchArgs) -> Result<()> {
         backend: cht_gpu::BackendChoice::Gpu,
         ..options.clone()
     })?;
+    // Tensor cores: this device if it was opened for them, else a second device on the same
+    // adapter opened with precision f16-tc, if the adapter allows.
+    let (tc_owned, tc_note) = if d.tensor_core_kernel().is_some() {
+        (None, String::new())
+    } else {
+        match Device::open_blocking(&DeviceOptions {
+            backend: cht_gpu::BackendChoice::Gpu,
+            precision: Precision::F16TensorCores,
+            ..options.clone()
+        }) {
+            Ok(t) => (Some(t), String::new()),
+            Err(e) => (None, e.to_string()),
+        }
+    };
+    let tc = if d.tensor_core_kernel().is_some() {
+        Some(&d)
+    } else {
+        tc_owned.as_ref()
+    };
+    let table = peak_of(&d.name());
+    let peak = Peak {
+        f32_tflops: a.peak_tflops.or(table.f32_tflops),
+        f16_tflops: a.peak_f16_tflops.or(table.f16_tflops),
+    };
+    let kernels = [
+        ("registers", GemmKernel::Registers),
+        ("tiled", GemmKernel::Tiled),
+        ("large", GemmKernel::Large),
+        ("tensor cores", GemmKernel::TensorCores),
+    ];
     if !a.json {
+        let tflops = |t: Option<f64>| t.map_or("unknown".to_owned(), |t| format!("{t} TFLOP/s"));
         println!("dense GEMM on {}, median of {} runs", d.name(), a.runs);
         println!(
-            "{:>6} {:>6} {:>6} {:>16} {:>16} {:>8}",
-            "m", "n", "k", "registers GF/s", "tiled GF/s", "ratio"
+            "peak: f32 {}, f16 tensor {} (--peak-tflops / --peak-f16-tflops override)",
+            tflops(peak.f32_tflops),
+            tflops(peak.f16_tflops)
         );
-    }
-    for (m, n, k) in [
-        (1568, 32, 784),
-        (1568, 32, 1568),
-        (1568, 1568, 32),
-        (1024, 1024, 1024),
-    ] {
-        let (x, y) = (
-            gemm_operand(&d, "bench.gemm.a", m, k)?,
-            gemm_operand(&d, "bench.gemm.b", k, n)?,
-        );
-        let c = d.zeros("bench.gemm.c", m, n, DType::F32);
-        let mut gflops = Vec::new();
-        for kernel in [GemmKernel::Registers, GemmKernel::Tiled] {
-            let cfg = Gemm {
-                kernel,
-                ..Gemm::new(Transpose::No, Transpose::No)
-            };
-            let (ms, _) = median_ms(&d, a.runs, |dev| dev.gemm(&cfg, &x, &y, &c))?;
-            gflops.push(2.0 * (m * n * k) as f64 / (ms * 1e6));
+        match tc.and_then(Device::tensor_core_kernel) {
+            Some(k) => println!("tensor cores: {k}"),
+            None => println!("tensor cores: not measured ({tc_note})"),
         }
+        println!(
+            "GF/s (% of peak; f32 kernels against the f32 peak, tensor cores against the f16 one)"
+        );
+        print!("{:<18} {:>6} {:>6} {:>6}", "product", "m", "n", "k");
+        for (name, _) in kernels {
+            print!(" {name:>17}");
+        }
+        println!();
+    }
+    for (what, m, n, k, ta, tb) in gemm_bench_shapes() {
+        let (ar, ac) = if ta == Transpose::No { (m, k) } else { (k, m) };
+        let (br, bc) = if tb == Transpose::No { (k, n) } else { (n, k) };
+        let mut gflops: Vec<Option<f64>> = Vec::new();
+        let mut skipped = None;
+        for (_, kernel) in kernels {
+            let dev = if kernel == GemmKernel::TensorCores {
+                tc
+            } else {
+                Some(&d)
+            };
+            let Some(dev) = dev else {
+                gflops.push(None);
+                continue;
+            };
+            // Operands live on their device (the tensor-core device may be a second one).
+            let measured = (|| -> Result<f64> {
+                let x = gemm_operand(dev, "bench.gemm.a", ar, ac)?;
+                let y = gemm_operand(dev, "bench.gemm.b", br, bc)?;
+                let c = dev.zeros("bench.gemm.c", m, n, DType::F32);
+                let cfg = Gemm {
+                    kernel,
+                    ..Gemm::new(ta, tb)
+                };
+                let (ms, _) = median_ms(dev, a.runs, |dv| dv.gemm(&cfg, &x, &y, &c))?;
+                Ok(2.0 * (m * n * k) as f64 / (ms * 1e6))
+            })();
+            match measured {
+                Ok(g) => gflops.push(Some(g)),
+                Err(e) => {
+                    skipped.get_or_insert(format!("{e:#}"));
+                    gflops.push(None);
+                }
+            }
+        }
+        let share = |g: Option<f64>, i: usize| {
+            let p = if i == 3 {
+                peak.f16_tflops
+            } else {
+                peak.f32_tflops
+            };
+            Some(100.0 * g? / (p? * 1e3))
+        };
         if a.json {
+            let t = |t: Transpose| t == Transpose::Yes;
             println!(
                 "{}",
-                serde_json::json!({"bench": "gemm", "adapter": d.name(), "m": m, "n": n, "k": k,
-                    "registers_gflops": gflops[0], "tiled_gflops": gflops[1]})
+                serde_json::json!({"bench": "gemm", "adapter": d.name(), "product": what,
+                    "m": m, "n": n, "k": k, "trans_a": t(ta), "trans_b": t(tb),
+                    "registers_gflops": gflops[0], "tiled_gflops": gflops[1],
+                    "large_gflops": gflops[2], "tensor_core_gflops": gflops[3],
+                    "registers_peak_pct": share(gflops[0], 0), "tiled_peak_pct": share(gflops[1], 1),
+                    "large_peak_pct": share(gflops[2], 2),
+                    "tensor_core_peak_pct": share(gflops[3], 3),
+                    "tensor_core_kernel": tc.and_then(Device::tensor_core_kernel).map(|k| k.to_string()),
+                    "peak_f32_tflops": peak.f32_tflops, "peak_f16_tflops": peak.f16_tflops,
+                    "skipped": skipped})
             );
         } else {
-            println!(
-                "{m:>6} {n:>6} {k:>6} {:>16.1} {:>16.1} {:>7.2}x",
-                gflops[0],
-                gflops[1],
-                gflops[1] / gflops[0]
-            );
+            print!("{what:<18} {m:>6} {n:>6} {k:>6}");
+            for (i, g) in gflops.iter().enumerate() {
+                let cell = match (g, share(*g, i)) {
+                    (Some(g), Some(s)) => format!("{g:.1} ({s:.1}%)"),
+                    (Some(g), None) => format!("{g:.1}"),
+                    (None, _) => "-".to_owned(),
+                };
+                print!(" {cell:>17}");
+            }
+            println!();
+            if let Some(why) = skipped {
+                println!("  (not measured: {why})");
+            }
         }
     }
     Ok(())

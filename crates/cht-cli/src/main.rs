@@ -7,6 +7,7 @@
 
 mod bench;
 mod demo;
+mod execution;
 mod lm;
 mod plot;
 mod score;
@@ -31,6 +32,11 @@ struct Cli {
     /// Use the first adapter whose name contains this text (e.g. "llvmpipe"). Env: CHT_ADAPTER.
     #[arg(long, global = true)]
     adapter: Option<String>,
+    /// Dense GEMM arithmetic: f32 (default), or f16-tc (f16 operands on tensor cores through
+    /// cooperative matrices, f32 results; native Vulkan / Metal adapters that offer them, an error
+    /// elsewhere). Env: CHT_PRECISION.
+    #[arg(long, global = true)]
+    precision: Option<cht_gpu::Precision>,
     #[command(subcommand)]
     command: Command,
 }
@@ -120,6 +126,9 @@ fn run() -> Result<()> {
         options.adapter = AdapterFilter {
             name_contains: Some(a),
         };
+    }
+    if let Some(p) = cli.precision {
+        options.precision = p;
     }
     match cli.command {
         Command::Info => info(&options),

@@ -64,15 +64,21 @@ fn metrics(out: &Path) -> Vec<serde_json::Value> {
 fn trains_resumes_bit_for_bit_and_samples() {
     let d = dir("resume");
     let text = corpus(&d);
-    // CHTss with pairwise chain removal: decay, soft removal, CH regrowth, qk/chain pairs.
+    // CHTss with pairwise chain removal: decay, soft removal, CH regrowth, qk/chain pairs. The
+    // projections run masked-dense while the density is above 0.31 (0.5 at the start, 0.32 at
+    // step 10) and switch to CSR as it decays to 0.3: the resumed run below restarts from the
+    // masked-dense checkpoint of step 10 and must switch exactly as the uninterrupted one.
     let cfg = config(&d, &text, "chtss", "chain_removal = true\n");
     let full = d.join("full");
+    let crossover = "model.masked_dense_above=0.31";
     let (code, log) = cht(
         &[
             "lm",
             "train",
             "--config",
             cfg.to_str().unwrap(),
+            "--set",
+            crossover,
             "--out",
             full.to_str().unwrap(),
         ],
@@ -99,8 +105,16 @@ fn trains_resumes_bit_for_bit_and_samples() {
         (density - 0.3).abs() < 0.01,
         "decayed to the target: {density}"
     );
+    let masked: Vec<u64> = m
+        .iter()
+        .map(|l| l["masked_dense"].as_u64().unwrap())
+        .collect();
+    assert!(
+        masked[0] > 0 && masked[3] == 0,
+        "masked-dense while dense enough, CSR at the end: {masked:?}"
+    );
 
-    // Killed after step 27 (last checkpoint at 20), resumed: the same final state, bit for bit.
+    // Killed after step 17 (last checkpoint at 10), resumed: the same final state, bit for bit.
     let part = d.join("part");
     let (code, _) = cht(
         &[
@@ -108,10 +122,12 @@ fn trains_resumes_bit_for_bit_and_samples() {
             "train",
             "--config",
             cfg.to_str().unwrap(),
+            "--set",
+            crossover,
             "--out",
             part.to_str().unwrap(),
         ],
-        &[("CHT_ABORT_AFTER_STEPS", "27")],
+        &[("CHT_ABORT_AFTER_STEPS", "17")],
     );
     assert_ne!(code, 0, "the abort hook kills the run");
     let (code, log) = cht(&["lm", "train", "--resume", part.to_str().unwrap()], &[]);
@@ -121,7 +137,7 @@ fn trains_resumes_bit_for_bit_and_samples() {
         state(&full.join("checkpoint.safetensors")),
         state(&part.join("checkpoint.safetensors")),
     );
-    assert!(a.len() > 100);
+    assert!(a.len() > 80, "{} entries", a.len());
     let differ: Vec<&String> = a
         .iter()
         .zip(&b)

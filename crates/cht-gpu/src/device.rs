@@ -5,6 +5,7 @@ use std::sync::RwLock;
 
 use crate::error::{Error, Result};
 use crate::gpu::{AdapterFilter, AdapterSummary, Gpu};
+use crate::ops::gemm::Precision;
 use crate::tensor::{DType, Store, Tensor};
 
 /// Which execution to use.
@@ -36,26 +37,35 @@ impl std::str::FromStr for BackendChoice {
 }
 
 /// How to open a [`Device`].
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct DeviceOptions {
     /// GPU, CPU or automatic.
     pub backend: BackendChoice,
     /// Restricts the adapter by name. The wgpu backend itself comes from `WGPU_BACKEND`
     /// (vulkan, metal, dx12, gl, webgpu).
     pub adapter: AdapterFilter,
+    /// Arithmetic of dense GEMMs: f32 (default) or f16 on tensor cores (an error at
+    /// [`Device::open`] where the adapter has none).
+    pub precision: Precision,
 }
 
 impl DeviceOptions {
-    /// Options from the environment: `CHT_BACKEND` (auto|gpu|cpu) and `CHT_ADAPTER` (name filter).
+    /// Options from the environment: `CHT_BACKEND` (auto|gpu|cpu), `CHT_ADAPTER` (name filter) and
+    /// `CHT_PRECISION` (f32|f16-tc).
     pub fn from_env() -> Result<DeviceOptions> {
         let backend = match std::env::var("CHT_BACKEND") {
             Ok(v) if !v.is_empty() => v.parse()?,
             _ => BackendChoice::Auto,
         };
         let name_contains = std::env::var("CHT_ADAPTER").ok().filter(|s| !s.is_empty());
+        let precision = match std::env::var("CHT_PRECISION") {
+            Ok(v) if !v.is_empty() => v.parse()?,
+            _ => Precision::F32,
+        };
         Ok(DeviceOptions {
             backend,
             adapter: AdapterFilter { name_contains },
+            precision,
         })
     }
 }
@@ -85,12 +95,14 @@ pub enum DeviceInfo {
 impl Device {
     /// Opens a device as `options` ask.
     pub async fn open(options: &DeviceOptions) -> Result<Device> {
-        match options.backend {
+        let device: Result<Device> = match options.backend {
             BackendChoice::Cpu => Ok(Device::cpu()),
             BackendChoice::Gpu => Ok(Device {
-                backend: Backend::Gpu(Box::new(Gpu::open(&options.adapter).await?)),
+                backend: Backend::Gpu(Box::new(
+                    Gpu::open(&options.adapter, options.precision).await?,
+                )),
             }),
-            BackendChoice::Auto => match Gpu::open(&options.adapter).await {
+            BackendChoice::Auto => match Gpu::open(&options.adapter, options.precision).await {
                 // A software rasteriser is slower than the CPU twins; only an explicit request
                 // (an adapter name or `Gpu`) uses it.
                 Ok(gpu)
@@ -111,7 +123,10 @@ impl Device {
                     Ok(Device::cpu())
                 }
             },
-        }
+        };
+        let device = device?;
+        device.check_precision(options.precision)?;
+        Ok(device)
     }
 
     /// Blocking [`Device::open`] (native only).

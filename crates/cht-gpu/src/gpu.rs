@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
+use crate::ops::gemm::{Precision, TensorCoreKernel, describe_configs, select_tensor_core_kernel};
 use crate::tensor::{GpuSlice, Tensor};
 
 /// Bytes reserved per dispatch in the parameter arena: the WebGPU default (and maximum) uniform
@@ -79,6 +80,16 @@ pub struct AdapterSummary {
     pub limits: wgpu::Limits,
     /// Optional features enabled on the device.
     pub features: wgpu::Features,
+    /// Whether the adapter offers f16 in shaders (SHADER_F16; enabled only for tensor cores).
+    pub shader_f16: bool,
+    /// Smallest and largest subgroup size the adapter reports.
+    pub subgroup_sizes: (u32, u32),
+    /// Cooperative-matrix configurations the adapter offers, e.g. "16x16x16 F16->F32".
+    pub cooperative_matrix: Vec<String>,
+    /// The tensor-core GEMM kernel this adapter could run, or why it cannot.
+    pub tensor_cores: std::result::Result<TensorCoreKernel, String>,
+    /// Precision of the device's dense GEMMs.
+    pub precision: Precision,
 }
 
 /// The GPU execution of a device.
@@ -99,6 +110,12 @@ pub(crate) struct Gpu {
     timer: Option<Timer>,
     /// One-word buffer bound where an optional operand (bias, mask) is absent.
     pub(crate) dummy: Tensor,
+    /// The tensor-core GEMM kernel, when the device was opened with
+    /// [`Precision::F16TensorCores`] (and so has the features it needs).
+    pub(crate) tensor_cores: Option<TensorCoreKernel>,
+    /// One-word buffer bound where an optional *output* is absent (wgpu forbids one buffer as
+    /// read-only and read-write storage in the same dispatch, so inputs and outputs need their own).
+    pub(crate) dummy_out: Tensor,
     /// Compute dispatches recorded since the device was opened.
     dispatches: AtomicU64,
 }
@@ -121,27 +138,64 @@ pub struct AdapterFilter {
 impl Gpu {
     /// Opens an adapter (honouring `WGPU_BACKEND` and the name filter) and a device limited to the
     /// WebGPU defaults, except buffer sizes (large layers need them) and timestamp queries (when the
-    /// adapter has them).
-    pub(crate) async fn open(filter: &AdapterFilter) -> Result<Gpu> {
+    /// adapter has them). With [`Precision::F16TensorCores`] it also enables SHADER_F16, SUBGROUP
+    /// and the experimental cooperative-matrix feature, natively, when the adapter has a
+    /// configuration the tensor-core kernel can use, and fails otherwise.
+    pub(crate) async fn open(filter: &AdapterFilter, precision: Precision) -> Result<Gpu> {
         let instance =
             wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         let adapter = pick_adapter(&instance, filter).await?;
         let info = adapter.get_info();
         let adapter_limits = adapter.limits();
+        let adapter_features = adapter.features();
+        let coop_configs = adapter.cooperative_matrix_properties();
+        let tensor_core_choice = select_tensor_core_kernel(
+            info.backend,
+            adapter_features,
+            &coop_configs,
+            info.subgroup_max_size,
+        );
 
-        // Stay inside the WebGPU defaults so every kernel validated here also runs in browsers.
+        // Stay inside the WebGPU defaults so every kernel validated here also runs in browsers;
+        // natively, buffer sizes go up to the adapter's maximum so large models fit (the browser
+        // build keeps the defaults: 256 MiB buffers, 128 MiB bindings).
         let mut limits = wgpu::Limits::defaults();
-        limits.max_storage_buffer_binding_size = adapter_limits.max_storage_buffer_binding_size;
-        limits.max_buffer_size = adapter_limits.max_buffer_size;
-        let wanted =
+        if cfg!(not(target_arch = "wasm32")) {
+            limits.max_storage_buffer_binding_size =
+                adapter_limits.max_storage_buffer_binding_size;
+            limits.max_buffer_size = adapter_limits.max_buffer_size;
+        }
+        let timestamps =
             wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS;
-        let features = adapter.features() & wanted;
+        let mut wanted = timestamps;
+        let mut experimental_features = wgpu::ExperimentalFeatures::disabled();
+        let mut tensor_cores = None;
+        if precision == Precision::F16TensorCores {
+            match &tensor_core_choice {
+                Ok(kernel) => {
+                    wanted |= wgpu::Features::SHADER_F16
+                        | wgpu::Features::SUBGROUP
+                        | wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX;
+                    experimental_features = allow_experimental_features();
+                    tensor_cores = Some(*kernel);
+                }
+                Err(why) => {
+                    return Err(Error::Unsupported(format!(
+                        "precision f16-tc asks for tensor cores, but adapter {:?} ({:?}) cannot \
+                         run the cooperative-matrix GEMM: {why} (use precision f32)",
+                        info.name, info.backend
+                    )));
+                }
+            }
+        }
+        let features = adapter_features & wanted;
 
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("cht.device"),
                 required_features: features,
                 required_limits: limits.clone(),
+                experimental_features,
                 ..Default::default()
             })
             .await
@@ -165,7 +219,7 @@ impl Gpu {
             mapped_at_creation: false,
         });
 
-        let timer = features.contains(wanted).then(|| Timer {
+        let timer = features.contains(timestamps).then(|| Timer {
             queries: device.create_query_set(&wgpu::QuerySetDescriptor {
                 label: Some("cht.timestamps"),
                 ty: wgpu::QueryType::Timestamp,
@@ -189,6 +243,11 @@ impl Gpu {
                 .to_owned(),
             limits,
             features,
+            shader_f16: adapter_features.contains(wgpu::Features::SHADER_F16),
+            subgroup_sizes: (info.subgroup_min_size, info.subgroup_max_size),
+            cooperative_matrix: describe_configs(&coop_configs),
+            tensor_cores: tensor_core_choice,
+            precision,
         };
         let dummy_buffer = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("cht.unused_operand"),
@@ -203,8 +262,22 @@ impl Gpu {
             crate::tensor::DType::F32,
             crate::tensor::Store::Gpu(dummy_buffer),
         );
+        let dummy_out = Tensor::new(
+            "cht.unused_output",
+            1,
+            1,
+            crate::tensor::DType::F32,
+            crate::tensor::Store::Gpu(device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("cht.unused_output"),
+                size: 4,
+                usage: wgpu::BufferUsages::STORAGE,
+                mapped_at_creation: false,
+            })),
+        );
         Ok(Gpu {
             dummy,
+            tensor_cores,
+            dummy_out,
             summary,
             device,
             queue,
@@ -222,10 +295,22 @@ impl Gpu {
 
     /// Creates a zero-filled storage buffer.
     pub(crate) fn create_buffer(&self, label: &str, words: usize) -> wgpu::Buffer {
+        // wgpu rejects zero-sized bindings, so empty tensors get one word.
+        let mut size = (words.max(1) as u64).saturating_mul(4);
+        let max = self.summary.limits.max_buffer_size;
+        if size > max {
+            // A clear error at the next submit or read instead of wgpu's, and a placeholder
+            // buffer so that recording goes on without allocating anything large.
+            self.errors.lock().expect("error sink").push(format!(
+                "tensor {label:?} needs {} MiB, more than the adapter's largest buffer ({} MiB)",
+                size >> 20,
+                max >> 20
+            ));
+            size = 4;
+        }
         self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
-            // wgpu rejects zero-sized bindings, so empty tensors get one word.
-            size: (words.max(1) * 4) as u64,
+            size,
             usage: wgpu::BufferUsages::STORAGE
                 | wgpu::BufferUsages::COPY_SRC
                 | wgpu::BufferUsages::COPY_DST,
@@ -482,6 +567,8 @@ impl Gpu {
         let all = errors.drain(..).collect::<Vec<_>>().join("; ");
         if all.to_lowercase().contains("out of memory") {
             Err(Error::OutOfMemory(all))
+        } else if all.contains("more than the adapter's largest buffer") {
+            Err(Error::Unsupported(all))
         } else {
             Err(Error::Validation(all))
         }
@@ -515,13 +602,7 @@ impl Gpu {
             let mut modules = self.modules.lock().expect("module cache");
             modules
                 .entry(kernel.family)
-                .or_insert_with(|| {
-                    self.device
-                        .create_shader_module(wgpu::ShaderModuleDescriptor {
-                            label: Some(kernel.family),
-                            source: wgpu::ShaderSource::Wgsl(kernel.source.into()),
-                        })
-                })
+                .or_insert_with(|| create_module(&self.device, kernel))
                 .clone()
         };
         let mut entries = vec![wgpu::BindGroupLayoutEntry {
@@ -623,6 +704,73 @@ impl Gpu {
         cache.insert(key, bg.clone());
         bg
     }
+}
+
+/// Shader families whose kernels keep every index in bounds by construction (the launcher checks
+/// each operand's shape against the dimensions the kernels index with): created without runtime
+/// bounds checks on native adapters. Only the GEMM family is trusted this way.
+#[cfg(not(target_arch = "wasm32"))]
+const UNCHECKED_FAMILIES: [&str; 2] = ["gemm", "gemm_coop"];
+
+/// The shader module of `kernel`'s family (labelled with the family name).
+fn create_module(device: &wgpu::Device, kernel: &Kernel) -> wgpu::ShaderModule {
+    let desc = wgpu::ShaderModuleDescriptor {
+        label: Some(kernel.family),
+        source: wgpu::ShaderSource::Wgsl(kernel.source.into()),
+    };
+    #[cfg(not(target_arch = "wasm32"))]
+    if UNCHECKED_FAMILIES.contains(&kernel.family) {
+        return create_gemm_module_unchecked(device, desc);
+    }
+    device.create_shader_module(desc)
+}
+
+/// A GEMM shader module (`shaders/gemm.wgsl` or `shaders/gemm_coop.wgsl`) without runtime bounds
+/// checks, loop bounding or integer-division guards.
+#[cfg(not(target_arch = "wasm32"))]
+#[allow(unsafe_code)]
+fn create_gemm_module_unchecked(
+    device: &wgpu::Device,
+    desc: wgpu::ShaderModuleDescriptor<'_>,
+) -> wgpu::ShaderModule {
+    // SAFETY: `create_shader_module_trusted` requires that the shaders never index out of bounds,
+    // never loop forever and never divide by zero. For the GEMM family this holds by construction:
+    // * `ops::gemm::dims` checks, before any dispatch, that A, B, C, bias and mask have exactly the
+    //   shapes the Params (m, n, k) describe and that every dimension and operand length is below
+    //   2^31, so no index or loop counter computed in u32 wraps; `Device::gemm` returns early when
+    //   m or n is 0 and binds a one-word buffer for absent operands, which the kernels only read
+    //   under the flag (FLAG_BIAS) or override (MASK_A, MASK_C) that the launcher sets only when
+    //   the operand is present;
+    // * every global load and store either stays inside an interior tile (rows < m, columns < n,
+    //   k < k, checked once per tile and k-slice against Params) or is checked element by element
+    //   (clamped in `gemm`); the vec4 entry is chosen only when each operand's contiguous dimension
+    //   is a multiple of 4 and k > 0, so a quad is wholly inside or outside its operand;
+    // * workgroup arrays are indexed with invocation ids and constants whose largest values the
+    //   array sizes cover, and cooperative loads/stores address whole tiles inside them (or, for
+    //   the direct store to C, a full tile inside C);
+    // * every loop is bounded by a constant, by Params (below 2^31), or by the workgroup size;
+    //   divisors are non-zero constants or the workgroup size.
+    unsafe { device.create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked()) }
+}
+
+/// The token that lets a device request experimental features (the cooperative matrices of the
+/// tensor-core GEMM).
+#[cfg(not(target_arch = "wasm32"))]
+#[allow(unsafe_code)]
+fn allow_experimental_features() -> wgpu::ExperimentalFeatures {
+    // SAFETY: the token only permits requesting features named EXPERIMENTAL_*; cht requests one,
+    // EXPERIMENTAL_COOPERATIVE_MATRIX, and only when the user asked for precision f16-tc and the
+    // adapter reports the feature and a configuration the kernel uses. Its sole user is
+    // `shaders/gemm_coop.wgsl`, validated by naga in the tests for every entry point and override
+    // combination the launcher creates.
+    unsafe { wgpu::ExperimentalFeatures::enabled() }
+}
+
+#[cfg(target_arch = "wasm32")]
+fn allow_experimental_features() -> wgpu::ExperimentalFeatures {
+    // Cooperative matrices are native-only: `select_tensor_core_kernel` never picks a kernel on
+    // the WebGPU backend, so this is never reached with a kernel to run.
+    wgpu::ExperimentalFeatures::disabled()
 }
 
 #[cfg(not(target_arch = "wasm32"))]

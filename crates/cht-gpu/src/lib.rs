@@ -12,8 +12,9 @@
 //! * on the GPU, ops only *record*; [`Device::submit`] sends the step (one submit per step) and
 //!   reads happen only when asked for;
 //! * every kernel stays within WebGPU's default limits (64- or 256-invocation workgroups, ≤ 8
-//!   storage buffers, ≤ 2 KiB workgroup memory), which the native device also requests, so a
-//!   kernel validated natively also runs in the browser.
+//!   storage buffers, ≤ 16 KiB workgroup memory), which the native device also requests, so a
+//!   kernel validated natively also runs in the browser (the tensor-core GEMM, native only,
+//!   stays within them too but needs features browsers lack).
 
 mod cpu;
 mod device;
@@ -31,10 +32,10 @@ pub use ops::arena::{ArenaChunk, ParamArena, ParamSlot};
 pub use ops::attention::AttentionShape;
 pub use ops::csr_build::CsrBuilder;
 pub use ops::embedding::TokenIndex;
-pub use ops::gemm::{Gemm, GemmKernel, MaskOn, Transpose};
+pub use ops::gemm::{Gemm, GemmKernel, MaskOn, Precision, TensorCoreKernel, Transpose};
 pub use ops::loss::METRICS_LEN;
 pub use ops::optim::{AdamWStep, SgdStep};
 pub use ops::rope::{RopeDirection, RopeTables};
-pub use ops::spmm::Activation;
+pub use ops::spmm::{Activation, Epilogue};
 pub use sparse::SparsePattern;
 pub use tensor::{DType, Tensor, VIEW_ALIGN};

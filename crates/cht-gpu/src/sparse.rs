@@ -9,11 +9,20 @@ use crate::tensor::{DType, Tensor};
 
 /// CSR + CSC index arrays of a `rows × cols` pattern on a device. Link arrays have `capacity`
 /// slots; the live count is `row_ptr[rows]`, read by the kernels on the device.
+///
+/// The CSR link arrays (`row_of`, `col_idx`) are views of one storage and the CSC ones (`row_idx`,
+/// `perm`) of another, so the fused backward kernel binds a pattern with three bindings.
 #[derive(Clone, Debug)]
 pub struct SparsePattern {
     pub(crate) rows: usize,
     pub(crate) cols: usize,
     pub(crate) capacity: usize,
+    /// Storage of `row_of` (at 0) and `col_idx` (at `col_idx_at`).
+    pub(crate) csr_links: Tensor,
+    pub(crate) col_idx_at: usize,
+    /// Storage of `row_idx` (at 0) and `perm` (at `perm_at`).
+    pub(crate) csc_links: Tensor,
+    pub(crate) perm_at: usize,
     /// `rows + 1` CSR row pointers.
     pub row_ptr: Tensor,
     /// Column of each link (CSR order).
@@ -55,16 +64,29 @@ impl Device {
         capacity: usize,
     ) -> SparsePattern {
         let t = |name: &str, n: usize| self.zeros(&format!("{label}.{name}"), n, 1, DType::U32);
+        let pair = |what: &str, a: &str, b: &str| {
+            let (na, nb) = (format!("{label}.{a}"), format!("{label}.{b}"));
+            let parts = [(na.as_str(), capacity, 1), (nb.as_str(), capacity, 1)];
+            self.zeros_stacked(&format!("{label}.{what}"), &parts, DType::U32)
+                .expect("two aligned parts always fit their storage")
+        };
+        let (csr_links, csr) = pair("csr_links", "row_of", "col_idx");
+        let (csc_links, csc) = pair("csc_links", "row_idx", "perm");
+        let second = capacity.next_multiple_of(crate::VIEW_ALIGN);
         SparsePattern {
             rows,
             cols,
             capacity,
+            csr_links,
+            col_idx_at: second,
+            csc_links,
+            perm_at: second,
             row_ptr: t("row_ptr", rows + 1),
-            col_idx: t("col_idx", capacity),
-            row_of: t("row_of", capacity),
+            row_of: csr[0].clone(),
+            col_idx: csr[1].clone(),
             col_ptr: t("col_ptr", cols + 1),
-            row_idx: t("row_idx", capacity),
-            perm: t("perm", capacity),
+            row_idx: csc[0].clone(),
+            perm: csc[1].clone(),
         }
     }
 

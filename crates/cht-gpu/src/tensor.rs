@@ -267,7 +267,6 @@ impl Tensor {
     /// Runs `f` with write access to every tensor of `ts` at once, even when some are disjoint
     /// views of one storage (which [`Tensor::cpu_write`] cannot lock twice). Overlapping tensors
     /// are an [`Error::Aliased`].
-    #[allow(dead_code)] // used by the attention twin (next change)
     pub(crate) fn cpu_write_disjoint<R>(
         ts: &[&Tensor],
         op: &'static str,

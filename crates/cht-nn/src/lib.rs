@@ -5,13 +5,17 @@
 //! submit. Parameters live in [`Mlp`]; per-batch-size buffers (activations, gradients) live in a
 //! [`Workspace`], so training and evaluation can use different batch sizes.
 
+pub mod calibrate;
 mod layer;
 pub mod lm;
 mod mlp;
 pub mod synthetic;
 pub mod transformer;
 
-pub use layer::{DenseLinear, Layer, LinearInit, SparseLinear};
+pub use layer::{
+    DenseLinear, Execution, ExecutionPolicy, Layer, LayerOutput, LinearInit, MaskedDense, Param,
+    SparseLinear, pack,
+};
 pub use lm::{Lm, LmConfig, LmWorkspace, LrSchedule, SparseProjection};
 pub use mlp::{Metrics, Mlp, MlpConfig, Workspace};
 pub use transformer::{Block, BlockConfig, BlockWorkspace};

@@ -2,9 +2,12 @@
 //! and its training step: forward, vocabulary cross-entropy, backward, global-norm clipping and
 //! AdamW, recorded on the device and sent with one submit (spec §7.4).
 
-use cht_gpu::{AdamWStep, DType, Device, METRICS_LEN, Tensor, TokenIndex};
+use cht_gpu::{AdamWStep, DType, Device, METRICS_LEN, ParamArena, Tensor, TokenIndex};
 
-use crate::layer::{DenseLinear, Layer, LinearInit, SparseLinear};
+use crate::layer::{
+    DenseLinear, ExecutionPolicy, Layer, LinearInit, Param, SparseLinear, apply_policy,
+    collect_for_pack, pack, pack_masks,
+};
 use crate::transformer::{Block, BlockConfig, BlockWorkspace};
 use crate::{Error, Result};
 
@@ -29,6 +32,8 @@ pub struct LmConfig {
     pub density: f64,
     /// Seed of the initialisation.
     pub seed: u32,
+    /// Biases on the projections and the LM head (LLaMA has none; older cht runs had them).
+    pub bias: bool,
 }
 
 impl LmConfig {
@@ -44,6 +49,7 @@ impl LmConfig {
             eps: 1e-5,
             seed: self.seed,
             index: i as u32,
+            bias: self.bias,
         }
     }
 
@@ -66,28 +72,24 @@ pub struct SparseProjection<'a> {
     pub moments: [&'a Tensor; 2],
 }
 
-/// One trainable tensor with its gradient and AdamW moments.
-#[derive(Debug)]
-struct Param<'a> {
-    value: &'a Tensor,
-    grad: &'a Tensor,
-    m: &'a Tensor,
-    v: &'a Tensor,
-}
-
 /// The model's parameters and optimizer state on a device.
+///
+/// Every trainable tensor (with its gradient and AdamW moments) lives in one [`ParamArena`], so
+/// the optimizer step with global-norm clipping is two dispatches. Sparse projections execute as
+/// CSR or masked-dense by their density ([`ExecutionPolicy`]); topology updates and checkpoints
+/// see CSR either way ([`Lm::sync_to_csr`], [`Lm::sync_from_csr`]).
 #[derive(Debug)]
 pub struct Lm {
-    /// Token embedding `[vocab, d]` and its gradient.
-    pub embedding: (Tensor, Tensor),
+    /// Token embedding `[vocab, d]`.
+    pub embedding: Param,
     /// Decoder blocks.
     pub blocks: Vec<Block>,
-    /// Final norm gain `[d, 1]` and its gradient.
-    pub norm: (Tensor, Tensor),
+    /// Final norm gain `[d, 1]`.
+    pub norm: Param,
     /// LM head `[vocab, d]` (dense).
     pub head: Layer,
-    /// AdamW moments `(m, v)`, one pair per parameter tensor in [`Lm::params`] order.
-    moments: Vec<(Tensor, Tensor)>,
+    arena: ParamArena,
+    policy: ExecutionPolicy,
     config: LmConfig,
 }
 
@@ -106,9 +108,6 @@ pub struct LmWorkspace {
     d_final_h: Tensor,
     sample: Tensor,
     metrics: Tensor,
-    slots: Tensor,
-    /// `[clip factor, gradient norm before clipping]` of the last step.
-    pub clip: Tensor,
 }
 
 impl Lm {
@@ -163,42 +162,47 @@ impl Lm {
             .collect();
         let d = c.d_model;
         let head_layer = (c.layers * 8) as u32;
+        let mut head = DenseLinear::with_init(
+            device,
+            "lm_head",
+            (c.vocab, d),
+            c.seed,
+            head_layer,
+            LinearInit::Torch,
+        )?;
+        if !c.bias {
+            head = head.without_bias();
+        }
         let mut lm = Lm {
-            embedding: (
-                device.tensor_f32("embedding", c.vocab, d, &table)?,
-                device.zeros("embedding.grad", c.vocab, d, DType::F32),
-            ),
+            embedding: Param::new(device, "embedding", c.vocab, d, &table)?,
             blocks,
-            norm: (
-                device.tensor_f32("final_norm", d, 1, &vec![1.0; d])?,
-                device.zeros("final_norm.grad", d, 1, DType::F32),
-            ),
-            head: Layer::Dense(DenseLinear::with_init(
-                device,
-                "lm_head",
-                (c.vocab, d),
-                c.seed,
-                head_layer,
-                LinearInit::Torch,
-            )?),
-            moments: Vec::new(),
+            norm: Param::new(device, "final_norm", d, 1, &vec![1.0; d])?,
+            head: Layer::Dense(head),
+            arena: device.param_arena("lm.params", &[], 2)?.0,
+            policy: ExecutionPolicy::csr(),
             config: c.clone(),
         };
-        let shapes: Vec<(usize, usize)> = lm
-            .tensors()
-            .iter()
-            .map(|(value, _)| (value.rows(), value.cols()))
-            .collect();
-        lm.moments = shapes
-            .iter()
-            .map(|&(r, k)| {
-                (
-                    device.zeros("adam.m", r, k, DType::F32),
-                    device.zeros("adam.v", r, k, DType::F32),
-                )
-            })
-            .collect();
+        lm.repack(device)?;
         Ok(lm)
+    }
+
+    /// Moves every trainable tensor into a fresh arena (after construction and whenever a
+    /// projection switches between CSR and masked-dense execution).
+    fn repack(&mut self, device: &Device) -> Result<()> {
+        let mut params: Vec<&mut Param> = vec![&mut self.embedding];
+        let mut masks: Vec<&mut Tensor> = Vec::new();
+        for b in &mut self.blocks {
+            params.push(&mut b.norm1);
+            params.push(&mut b.norm2);
+            for l in b.attn.iter_mut().chain(b.ffn.iter_mut()) {
+                collect_for_pack(device, l, 2, &mut params, &mut masks)?;
+            }
+        }
+        params.push(&mut self.norm);
+        collect_for_pack(device, &mut self.head, 2, &mut params, &mut masks)?;
+        self.arena = pack(device, "lm.params", params, 2)?;
+        pack_masks(device, "lm.masks", masks)?;
+        Ok(())
     }
 
     /// The configuration.
@@ -206,53 +210,28 @@ impl Lm {
         &self.config
     }
 
-    /// Every trainable tensor with its gradient and AdamW moments.
-    fn params(&self) -> Vec<Param<'_>> {
-        self.tensors()
-            .into_iter()
-            .zip(&self.moments)
-            .map(|((value, grad), (m, v))| Param { value, grad, m, v })
-            .collect()
+    /// The parameter arena (for its `clip` tensor: `[factor, norm]` of the last clipped step).
+    pub fn arena(&self) -> &ParamArena {
+        &self.arena
     }
 
     /// The sparse projections in [`LmConfig::projection_shapes`] order (dense ones skipped).
+    /// Masked-dense ones must be synced ([`Lm::sync_to_csr`]) before their CSR side is read.
     pub fn sparse_projections(&self) -> Vec<SparseProjection<'_>> {
-        // `tensors()` order: embedding, then per block norm1, norm2 and (weights, bias) of each
-        // of the 7 projections.
-        let mut out = Vec::new();
-        for (i, b) in self.blocks.iter().enumerate() {
-            for (j, l) in b.attn.iter().chain(&b.ffn).enumerate() {
-                if let Layer::Sparse(s) = l {
-                    let (m, v) = &self.moments[1 + i * 16 + 2 + 2 * j];
-                    out.push(SparseProjection {
-                        layer: s,
-                        moments: [m, v],
-                    });
-                }
-            }
-        }
-        out
+        self.projections()
+            .filter_map(|l| match l {
+                Layer::Sparse(s) => Some(SparseProjection {
+                    layer: s,
+                    moments: [&s.weight.state[0], &s.weight.state[1]],
+                }),
+                Layer::Dense(_) => None,
+            })
+            .collect()
     }
 
-    /// Every trainable tensor with its AdamW moments `[value, m, v]`, named (`embedding`,
-    /// `block0.norm1`, `block0.q.weight`, `block0.q.bias`, …, `final_norm`, `lm_head.weight`,
-    /// `lm_head.bias`), for checkpoints. A sparse projection's `weight` is its CSR values.
-    pub fn state(&self) -> Vec<(String, [&Tensor; 3])> {
-        let mut names = vec!["embedding".to_owned()];
-        for i in 0..self.blocks.len() {
-            names.push(format!("block{i}.norm1"));
-            names.push(format!("block{i}.norm2"));
-            for p in ["q", "k", "v", "o", "gate", "up", "down"] {
-                names.push(format!("block{i}.{p}.weight"));
-                names.push(format!("block{i}.{p}.bias"));
-            }
-        }
-        names.extend(["final_norm", "lm_head.weight", "lm_head.bias"].map(str::to_owned));
-        names
-            .into_iter()
-            .zip(self.params())
-            .map(|(n, p)| (n, [p.value, p.m, p.v]))
-            .collect()
+    /// The projections in [`LmConfig::projection_shapes`] order.
+    pub fn projections(&self) -> impl Iterator<Item = &Layer> {
+        self.blocks.iter().flat_map(Block::projections)
     }
 
     /// The projections in [`LmConfig::projection_shapes`] order, mutable (to restore a sparse
@@ -263,24 +242,86 @@ impl Lm {
             .flat_map(|b| b.attn.iter_mut().chain(b.ffn.iter_mut()))
     }
 
-    /// Every trainable tensor with its gradient, in a fixed order.
-    fn tensors(&self) -> Vec<(&Tensor, &Tensor)> {
-        let mut out: Vec<(&Tensor, &Tensor)> = vec![(&self.embedding.0, &self.embedding.1)];
-        fn layer(l: &Layer) -> [(&Tensor, &Tensor); 2] {
-            match l {
-                Layer::Dense(d) => [(&d.weight, &d.grad), (&d.bias, &d.bias_grad)],
-                Layer::Sparse(s) => [(&s.values, &s.grad), (&s.bias, &s.bias_grad)],
+    /// Records the copy of every masked-dense projection's weights, moments and gradient into CSR
+    /// order: before a topology update or reading [`Lm::state`].
+    pub fn sync_to_csr(&self, device: &Device) -> Result<()> {
+        crate::layer::sync_to_csr(device, self.projections())
+    }
+
+    /// Records the rebuild of every masked-dense projection from its CSR side (after a topology
+    /// update or writing [`Lm::state`]).
+    pub fn sync_from_csr(&self, device: &Device) -> Result<()> {
+        crate::layer::sync_from_csr(device, self.projections())
+    }
+
+    /// Sets how sparse projections execute and switches each to CSR or masked-dense by its
+    /// density (`densities[i]` for the i-th sparse projection: live links / (out · in)), moving
+    /// weights and moments; re-packs the arena when anything switched. Call it once the patterns
+    /// are final and synced (construction, restore, after a topology update and
+    /// [`Lm::sync_from_csr`]).
+    pub fn set_execution(
+        &mut self,
+        device: &Device,
+        policy: ExecutionPolicy,
+        densities: &[f64],
+    ) -> Result<()> {
+        self.policy = policy;
+        if apply_policy(device, self.projections_mut(), policy, densities)? {
+            self.repack(device)?;
+        }
+        Ok(())
+    }
+
+    /// After a topology update (recorded on the device) with the new density of every sparse
+    /// projection: rebuilds masked-dense projections from their CSR side and switches executions where the
+    /// density crossed the policy's crossover.
+    pub fn after_topology_update(&mut self, device: &Device, densities: &[f64]) -> Result<()> {
+        self.sync_from_csr(device)?;
+        let policy = self.policy;
+        self.set_execution(device, policy, densities)
+    }
+
+    /// Sparse projections currently running masked-dense.
+    pub fn masked_dense_count(&self) -> usize {
+        self.projections()
+            .filter(|l| matches!(l, Layer::Sparse(s) if s.dense.is_some()))
+            .count()
+    }
+
+    /// The execution policy in force.
+    pub fn execution_policy(&self) -> ExecutionPolicy {
+        self.policy
+    }
+
+    /// Every trainable tensor with its AdamW moments `[value, m, v]`, named (`embedding`,
+    /// `block0.norm1`, `block0.q.weight`, `block0.q.bias` (with biases), …, `final_norm`,
+    /// `lm_head.weight`, `lm_head.bias`), for checkpoints. A sparse projection's `weight` is its
+    /// CSR values (sync masked-dense ones first: [`Lm::sync_to_csr`]).
+    pub fn state(&self) -> Vec<(String, [&Tensor; 3])> {
+        fn entry(name: String, p: &Param) -> (String, [&Tensor; 3]) {
+            (name, [&p.value, &p.state[0], &p.state[1]])
+        }
+        let mut out = vec![entry("embedding".into(), &self.embedding)];
+        let names = ["q", "k", "v", "o", "gate", "up", "down"];
+        for (i, b) in self.blocks.iter().enumerate() {
+            out.push(entry(format!("block{i}.norm1"), &b.norm1));
+            out.push(entry(format!("block{i}.norm2"), &b.norm2));
+            for (l, n) in b.projections().zip(names) {
+                let w = match l {
+                    Layer::Sparse(s) => &s.weight,
+                    Layer::Dense(d) => &d.weight,
+                };
+                out.push(entry(format!("block{i}.{n}.weight"), w));
+                if let Some(bias) = l.bias() {
+                    out.push(entry(format!("block{i}.{n}.bias"), bias));
+                }
             }
         }
-        for b in &self.blocks {
-            out.push((&b.norm1.0, &b.norm1.1));
-            out.push((&b.norm2.0, &b.norm2.1));
-            for l in b.attn.iter().chain(&b.ffn) {
-                out.extend(layer(l));
-            }
+        out.push(entry("final_norm".into(), &self.norm));
+        out.push(entry("lm_head.weight".into(), self.head.params()[0]));
+        if let Some(bias) = self.head.bias() {
+            out.push(entry("lm_head.bias".into(), bias));
         }
-        out.push((&self.norm.0, &self.norm.1));
-        out.extend(layer(&self.head));
         out
     }
 
@@ -303,8 +344,6 @@ impl Lm {
             d_final_h: f("lm.d_final_h", c.d_model, tokens),
             sample: f("lm.sample_loss", 2, tokens),
             metrics: f("lm.metrics", METRICS_LEN, 1),
-            slots: f("lm.clip_slots", self.moments.len(), 1),
-            clip: f("lm.clip", 2, 1),
         }
     }
 
@@ -340,7 +379,7 @@ impl Lm {
     }
 
     fn record_forward_loss(&self, device: &Device, ws: &LmWorkspace) -> Result<()> {
-        device.embedding_gather(&self.embedding.0, &ws.ids, &ws.blocks[0].x)?;
+        device.embedding_gather(&self.embedding.value, &ws.ids, &ws.blocks[0].x)?;
         for (i, (b, bws)) in self.blocks.iter().zip(&ws.blocks).enumerate() {
             if i > 0 {
                 device.copy(&ws.blocks[i - 1].y, &bws.x)?;
@@ -348,7 +387,7 @@ impl Lm {
             b.forward(device, bws)?;
         }
         let last = &ws.blocks[ws.blocks.len() - 1];
-        device.rmsnorm_forward(&last.y, &self.norm.0, 1e-5, &ws.final_h, &ws.final_rstd)?;
+        device.rmsnorm_forward(&last.y, &self.norm.value, 1e-5, &ws.final_h, &ws.final_rstd)?;
         self.head
             .forward(device, &ws.final_h, cht_gpu::Activation::None, &ws.logits)?;
         device.softmax_xent(
@@ -363,7 +402,7 @@ impl Lm {
 
     /// One training step on the loaded tokens, one submit: forward, cross-entropy (accumulated on
     /// the device), backward, then — unless `adam` is `None`, as on topology-update steps —
-    /// clipping to `clip` (if any) and AdamW.
+    /// clipping to `clip` (if any) and AdamW, fused over every parameter.
     pub fn train_step(
         &self,
         device: &Device,
@@ -390,11 +429,11 @@ impl Lm {
             .backward(device, &ws.final_h, &ws.dlogits, Some(&ws.d_final_h))?;
         device.rmsnorm_backward(
             &last.y,
-            &self.norm.0,
+            &self.norm.value,
             &ws.final_rstd,
             &ws.d_final_h,
             &last.dy,
-            &self.norm.1,
+            &self.norm.grad,
         )?;
         for (i, (b, bws)) in self.blocks.iter().zip(&ws.blocks).enumerate().rev() {
             b.backward(device, bws)?;
@@ -413,17 +452,10 @@ impl Lm {
             &ws.blocks[0].dx,
             &ws.offsets,
             &ws.positions,
-            &self.embedding.1,
+            &self.embedding.grad,
         )?;
         if let Some(adam) = adam {
-            let params = self.params();
-            if let Some(max_norm) = clip {
-                let grads: Vec<&Tensor> = params.iter().map(|p| p.grad).collect();
-                device.clip_grad_norm(&grads, max_norm, &ws.slots, &ws.clip)?;
-            }
-            for p in &params {
-                device.adamw(adam, p.grad, p.value, p.m, p.v)?;
-            }
+            device.adamw_arena(&self.arena, adam, clip)?;
         }
         device.submit()?;
         Ok(())

@@ -1,10 +1,13 @@
 //! The MLP: `input → [Linear → ReLU] × hidden → Linear → softmax`, any layer sparse or dense.
 
-use cht_gpu::{Activation, DType, Device, METRICS_LEN, SgdStep, Tensor};
+use cht_gpu::{Activation, DType, Device, METRICS_LEN, ParamArena, SgdStep, Tensor};
 use cht_sparse::CsrPattern;
 use cht_sparse::rng::{RngKey, Stream};
 
-use crate::layer::{DenseLinear, Layer, SparseLinear};
+use crate::layer::{
+    DenseLinear, ExecutionPolicy, Layer, Param, SparseLinear, apply_policy, collect_for_pack, pack,
+    pack_masks,
+};
 use crate::{Error, Result};
 
 /// Shape and sparsity of an MLP.
@@ -21,11 +24,14 @@ pub struct MlpConfig {
     pub seed: u32,
 }
 
-/// Parameters of an MLP on a device.
+/// Parameters of an MLP on a device. Every weight and bias (with its gradient and SGD momentum)
+/// lives in one [`ParamArena`], so the optimizer step is one dispatch.
 #[derive(Debug)]
 pub struct Mlp {
     /// Layers, input side first.
     pub layers: Vec<Layer>,
+    arena: ParamArena,
+    policy: ExecutionPolicy,
 }
 
 /// Per-batch-size buffers: activations, their gradients, and the on-device loss accumulators.
@@ -94,11 +100,12 @@ impl Mlp {
                 )?)
             });
         }
-        Ok(Mlp { layers })
+        Mlp::from_layers(device, layers)
     }
 
-    /// An MLP from ready-made layers (input side first); hidden layers get ReLU.
-    pub fn from_layers(layers: Vec<Layer>) -> Result<Mlp> {
+    /// An MLP from ready-made layers (input side first); hidden layers get ReLU. Their
+    /// parameters move into the model's arena.
+    pub fn from_layers(device: &Device, layers: Vec<Layer>) -> Result<Mlp> {
         if layers.is_empty() {
             return Err(Error::Config("an MLP needs at least one layer".into()));
         }
@@ -112,7 +119,68 @@ impl Mlp {
                 )));
             }
         }
-        Ok(Mlp { layers })
+        let mut mlp = Mlp {
+            layers,
+            arena: device.param_arena("mlp.params", &[], 1)?.0,
+            policy: ExecutionPolicy::csr(),
+        };
+        mlp.repack(device)?;
+        Ok(mlp)
+    }
+
+    /// Moves every trainable tensor into a fresh arena (after construction and whenever a layer
+    /// switches between CSR and masked-dense execution).
+    fn repack(&mut self, device: &Device) -> Result<()> {
+        let mut params: Vec<&mut Param> = Vec::new();
+        let mut masks: Vec<&mut Tensor> = Vec::new();
+        for l in &mut self.layers {
+            collect_for_pack(device, l, 1, &mut params, &mut masks)?;
+        }
+        self.arena = pack(device, "mlp.params", params, 1)?;
+        pack_masks(device, "mlp.masks", masks)?;
+        Ok(())
+    }
+
+    /// Records the copy of every masked-dense layer's weights, momentum and gradient into CSR
+    /// order: before a topology update or reading the CSR side for a checkpoint.
+    pub fn sync_to_csr(&self, device: &Device) -> Result<()> {
+        crate::layer::sync_to_csr(device, self.layers.iter())
+    }
+
+    /// Records the rebuild of every masked-dense layer from its CSR side (after a topology update
+    /// or a restore).
+    pub fn sync_from_csr(&self, device: &Device) -> Result<()> {
+        crate::layer::sync_from_csr(device, self.layers.iter())
+    }
+
+    /// Sets how sparse layers execute and switches each by its density (`densities[i]` for the
+    /// i-th sparse layer); re-packs the arena when anything switched. See
+    /// [`crate::Lm::set_execution`].
+    pub fn set_execution(
+        &mut self,
+        device: &Device,
+        policy: ExecutionPolicy,
+        densities: &[f64],
+    ) -> Result<()> {
+        self.policy = policy;
+        if apply_policy(device, self.layers.iter_mut(), policy, densities)? {
+            self.repack(device)?;
+        }
+        Ok(())
+    }
+
+    /// After a topology update (recorded on the device) with the new density of every sparse
+    /// layer: rebuilds masked-dense layers from their CSR side and switches executions where the
+    /// density crossed the policy's crossover.
+    pub fn after_topology_update(&mut self, device: &Device, densities: &[f64]) -> Result<()> {
+        self.sync_from_csr(device)?;
+        let policy = self.policy;
+        self.set_execution(device, policy, densities)
+    }
+
+    /// The execution policy in force.
+    pub fn execution_policy(&self) -> ExecutionPolicy {
+        self.policy
     }
 
     /// Input features.
@@ -195,9 +263,7 @@ impl Mlp {
             }
         }
         if let Some(step) = sgd {
-            for layer in &self.layers {
-                layer.sgd(device, step)?;
-            }
+            device.sgd_arena(&self.arena, step)?;
         }
         device.submit()?;
         Ok(())

@@ -60,6 +60,13 @@ pub struct LmModel {
     pub layers: usize,
     /// Context length.
     pub seq: usize,
+    /// Biases on the seven projections and the LM head. LLaMA (and the paper's models) have none;
+    /// cht runs before 2026-11-30 had them, and their checkpoints still resume with them.
+    pub bias: bool,
+    /// Density above which sparse projections run as masked-dense GEMMs instead of CSR: `"auto"`
+    /// (measured once per adapter and shape, cached; the run records the value), `"never"`, or a
+    /// density.
+    pub masked_dense_above: crate::execution::MaskedDenseAbove,
 }
 
 impl Default for LmModel {
@@ -70,6 +77,8 @@ impl Default for LmModel {
             ffn: 352,
             layers: 4,
             seq: 128,
+            bias: false,
+            masked_dense_above: crate::execution::MaskedDenseAbove::default(),
         }
     }
 }
@@ -288,6 +297,7 @@ impl LmRunConfig {
             batch: self.train.batch,
             density: if self.dense() { 1.0 } else { self.dst.density },
             seed: self.train.seed,
+            bias: m.bias,
         }
     }
 

@@ -83,6 +83,9 @@ pub struct StepMetrics {
     pub density: f64,
     /// In-time over-parameterisation rate (sparse runs).
     pub itop: Option<f64>,
+    /// Sparse projections running masked-dense (above `model.masked_dense_above`), the rest CSR.
+    #[serde(default)]
+    pub masked_dense: usize,
     /// Training tokens per second since the previous line (validation excluded).
     pub tokens_per_s: f64,
     /// Wall seconds since the start of the run (this process).
@@ -95,8 +98,7 @@ pub fn train(device: &Device, args: &LmTrainArgs) -> Result<()> {
         Some(dir) => {
             let ckpt = Checkpoint::load(&crate::train::checkpoint_path(dir))?;
             ckpt.expect_format(LM_FORMAT)?;
-            let config: LmRunConfig =
-                toml::from_str(ckpt.meta("config")?).context("checkpoint config")?;
+            let config = checkpoint_config(&ckpt)?;
             (config, dir.clone(), Some(ckpt))
         }
         None => {
@@ -144,8 +146,7 @@ pub fn train(device: &Device, args: &LmTrainArgs) -> Result<()> {
 pub fn sample(device: &Device, args: &SampleArgs) -> Result<()> {
     let ckpt = Checkpoint::load(&crate::train::checkpoint_path(&args.checkpoint))?;
     ckpt.expect_format(LM_FORMAT)?;
-    let mut config: LmRunConfig =
-        toml::from_str(ckpt.meta("config")?).context("checkpoint config")?;
+    let mut config = checkpoint_config(&ckpt)?;
     let tokenizer: Tokenizer =
         serde_json::from_str(ckpt.meta("tokenizer")?).context("checkpoint tokenizer")?;
     // One sequence at a time.
@@ -160,6 +161,17 @@ pub fn sample(device: &Device, args: &SampleArgs) -> Result<()> {
     let text = run.generate(args)?;
     println!("{text}");
     Ok(())
+}
+
+/// The configuration a checkpoint was trained with. Checkpoints written before `model.bias`
+/// existed have projection biases: their config reads as `bias = true`.
+fn checkpoint_config(ckpt: &Checkpoint) -> Result<LmRunConfig> {
+    let mut config: LmRunConfig =
+        toml::from_str(ckpt.meta("config")?).context("checkpoint config")?;
+    if !config.model.bias && ckpt.has_f32("block0.q.bias") {
+        config.model.bias = true;
+    }
+    Ok(config)
 }
 
 fn load_corpus(config: &LmRunConfig, resume: Option<&Checkpoint>) -> Result<Corpus> {
@@ -204,9 +216,10 @@ struct LmRun<'d> {
 }
 
 impl<'d> LmRun<'d> {
-    fn new(device: &'d Device, config: LmRunConfig, corpus: Corpus) -> Result<LmRun<'d>> {
+    fn new(device: &'d Device, mut config: LmRunConfig, corpus: Corpus) -> Result<LmRun<'d>> {
         let lm_config = config.lm_config(corpus.tokenizer.vocab_size());
-        let (lm, sched) = if config.dense() {
+        let mut densities = Vec::new();
+        let (mut lm, sched) = if config.dense() {
             let init = LinearInit::Normal {
                 std: config::LLAMA_INIT_STD as f32,
             };
@@ -228,6 +241,7 @@ impl<'d> LmRun<'d> {
             let masks = sched.initial_masks(None)?;
             // ITOP counts every link that was ever active, the initial ones included.
             sched.observe(&masks)?;
+            densities = masks.iter().map(cht_sparse::Mask::density).collect();
             let mut projections = Vec::with_capacity(masks.len());
             for (l, mask) in masks.iter().enumerate() {
                 let weights = sched.initial_weights(l, mask)?;
@@ -245,6 +259,21 @@ impl<'d> LmRun<'d> {
                 Some(sched),
             )
         };
+        if sched.is_some() {
+            // Projections run as CSR or masked-dense by density; "auto" is measured once (on the
+            // largest projection at the step's tokens) and recorded in the run's config.
+            let largest = *lm_config
+                .projection_shapes()
+                .iter()
+                .max_by_key(|(r, c)| r * c)
+                .expect("a model has projections");
+            let tokens = lm_config.batch * lm_config.seq;
+            let policy = config
+                .model
+                .masked_dense_above
+                .resolve(device, largest, tokens)?;
+            lm.set_execution(device, policy, &densities)?;
+        }
         // Adam's moments ride along with the values through every rewiring.
         let topology = sched.as_ref().map(|s| s.topology(device, 2));
         let gradient_regrowth = sched
@@ -360,6 +389,7 @@ impl<'d> LmRun<'d> {
                     lr,
                     density,
                     itop,
+                    masked_dense: self.lm.masked_dense_count(),
                     tokens_per_s: window_steps as f64 * tokens_per_step / window_train_s.max(1e-9),
                     elapsed_s: run_start.elapsed().as_secs_f64(),
                 };
@@ -404,22 +434,25 @@ impl<'d> LmRun<'d> {
         let (Some(sched), Some(topology)) = (self.sched.as_mut(), self.topology.as_ref()) else {
             return Ok(());
         };
+        // Masked-dense projections hand their weights to the update in CSR order.
+        self.lm.sync_to_csr(self.device)?;
         let sparse = self.lm.sparse_projections();
         let refs: Vec<LayerRef<'_>> = sparse
             .iter()
             .enumerate()
             .map(|(j, p)| LayerRef {
                 pattern: &p.layer.pattern,
-                values: &p.layer.values,
+                values: &p.layer.weight.value,
                 state: &p.moments,
-                grad: Some(&p.layer.grad),
+                grad: Some(&p.layer.weight.grad),
                 dense_grad: self.dense_grads.get(j).map(|(_, t)| t),
             })
             .collect();
         sched.update(self.device, topology, &refs)?;
         // Patterns change only here: observing each new one (a readback every ΔT steps) makes
         // ITOP exact whatever the validation interval.
-        self.observe_topology()?;
+        let densities = self.observe_topology()?;
+        self.lm.after_topology_update(self.device, &densities)?;
         Ok(())
     }
 
@@ -440,29 +473,35 @@ impl<'d> LmRun<'d> {
     }
 
     /// Reads the sparse patterns back and adds them to the scheduler's ITOP record; returns
-    /// their link count and the number of possible links.
-    fn observe_topology(&mut self) -> Result<(usize, usize)> {
+    /// each projection's density.
+    fn observe_topology(&mut self) -> Result<Vec<f64>> {
         let Some(sched) = self.sched.as_mut() else {
-            return Ok((0, 0));
+            return Ok(Vec::new());
         };
         let mut masks = Vec::new();
         for p in self.lm.sparse_projections() {
             masks.push(self.device.download_pattern(&p.layer.pattern)?.to_mask());
         }
         sched.observe(&masks)?;
-        Ok(masks
-            .iter()
-            .fold((0, 0), |(n, a), m| (n + m.nnz(), a + m.rows() * m.cols())))
+        Ok(masks.iter().map(cht_sparse::Mask::density).collect())
     }
 
-    /// Mean density of the sparse projections and ITOP (one pattern readback per validation).
+    /// Mean density of the sparse projections (over all their possible links) and ITOP (one
+    /// pattern readback per validation).
     fn topology_metrics(&mut self) -> Result<(f64, Option<f64>)> {
         if self.sched.is_none() {
             return Ok((1.0, None));
         }
-        let (links, all) = self.observe_topology()?;
+        let densities = self.observe_topology()?;
+        let sizes: Vec<f64> = self
+            .lm
+            .sparse_projections()
+            .iter()
+            .map(|p| (p.layer.pattern.rows() * p.layer.pattern.cols()) as f64)
+            .collect();
+        let links: f64 = densities.iter().zip(&sizes).map(|(d, n)| d * n).sum();
         let itop = self.sched.as_ref().map(DstScheduler::itop);
-        Ok((links as f64 / all.max(1) as f64, itop))
+        Ok((links / sizes.iter().sum::<f64>().max(1.0), itop))
     }
 
     fn summary(&self, out: &Path, history: &[StepMetrics]) -> Result<()> {
@@ -530,6 +569,7 @@ impl<'d> LmRun<'d> {
 
     fn save(&self, out: &Path) -> Result<()> {
         let mut c = Checkpoint::default();
+        self.lm.sync_to_csr(self.device)?;
         let read = |t: &Tensor| self.device.read_f32(t);
         for (name, [value, m, v]) in self.lm.state() {
             c.put_f32(&name, &[value.len()], read(value)?);
@@ -605,6 +645,19 @@ impl<'d> LmRun<'d> {
                 device.write_f32(t, v)?;
             }
         }
+        // Masked-dense projections rebuild from the restored CSR side; executions follow the
+        // restored densities.
+        let densities = self
+            .lm
+            .sparse_projections()
+            .iter()
+            .map(|p| {
+                device
+                    .download_pattern(&p.layer.pattern)
+                    .map(|q| q.to_mask().density())
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.lm.after_topology_update(device, &densities)?;
         self.step = c.meta("step")?.parse().context("checkpoint step")?;
         self.adam_t = c.meta("adam_t")?.parse().context("checkpoint adam_t")?;
         self.best = serde_json::from_str(c.meta("best")?).context("checkpoint best")?;

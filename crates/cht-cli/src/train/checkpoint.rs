@@ -39,6 +39,11 @@ impl Checkpoint {
             .with_context(|| format!("checkpoint has no tensor {name:?}"))
     }
 
+    /// Whether a float tensor of that name is present.
+    pub fn has_f32(&self, name: &str) -> bool {
+        self.f32s.contains_key(name)
+    }
+
     /// A u32 tensor, or an error naming it.
     pub fn u32(&self, name: &str) -> Result<&[u32]> {
         self.u32s

@@ -81,6 +81,10 @@ pub struct ModelConfig {
     /// biases) or `"pytorch"` (`nn.Linear`'s default `U(±1/√in)`, which the official code keeps for
     /// every bias and its dense classifier). Sparse weights always follow `dst.weight_init`.
     pub default_init: DefaultInit,
+    /// Density above which sparse layers run as masked-dense GEMMs instead of CSR: `"auto"`
+    /// (measured once per adapter and layer shape, cached; the run records the value), `"never"`,
+    /// or a density.
+    pub masked_dense_above: crate::execution::MaskedDenseAbove,
 }
 
 /// See [`ModelConfig::default_init`].
@@ -100,6 +104,7 @@ impl Default for ModelConfig {
             dim: 2.0,
             hidden_layers: 3,
             default_init: DefaultInit::default(),
+            masked_dense_above: crate::execution::MaskedDenseAbove::default(),
         }
     }
 }

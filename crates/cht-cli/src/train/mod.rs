@@ -152,7 +152,7 @@ struct Run<'d> {
 }
 
 impl<'d> Run<'d> {
-    fn new(device: &'d Device, config: RunConfig, data: Data) -> Result<Run<'d>> {
+    fn new(device: &'d Device, mut config: RunConfig, data: Data) -> Result<Run<'d>> {
         let inputs = data.features();
         let hidden = (config.model.dim * inputs as f64).round() as usize;
         let classes = data.classes();
@@ -172,6 +172,7 @@ impl<'d> Run<'d> {
         let torch_init = config.model.default_init == config::DefaultInit::Pytorch;
         let mut layers = Vec::new();
         let mut sched = None;
+        let mut densities = Vec::new();
         if dst.method == cht_dst::Method::Fc {
             for (l, &(out, inp)) in shapes.iter().enumerate() {
                 // The official FC hidden layers use `init_mode` (Kaiming) weights and the
@@ -192,6 +193,7 @@ impl<'d> Run<'d> {
             let masks = s.initial_masks(correlation.as_ref())?;
             // ITOP counts every link that was ever active, the initial ones included.
             s.observe(&masks)?;
+            densities = masks.iter().map(cht_sparse::Mask::density).collect();
             for (l, mask) in masks.iter().enumerate() {
                 let weights = s.initial_weights(l, mask)?;
                 let pattern = CsrPattern::from_mask(mask);
@@ -222,7 +224,21 @@ impl<'d> Run<'d> {
             n_sparse as u32,
             classifier_init,
         )?));
-        let mlp = Mlp::from_layers(layers)?;
+        let mut mlp = Mlp::from_layers(device, layers)?;
+        if sched.is_some() {
+            // Sparse layers run as CSR or masked-dense by density; "auto" is measured once (on
+            // the largest sparse layer at the training batch) and recorded in the run's config.
+            let largest = *shapes
+                .iter()
+                .max_by_key(|(r, c)| r * c)
+                .expect("sparse layers");
+            let policy = config.model.masked_dense_above.resolve(
+                device,
+                largest,
+                config.train.batch_size,
+            )?;
+            mlp.set_execution(device, policy, &densities)?;
+        }
         let topology = sched.as_ref().map(|s| s.topology(device, 1));
         let needs_dense_grad = sched
             .as_ref()
@@ -359,22 +375,26 @@ impl<'d> Run<'d> {
                 }
             })
             .collect();
-        let states: Vec<[&Tensor; 1]> = sparse.iter().map(|s| [&s.velocity]).collect();
+        // Masked-dense layers hand their weights to the update in CSR order.
+        self.mlp.sync_to_csr(self.device)?;
+        let states: Vec<[&Tensor; 1]> = sparse.iter().map(|s| [&s.weight.state[0]]).collect();
         let refs: Vec<LayerRef<'_>> = sparse
             .iter()
             .enumerate()
             .map(|(l, s)| LayerRef {
                 pattern: &s.pattern,
-                values: &s.values,
+                values: &s.weight.value,
                 state: &states[l],
-                grad: Some(&s.grad),
+                grad: Some(&s.weight.grad),
                 dense_grad: self.dense_grads.get(l),
             })
             .collect();
         sched.update(self.device, topology, &refs)?;
         // Patterns change only here: observing each new one makes ITOP exact whatever the
         // evaluation interval.
-        self.observe_topology()?;
+        let masks = self.observe_topology()?;
+        let densities: Vec<f64> = masks.iter().map(cht_sparse::Mask::density).collect();
+        self.mlp.after_topology_update(self.device, &densities)?;
         Ok(())
     }
 
@@ -439,41 +459,28 @@ impl<'d> Run<'d> {
 
     fn save(&self, out: &Path) -> Result<()> {
         let mut c = Checkpoint::default();
+        self.mlp.sync_to_csr(self.device)?;
         for (l, layer) in self.mlp.layers.iter().enumerate() {
             let name = |what: &str| format!("layer{l}.{what}");
             let read = |t: &Tensor| self.device.read_f32(t);
             match layer {
                 Layer::Sparse(s) => {
                     let p = self.device.download_pattern(&s.pattern)?;
+                    let w = &s.weight;
                     c.put_u32(&name("row_ptr"), &[p.row_ptr().len()], p.row_ptr().to_vec());
                     c.put_u32(&name("col_idx"), &[p.nnz()], p.col_idx().to_vec());
-                    c.put_f32(&name("values"), &[s.values.len()], read(&s.values)?);
-                    c.put_f32(&name("momentum"), &[s.velocity.len()], read(&s.velocity)?);
-                    c.put_f32(&name("bias"), &[s.bias.len()], read(&s.bias)?);
-                    c.put_f32(
-                        &name("bias_momentum"),
-                        &[s.bias_velocity.len()],
-                        read(&s.bias_velocity)?,
-                    );
+                    c.put_f32(&name("values"), &[w.value.len()], read(&w.value)?);
+                    c.put_f32(&name("momentum"), &[w.value.len()], read(&w.state[0])?);
                 }
                 Layer::Dense(d) => {
-                    c.put_f32(
-                        &name("weight"),
-                        &[d.weight.rows(), d.weight.cols()],
-                        read(&d.weight)?,
-                    );
-                    c.put_f32(
-                        &name("momentum"),
-                        &[d.velocity.rows(), d.velocity.cols()],
-                        read(&d.velocity)?,
-                    );
-                    c.put_f32(&name("bias"), &[d.bias.len()], read(&d.bias)?);
-                    c.put_f32(
-                        &name("bias_momentum"),
-                        &[d.bias_velocity.len()],
-                        read(&d.bias_velocity)?,
-                    );
+                    let (w, shape) = (&d.weight, [d.weight.value.rows(), d.weight.value.cols()]);
+                    c.put_f32(&name("weight"), &shape, read(&w.value)?);
+                    c.put_f32(&name("momentum"), &shape, read(&w.state[0])?);
                 }
+            }
+            if let Some(b) = layer.bias() {
+                c.put_f32(&name("bias"), &[b.value.len()], read(&b.value)?);
+                c.put_f32(&name("bias_momentum"), &[b.value.len()], read(&b.state[0])?);
             }
         }
         c.metadata
@@ -525,27 +532,36 @@ impl<'d> Run<'d> {
                         &p,
                         s.pattern.capacity(),
                     )?;
-                    write(&s.values, c.f32(&name("values"))?, "values")?;
-                    write(&s.velocity, c.f32(&name("momentum"))?, "momentum")?;
-                    write(&s.bias, c.f32(&name("bias"))?, "bias")?;
-                    write(
-                        &s.bias_velocity,
-                        c.f32(&name("bias_momentum"))?,
-                        "bias_momentum",
-                    )?;
+                    write(&s.weight.value, c.f32(&name("values"))?, "values")?;
+                    write(&s.weight.state[0], c.f32(&name("momentum"))?, "momentum")?;
                 }
                 Layer::Dense(d) => {
-                    write(&d.weight, c.f32(&name("weight"))?, "weight")?;
-                    write(&d.velocity, c.f32(&name("momentum"))?, "momentum")?;
-                    write(&d.bias, c.f32(&name("bias"))?, "bias")?;
-                    write(
-                        &d.bias_velocity,
-                        c.f32(&name("bias_momentum"))?,
-                        "bias_momentum",
-                    )?;
+                    write(&d.weight.value, c.f32(&name("weight"))?, "weight")?;
+                    write(&d.weight.state[0], c.f32(&name("momentum"))?, "momentum")?;
                 }
             }
+            if let Some(b) = layer.bias() {
+                write(&b.value, c.f32(&name("bias"))?, "bias")?;
+                write(&b.state[0], c.f32(&name("bias_momentum"))?, "bias_momentum")?;
+            }
         }
+        // Masked-dense layers rebuild from the restored CSR side; executions follow the restored
+        // densities.
+        let densities: Vec<f64> = self
+            .mlp
+            .layers
+            .iter()
+            .filter_map(|l| match l {
+                Layer::Sparse(s) => Some(s),
+                Layer::Dense(_) => None,
+            })
+            .map(|s| {
+                self.device
+                    .download_pattern(&s.pattern)
+                    .map(|p| p.to_mask().density())
+            })
+            .collect::<Result<_, _>>()?;
+        self.mlp.after_topology_update(self.device, &densities)?;
         self.epoch = c.meta("epoch")?.parse().context("checkpoint epoch")?;
         self.best = serde_json::from_str(c.meta("best")?).context("checkpoint best accuracy")?;
         if let Some(s) = &mut self.sched {

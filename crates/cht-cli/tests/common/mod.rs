@@ -4,13 +4,15 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Runs `cht` on the CPU backend with one thread (plus `env`); returns the exit code and standard
-/// error followed by standard output.
+/// Runs `cht` on the CPU backend with one thread, sparse layers always CSR (plus `env`, which may
+/// override that); returns the exit code and standard error followed by standard output.
 pub fn cht(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_cht"));
     cmd.args(args)
         .env("CHT_BACKEND", "cpu")
-        .env("RAYON_NUM_THREADS", "1");
+        .env("RAYON_NUM_THREADS", "1")
+        // Runs compared bit for bit must execute alike: no timing-dependent calibration.
+        .env("CHT_MASKED_DENSE_ABOVE", "never");
     for (k, v) in env {
         cmd.env(k, v);
     }

@@ -199,21 +199,19 @@ impl Device {
             Backend::Cpu => {
                 let (qv, kv, vv) = (q.cpu_read(OP)?, k.cpu_read(OP)?, v.cpu_read(OP)?);
                 let (ov, lv, dov) = (o.cpu_read(OP)?, lse.cpu_read(OP)?, dout.cpu_read(OP)?);
-                let mut dd = d.cpu_write(OP)?;
-                let (mut dqv, mut dkv, mut dvv) =
-                    (dq.cpu_write(OP)?, dk.cpu_write(OP)?, dv.cpu_write(OP)?);
-                attention_backward_cpu(
-                    shape,
-                    (as_f32(&qv), as_f32(&kv), as_f32(&vv)),
-                    (as_f32(&ov), as_f32(&lv), as_f32(&dov)),
-                    as_f32_mut(&mut dd),
-                    (
-                        as_f32_mut(&mut dqv),
-                        as_f32_mut(&mut dkv),
-                        as_f32_mut(&mut dvv),
-                    ),
-                );
-                Ok(())
+                // dq, dk and dv may be disjoint views of one storage (stacked q/k/v gradients).
+                Tensor::cpu_write_disjoint(&[d, dq, dk, dv], OP, |s| {
+                    let [dd, dqv, dkv, dvv] = s else {
+                        unreachable!("four tensors were locked")
+                    };
+                    attention_backward_cpu(
+                        shape,
+                        (as_f32(&qv), as_f32(&kv), as_f32(&vv)),
+                        (as_f32(&ov), as_f32(&lv), as_f32(&dov)),
+                        as_f32_mut(dd),
+                        (as_f32_mut(dqv), as_f32_mut(dkv), as_f32_mut(dvv)),
+                    );
+                })
             }
         }
     }

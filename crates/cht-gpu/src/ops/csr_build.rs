@@ -29,6 +29,7 @@ const FILL_ROWS: Kernel = kernel("fill_rows", &[R, R, W, W, W]);
 const FILL_COLS: Kernel = kernel("fill_cols", &[R, R, R, W, W]);
 const GATHER: Kernel = kernel("csr_gather", &[R, R, R, R, W]);
 const SCATTER: Kernel = kernel("csr_scatter", &[R, R, R, R, W]);
+const MASK: Kernel = kernel("csr_mask", &[R, R, R, W]);
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -154,15 +155,29 @@ impl Device {
             }
             Backend::Cpu => {
                 let m = mask.cpu_read(OP)?;
-                let mut arrays = CsrArrays {
-                    row_ptr: out.row_ptr.cpu_write(OP)?,
-                    col_idx: out.col_idx.cpu_write(OP)?,
-                    row_of: out.row_of.cpu_write(OP)?,
-                    col_ptr: out.col_ptr.cpu_write(OP)?,
-                    row_idx: out.row_idx.cpu_write(OP)?,
-                    perm: out.perm.cpu_write(OP)?,
-                };
-                let status = build_pattern_cpu(b.rows, b.cols, out.capacity, &m, &mut arrays);
+                // The link arrays are disjoint views of two storages: lock them together.
+                let all = [
+                    &out.row_ptr,
+                    &out.col_idx,
+                    &out.row_of,
+                    &out.col_ptr,
+                    &out.row_idx,
+                    &out.perm,
+                ];
+                let status = Tensor::cpu_write_disjoint(&all, OP, |s| {
+                    let [row_ptr, col_idx, row_of, col_ptr, row_idx, perm] = s else {
+                        unreachable!("six tensors were locked")
+                    };
+                    let mut arrays = CsrArrays {
+                        row_ptr: &mut **row_ptr,
+                        col_idx: &mut **col_idx,
+                        row_of: &mut **row_of,
+                        col_ptr: &mut **col_ptr,
+                        row_idx: &mut **row_idx,
+                        perm: &mut **perm,
+                    };
+                    build_pattern_cpu(b.rows, b.cols, out.capacity, &m, &mut arrays)
+                })?;
                 b.status.cpu_write(OP)?.copy_from_slice(&status);
                 Ok(())
             }
@@ -183,6 +198,40 @@ impl Device {
     /// dense memory of each position's last live value (historical weights, spec §3.5).
     pub fn csr_overlay(&self, p: &SparsePattern, values: &Tensor, dense: &Tensor) -> Result<()> {
         self.move_values(p, Move::Overlay, dense, values)
+    }
+
+    /// Writes the pattern's 0/1 mask into `mask` (`[rows, cols]` u32): the mask of a
+    /// masked-dense layer.
+    pub fn pattern_mask(&self, p: &SparsePattern, mask: &Tensor) -> Result<()> {
+        const OP: &str = "pattern_mask";
+        mask.expect(OP, DType::U32, p.rows, p.cols)?;
+        match &self.backend {
+            Backend::Gpu(g) => {
+                let params = Params {
+                    rows: p.rows as u32,
+                    cols: p.cols as u32,
+                    n: 0,
+                    capacity: p.capacity as u32,
+                    slot: 0,
+                    _pad: [0; 3],
+                };
+                g.clear(mask.gpu_slice(OP)?, mask.len());
+                let tensors = [&p.row_ptr, &p.row_of, &p.col_idx, mask];
+                g.dispatch(&MASK, &[], bytes(&params), &tensors, grid_1d(p.capacity))
+            }
+            Backend::Cpu => {
+                let (rp, ro, ci) = (
+                    p.row_ptr.cpu_read(OP)?,
+                    p.row_of.cpu_read(OP)?,
+                    p.col_idx.cpu_read(OP)?,
+                );
+                let mut m = mask.cpu_write(OP)?;
+                m.fill(0);
+                let nnz = (rp[p.rows] as usize).min(p.capacity);
+                (0..nnz).for_each(|k| m[ro[k] as usize * p.cols + ci[k] as usize] = 1);
+                Ok(())
+            }
+        }
     }
 
     fn move_values(

@@ -18,7 +18,7 @@
 //! | `reduce`      | `shaders/reduce.wgsl`    | global-norm gradient clipping, residual adds |
 //! | `csr_build`   | `shaders/csr_build.wgsl` | CSR/CSC from a mask, gather/scatter values |
 //! | `random`      | `shaders/random.wgsl`    | counter-based RNG fill |
-//! | `predict`     | `shaders/ch_link.wgsl`   | CH link prediction (L3n and L3p) |
+//! | `predict`     | `shaders/ch_link.wgsl`   | CH link prediction (L3n by sparse walk or dense products, L3p) |
 //! | `topology`    | `shaders/topology.wgsl`  | removal scores, mask edits, chain sweeps |
 //! | `sample`      | `shaders/sample.wgsl`    | sampling keys, exact top-k selection |
 

@@ -5,7 +5,7 @@
 use crate::device::{Backend, Device};
 use crate::error::Result;
 use crate::gpu::{Access, Kernel};
-use crate::ops::{bytes, grid_1d};
+use crate::ops::{WG, bytes, grid_1d};
 use crate::tensor::{DType, Tensor, as_f32, as_f32_mut};
 
 const SOURCE: &str = include_str!("../../../../shaders/norm.wgsl");
@@ -20,32 +20,29 @@ const FORWARD: Kernel = Kernel {
         Access::ReadWrite,
     ],
 };
-const BACKWARD_INPUT: Kernel = Kernel {
+const BACKWARD: Kernel = Kernel {
     family: "norm",
     source: SOURCE,
-    entry: "rmsnorm_backward_input",
+    entry: "rmsnorm_backward",
     access: &[
         Access::Read,
         Access::Read,
         Access::Read,
         Access::Read,
         Access::ReadWrite,
+        Access::ReadWrite,
     ],
-};
-const BACKWARD_GAIN: Kernel = Kernel {
-    family: "norm",
-    source: SOURCE,
-    entry: "rmsnorm_backward_gain",
-    access: &[Access::Read, Access::Read, Access::Read, Access::ReadWrite],
 };
 
 #[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {
     d: u32,
     tokens: u32,
     eps: f32,
-    _pad: u32,
+    flags: u32,
+    input_groups: u32,
+    _pad: [u32; 3],
 }
 
 impl Device {
@@ -90,7 +87,7 @@ impl Device {
     }
 
     /// Gradients of [`Device::rmsnorm_forward`]: `dx: [d, tokens]` and `dgain: [d, 1]` from `dy`,
-    /// the forward's input `x` and its `rstd`.
+    /// the forward's input `x` and its `rstd` (one dispatch).
     pub fn rmsnorm_backward(
         &self,
         x: &Tensor,
@@ -99,6 +96,30 @@ impl Device {
         dy: &Tensor,
         dx: &Tensor,
         dgain: &Tensor,
+    ) -> Result<()> {
+        self.rmsnorm_backward_impl([x, gain, rstd, dy], dx, dgain, false)
+    }
+
+    /// [`Device::rmsnorm_backward`] adding the input gradient into `dx` (a residual stream's
+    /// gradient) instead of overwriting it.
+    pub fn rmsnorm_backward_accumulate(
+        &self,
+        x: &Tensor,
+        gain: &Tensor,
+        rstd: &Tensor,
+        dy: &Tensor,
+        dx: &Tensor,
+        dgain: &Tensor,
+    ) -> Result<()> {
+        self.rmsnorm_backward_impl([x, gain, rstd, dy], dx, dgain, true)
+    }
+
+    fn rmsnorm_backward_impl(
+        &self,
+        [x, gain, rstd, dy]: [&Tensor; 4],
+        dx: &Tensor,
+        dgain: &Tensor,
+        accumulate: bool,
     ) -> Result<()> {
         const OP: &str = "rmsnorm_backward";
         let (d, tokens) = (x.rows(), x.cols());
@@ -110,20 +131,19 @@ impl Device {
         dgain.expect(OP, DType::F32, d, 1)?;
         match &self.backend {
             Backend::Gpu(g) => {
-                let p = params(d, tokens, 0.0);
+                let input_groups = tokens.div_ceil(WG);
+                let p = Params {
+                    flags: u32::from(accumulate),
+                    input_groups: input_groups as u32,
+                    ..params(d, tokens, 0.0)
+                };
+                let groups = input_groups + d.div_ceil(WG);
                 g.dispatch(
-                    &BACKWARD_INPUT,
+                    &BACKWARD,
                     &[],
                     bytes(&p),
-                    &[x, gain, rstd, dy, dx],
-                    grid_1d(tokens),
-                )?;
-                g.dispatch(
-                    &BACKWARD_GAIN,
-                    &[],
-                    bytes(&p),
-                    &[x, rstd, dy, dgain],
-                    grid_1d(d),
+                    &[x, gain, rstd, dy, dx, dgain],
+                    crate::ops::grid_1d_wg(groups * WG, WG),
                 )
             }
             Backend::Cpu => {
@@ -136,6 +156,7 @@ impl Device {
                 let (mut dxv, mut dgv) = (dx.cpu_write(OP)?, dgain.cpu_write(OP)?);
                 rmsnorm_backward_cpu(
                     tokens,
+                    accumulate,
                     as_f32(&xv),
                     as_f32(&gv),
                     as_f32(&rv),
@@ -154,7 +175,7 @@ fn params(d: usize, tokens: usize, eps: f32) -> Params {
         d: d as u32,
         tokens: tokens as u32,
         eps,
-        _pad: 0,
+        ..Params::default()
     }
 }
 
@@ -182,9 +203,12 @@ pub fn rmsnorm_forward_cpu(
     }
 }
 
-/// CPU twin of `rmsnorm_backward_input` and `rmsnorm_backward_gain`.
+/// CPU twin of `rmsnorm_backward` (both roles); with `accumulate` the input gradient is added to
+/// `dx`.
+#[allow(clippy::too_many_arguments)]
 pub fn rmsnorm_backward_cpu(
     tokens: usize,
+    accumulate: bool,
     x: &[f32],
     gain: &[f32],
     rstd: &[f32],
@@ -201,7 +225,8 @@ pub fn rmsnorm_backward_cpu(
         let c = r * r * s / d as f32;
         for (i, &g) in gain.iter().enumerate() {
             let k = i * tokens + t;
-            dx[k] = r * (g * dy[k] - x[k] * c);
+            let v = r * (g * dy[k] - x[k] * c);
+            dx[k] = if accumulate { dx[k] + v } else { v };
         }
     }
     for (i, o) in dgain.iter_mut().enumerate() {
@@ -248,7 +273,7 @@ mod tests {
         rmsnorm_forward_cpu(tokens, 1e-5, &x, &gain, &mut y, &mut r);
         let mut dx = vec![0.0; d * tokens];
         let mut dg = vec![0.0; d];
-        rmsnorm_backward_cpu(tokens, &x, &gain, &r, &w, &mut dx, &mut dg);
+        rmsnorm_backward_cpu(tokens, false, &x, &gain, &r, &w, &mut dx, &mut dg);
         let h = 1e-3;
         for k in 0..x.len() {
             let (mut xp, mut xm) = (x.clone(), x.clone());

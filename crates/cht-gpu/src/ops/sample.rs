@@ -145,14 +145,7 @@ impl Device {
                 let w = weights.cpu_read(OP)?;
                 let m = mask.map(|m| m.cpu_read(OP)).transpose()?;
                 let mut k = keys.cpu_write(OP)?;
-                sample_keys_cpu(
-                    as_f32(&w),
-                    m.as_deref(),
-                    eligible,
-                    mode,
-                    rng,
-                    &mut k,
-                );
+                sample_keys_cpu(as_f32(&w), m.as_deref(), eligible, mode, rng, &mut k);
                 Ok(())
             }
         }

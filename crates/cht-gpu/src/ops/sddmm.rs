@@ -1,34 +1,11 @@
-//! Sparse weight gradient `dW = (dY·Xᵀ) ⊙ pattern`, computed only on the links; shader
-//! `shaders/sddmm.wgsl`.
+//! Sparse weight gradient `dW = (dY·Xᵀ) ⊙ pattern`, computed only on the links: the weight-gradient
+//! role of the fused `sparse_backward` kernel in `shaders/spmm.wgsl` (see
+//! [`Device::sparse_backward`]), and its CPU twin.
 
-use crate::device::{Backend, Device};
+use crate::device::Device;
 use crate::error::Result;
-use crate::gpu::{Access, Kernel};
-use crate::ops::{bytes, grid_1d};
 use crate::sparse::SparsePattern;
-use crate::tensor::{DType, Tensor, as_f32, as_f32_mut};
-
-const KERNEL: Kernel = Kernel {
-    family: "sddmm",
-    source: include_str!("../../../../shaders/sddmm.wgsl"),
-    entry: "sddmm_weight_grad",
-    access: &[
-        Access::Read,
-        Access::Read,
-        Access::Read,
-        Access::Read,
-        Access::Read,
-        Access::ReadWrite,
-    ],
-};
-
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    rows: u32,
-    batch: u32,
-    _pad: [u32; 2],
-}
+use crate::tensor::Tensor;
 
 impl Device {
     /// `dw[k] = Σ_b dy[row(k), b] · x[col(k), b]` for every live link `k`; `dy` is `[rows, batch]`,
@@ -41,39 +18,7 @@ impl Device {
         x: &Tensor,
         dw: &Tensor,
     ) -> Result<()> {
-        const OP: &str = "sddmm_weight_grad";
-        let batch = dy.cols();
-        dy.expect(OP, DType::F32, w.rows, batch)?;
-        x.expect(OP, DType::F32, w.cols, batch)?;
-        dw.expect(OP, DType::F32, w.capacity, 1)?;
-        match &self.backend {
-            Backend::Gpu(g) => {
-                let params = Params {
-                    rows: w.rows as u32,
-                    batch: batch as u32,
-                    _pad: [0; 2],
-                };
-                let tensors = [&w.row_ptr, &w.row_of, &w.col_idx, dy, x, dw];
-                g.dispatch(&KERNEL, &[], bytes(&params), &tensors, grid_1d(w.capacity))
-            }
-            Backend::Cpu => {
-                let row_ptr = w.row_ptr.cpu_read(OP)?;
-                let row_of = w.row_of.cpu_read(OP)?;
-                let col_idx = w.col_idx.cpu_read(OP)?;
-                let (dy, x) = (dy.cpu_read(OP)?, x.cpu_read(OP)?);
-                let mut dw = dw.cpu_write(OP)?;
-                let nnz = (row_ptr[w.rows] as usize).min(w.capacity);
-                sddmm_cpu(
-                    batch,
-                    &row_of[..nnz],
-                    &col_idx[..nnz],
-                    as_f32(&dy),
-                    as_f32(&x),
-                    &mut as_f32_mut(&mut dw)[..nnz],
-                );
-                Ok(())
-            }
-        }
+        self.sparse_backward(w, dw, dy, Some(dw), Some(x), None)
     }
 }
 

@@ -1,5 +1,6 @@
-//! Sparse forward `Y = act(W·X + b)` and sparse input gradient `dX = Wᵀ·dY` over a
-//! [`SparsePattern`]; shader `shaders/spmm.wgsl`.
+//! Sparse forward `Y = act(W·X + b)` and the fused sparse backward pass (weight gradient on the
+//! links and input gradient `dX = Wᵀ·dY`, one dispatch) over a [`SparsePattern`]; shader
+//! `shaders/spmm.wgsl`. The weight gradient's twin is [`crate::ops::sddmm::sddmm_cpu`].
 
 use crate::device::{Backend, Device};
 use crate::error::Result;
@@ -22,22 +23,44 @@ const FORWARD: Kernel = Kernel {
         Access::ReadWrite,
     ],
 };
-const BACKWARD_INPUT: Kernel = Kernel {
+const BACKWARD: Kernel = Kernel {
     family: "spmm",
     source: SOURCE,
-    entry: "spmm_backward_input",
+    entry: "sparse_backward",
     access: &[
         Access::Read,
         Access::Read,
         Access::Read,
         Access::Read,
         Access::Read,
+        Access::Read,
+        Access::ReadWrite,
         Access::ReadWrite,
     ],
 };
 
 pub(crate) const FLAG_BIAS: u32 = 1;
 pub(crate) const FLAG_RELU: u32 = 2;
+pub(crate) const FLAG_ACCUMULATE: u32 = 4;
+
+/// What a product does with its result: add a row bias, apply an activation, and write or add
+/// into the output (`accumulate`: residual connections and sums of several products without an
+/// extra pass).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Epilogue<'a> {
+    /// Row bias `[rows, 1]`.
+    pub bias: Option<&'a Tensor>,
+    /// Fused activation.
+    pub act: Activation,
+    /// `out += result` instead of `out = result`.
+    pub accumulate: bool,
+}
+
+impl Epilogue<'_> {
+    pub(crate) fn flags(&self) -> u32 {
+        epilogue_flags(self.bias, self.act) | if self.accumulate { FLAG_ACCUMULATE } else { 0 }
+    }
+}
 
 /// Activation fused into a forward product.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -50,11 +73,15 @@ pub enum Activation {
 }
 
 #[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {
     out_rows: u32,
     batch: u32,
     flags: u32,
+    dw_len: u32,
+    dw_groups: u32,
+    col_idx_at: u32,
+    perm_at: u32,
     _pad: u32,
 }
 
@@ -79,12 +106,29 @@ impl Device {
         act: Activation,
         y: &Tensor,
     ) -> Result<()> {
+        let epilogue = Epilogue {
+            bias,
+            act,
+            accumulate: false,
+        };
+        self.spmm_forward_with(w, values, x, &epilogue, y)
+    }
+
+    /// [`Device::spmm_forward`] with any [`Epilogue`] (e.g. accumulating into `y`).
+    pub fn spmm_forward_with(
+        &self,
+        w: &SparsePattern,
+        values: &Tensor,
+        x: &Tensor,
+        epilogue: &Epilogue<'_>,
+        y: &Tensor,
+    ) -> Result<()> {
         const OP: &str = "spmm_forward";
         let batch = x.cols();
         values.expect(OP, DType::F32, w.capacity, 1)?;
         x.expect(OP, DType::F32, w.cols, batch)?;
         y.expect(OP, DType::F32, w.rows, batch)?;
-        if let Some(b) = bias {
+        if let Some(b) = epilogue.bias {
             b.expect(OP, DType::F32, w.rows, 1)?;
         }
         match &self.backend {
@@ -92,10 +136,10 @@ impl Device {
                 let params = Params {
                     out_rows: w.rows as u32,
                     batch: batch as u32,
-                    flags: epilogue_flags(bias, act),
-                    _pad: 0,
+                    flags: epilogue.flags(),
+                    ..Params::default()
                 };
-                let bias = bias.unwrap_or(&g.dummy);
+                let bias = epilogue.bias.unwrap_or(&g.dummy);
                 let tensors = [&w.row_ptr, &w.col_idx, values, x, bias, y];
                 g.dispatch(
                     &FORWARD,
@@ -110,7 +154,7 @@ impl Device {
                 let col_idx = w.col_idx.cpu_read(OP)?;
                 let values = values.cpu_read(OP)?;
                 let x = x.cpu_read(OP)?;
-                let bias = bias.map(|b| b.cpu_read(OP)).transpose()?;
+                let bias = epilogue.bias.map(|b| b.cpu_read(OP)).transpose()?;
                 let mut y = y.cpu_write(OP)?;
                 spmm_cpu(
                     SpmmArgs {
@@ -122,7 +166,8 @@ impl Device {
                     },
                     as_f32(&x),
                     bias.as_deref().map(as_f32),
-                    act,
+                    epilogue.act,
+                    epilogue.accumulate,
                     as_f32_mut(&mut y),
                 );
                 Ok(())
@@ -131,7 +176,7 @@ impl Device {
     }
 
     /// `dx = Wᵀ·dy` through the pattern's CSC permutation; `dy` is `[rows, batch]`, `dx` is
-    /// `[cols, batch]`. Every `dx` element is written (no accumulation, no atomics).
+    /// `[cols, batch]`. Every `dx` element is written (no atomics).
     pub fn spmm_backward_input(
         &self,
         w: &SparsePattern,
@@ -139,48 +184,127 @@ impl Device {
         dy: &Tensor,
         dx: &Tensor,
     ) -> Result<()> {
-        const OP: &str = "spmm_backward_input";
+        self.sparse_backward(w, values, dy, None, None, Some((dx, false)))
+    }
+
+    /// The backward pass of a sparse layer in one dispatch: the weight gradient on the links
+    /// (`dw[k] = Σ_b dy[row(k), b] · x[col(k), b]`, when `dw_x = Some((dw, x))`; slots past the
+    /// live count are left untouched) and the input gradient `dx (+)= Wᵀ·dy` (when
+    /// `dx = Some((dx, accumulate))`). `dy` is `[rows, batch]`, `x` and `dx` are `[cols, batch]`,
+    /// `dw` and `values` have the pattern's capacity.
+    pub fn sparse_backward(
+        &self,
+        w: &SparsePattern,
+        values: &Tensor,
+        dy: &Tensor,
+        dw: Option<&Tensor>,
+        x: Option<&Tensor>,
+        dx: Option<(&Tensor, bool)>,
+    ) -> Result<()> {
+        const OP: &str = "sparse_backward";
         let batch = dy.cols();
-        values.expect(OP, DType::F32, w.capacity, 1)?;
         dy.expect(OP, DType::F32, w.rows, batch)?;
-        dx.expect(OP, DType::F32, w.cols, batch)?;
+        let dw_x = match (dw, x) {
+            (Some(dw), Some(x)) => {
+                dw.expect(OP, DType::F32, w.capacity, 1)?;
+                x.expect(OP, DType::F32, w.cols, batch)?;
+                Some((dw, x))
+            }
+            (None, None) => None,
+            _ => {
+                return Err(crate::error::shape_err(
+                    OP,
+                    "the weight gradient needs both dw and the layer input x",
+                ));
+            }
+        };
+        if let Some((dx, _)) = dx {
+            values.expect(OP, DType::F32, w.capacity, 1)?;
+            dx.expect(OP, DType::F32, w.cols, batch)?;
+        }
         match &self.backend {
             Backend::Gpu(g) => {
+                let dw_len = if dw_x.is_some() { w.capacity } else { 0 };
+                let dw_groups = dw_len.div_ceil(crate::ops::WG);
+                let dx_threads = if dx.is_some() {
+                    w.cols * batch.div_ceil(4)
+                } else {
+                    0
+                };
+                let groups = dw_groups + dx_threads.div_ceil(crate::ops::WG);
                 let params = Params {
                     out_rows: w.cols as u32,
                     batch: batch as u32,
-                    flags: 0,
+                    flags: if dx.is_some_and(|(_, acc)| acc) {
+                        FLAG_ACCUMULATE
+                    } else {
+                        0
+                    },
+                    dw_len: dw_len as u32,
+                    dw_groups: dw_groups as u32,
+                    col_idx_at: w.col_idx_at as u32,
+                    perm_at: w.perm_at as u32,
                     _pad: 0,
                 };
-                let tensors = [&w.col_ptr, &w.row_idx, &w.perm, values, dy, dx];
+                let (dw_t, x_t) = dw_x.unwrap_or((&g.dummy_out, &g.dummy));
+                let dx_t = dx.map_or(&g.dummy_out, |(t, _)| t);
+                let values = if dx.is_some() { values } else { &g.dummy };
+                let tensors = [
+                    &w.col_ptr,
+                    &w.csr_links,
+                    &w.csc_links,
+                    values,
+                    dy,
+                    x_t,
+                    dw_t,
+                    dx_t,
+                ];
                 g.dispatch(
-                    &BACKWARD_INPUT,
+                    &BACKWARD,
                     &[],
                     bytes(&params),
                     &tensors,
-                    grid_1d(w.cols * batch.div_ceil(4)),
+                    crate::ops::grid_1d_wg(groups * crate::ops::WG, crate::ops::WG),
                 )
             }
             Backend::Cpu => {
                 let col_ptr = w.col_ptr.cpu_read(OP)?;
-                let row_idx = w.row_idx.cpu_read(OP)?;
-                let perm = w.perm.cpu_read(OP)?;
-                let values = values.cpu_read(OP)?;
-                let dy = dy.cpu_read(OP)?;
-                let mut dx = dx.cpu_write(OP)?;
-                spmm_cpu(
-                    SpmmArgs {
+                let dyv = dy.cpu_read(OP)?;
+                if let Some((dw, x)) = dw_x {
+                    let row_of = w.row_of.cpu_read(OP)?;
+                    let col_idx = w.col_idx.cpu_read(OP)?;
+                    let xv = x.cpu_read(OP)?;
+                    let mut dwv = dw.cpu_write(OP)?;
+                    let nnz = (col_ptr[w.cols] as usize).min(w.capacity);
+                    crate::ops::sddmm::sddmm_cpu(
                         batch,
-                        ptr: &col_ptr,
-                        idx: &row_idx,
-                        perm: Some(&perm),
-                        values: as_f32(&values),
-                    },
-                    as_f32(&dy),
-                    None,
-                    Activation::None,
-                    as_f32_mut(&mut dx),
-                );
+                        &row_of[..nnz],
+                        &col_idx[..nnz],
+                        as_f32(&dyv),
+                        as_f32(&xv),
+                        &mut as_f32_mut(&mut dwv)[..nnz],
+                    );
+                }
+                if let Some((dx, accumulate)) = dx {
+                    let row_idx = w.row_idx.cpu_read(OP)?;
+                    let perm = w.perm.cpu_read(OP)?;
+                    let values = values.cpu_read(OP)?;
+                    let mut dxv = dx.cpu_write(OP)?;
+                    spmm_cpu(
+                        SpmmArgs {
+                            batch,
+                            ptr: &col_ptr,
+                            idx: &row_idx,
+                            perm: Some(&perm),
+                            values: as_f32(&values),
+                        },
+                        as_f32(&dyv),
+                        None,
+                        Activation::None,
+                        accumulate,
+                        as_f32_mut(&mut dxv),
+                    );
+                }
                 Ok(())
             }
         }
@@ -202,31 +326,41 @@ pub struct SpmmArgs<'a> {
     pub values: &'a [f32],
 }
 
-/// CPU twin of both `spmm_forward` (CSR) and `spmm_backward_input` (CSC):
-/// `out[r, b] = act(Σ_{k∈r} values[perm(k)] · input[idx[k], b] + bias[r])`, summed in link order as
-/// the shader does.
+/// CPU twin of `spmm_forward` (CSR) and of the input-gradient role of `sparse_backward` (CSC):
+/// `out[r, b] (+)= act(Σ_{k∈r} values[perm(k)] · input[idx[k], b] + bias[r])`, summed in link
+/// order as the shader does; with `accumulate` the finished value is added to `out`.
 pub fn spmm_cpu(
     a: SpmmArgs<'_>,
     input: &[f32],
     bias: Option<&[f32]>,
     act: Activation,
+    accumulate: bool,
     out: &mut [f32],
 ) {
     let batch = a.batch;
     crate::cpu::for_each_chunk(out, batch, |r, row| {
-        row.fill(0.0);
+        let mut acc = vec![0.0f32; if accumulate { batch } else { 0 }];
+        let sum: &mut [f32] = if accumulate {
+            &mut acc
+        } else {
+            row.fill(0.0);
+            &mut *row
+        };
         for k in a.ptr[r] as usize..a.ptr[r + 1] as usize {
             let v = a.values[a.perm.map_or(k, |p| p[k] as usize)];
             let base = a.idx[k] as usize * batch;
-            for (o, &xv) in row.iter_mut().zip(&input[base..base + batch]) {
+            for (o, &xv) in sum.iter_mut().zip(&input[base..base + batch]) {
                 *o += v * xv;
             }
         }
         if let Some(b) = bias {
-            row.iter_mut().for_each(|o| *o += b[r]);
+            sum.iter_mut().for_each(|o| *o += b[r]);
         }
         if act == Activation::Relu {
-            row.iter_mut().for_each(|o| *o = o.max(0.0));
+            sum.iter_mut().for_each(|o| *o = o.max(0.0));
+        }
+        if accumulate {
+            row.iter_mut().zip(&acc).for_each(|(o, a)| *o += a);
         }
     });
 }
@@ -259,7 +393,7 @@ mod tests {
             perm: None,
             values: &values,
         };
-        spmm_cpu(csr, &x, Some(&bias), Activation::Relu, &mut y);
+        spmm_cpu(csr, &x, Some(&bias), Activation::Relu, false, &mut y);
         for r in 0..rows {
             for b in 0..batch {
                 let want: f32 = (0..cols)
@@ -279,7 +413,7 @@ mod tests {
             perm: Some(&csc.perm),
             values: &values,
         };
-        spmm_cpu(args, &dy, None, Activation::None, &mut dx);
+        spmm_cpu(args, &dy, None, Activation::None, false, &mut dx);
         for c in 0..cols {
             for b in 0..batch {
                 let want: f32 = (0..rows).map(|r| w[r * cols + c] * dy[r * batch + b]).sum();

@@ -82,15 +82,19 @@ impl Device {
             ),
             Backend::Cpu => {
                 let (a, b, d) = (gate.cpu_read(OP)?, up.cpu_read(OP)?, dh.cpu_read(OP)?);
-                let (mut da, mut db) = (dgate.cpu_write(OP)?, dup.cpu_write(OP)?);
-                swiglu_backward_cpu(
-                    as_f32(&a),
-                    as_f32(&b),
-                    as_f32(&d),
-                    as_f32_mut(&mut da),
-                    as_f32_mut(&mut db),
-                );
-                Ok(())
+                // dgate and dup may be disjoint views of one storage (stacked gradients).
+                Tensor::cpu_write_disjoint(&[dgate, dup], OP, |s| {
+                    let [da, db] = s else {
+                        unreachable!("two tensors were locked")
+                    };
+                    swiglu_backward_cpu(
+                        as_f32(&a),
+                        as_f32(&b),
+                        as_f32(&d),
+                        as_f32_mut(da),
+                        as_f32_mut(db),
+                    );
+                })
             }
         }
     }
