@@ -1185,7 +1185,10 @@ fn tensors_beyond_the_adapter_limits_are_named_errors() {
     let words = (a.limits.max_buffer_size / 4 + 1) as usize;
     let huge = d.zeros("model.too_big", words, 1, DType::F32);
     let err = d.submit().unwrap_err().to_string();
-    assert!(err.contains("model.too_big") && err.contains("largest buffer"), "{err}");
+    assert!(
+        err.contains("model.too_big") && err.contains("largest buffer"),
+        "{err}"
+    );
     let small = d.zeros("small", 4, 1, DType::F32);
     let err = d.add_assign(&huge, &small).unwrap_err().to_string();
     assert!(err.contains("model.too_big"), "{err}");

@@ -161,8 +161,7 @@ impl Gpu {
         // build keeps the defaults: 256 MiB buffers, 128 MiB bindings).
         let mut limits = wgpu::Limits::defaults();
         if cfg!(not(target_arch = "wasm32")) {
-            limits.max_storage_buffer_binding_size =
-                adapter_limits.max_storage_buffer_binding_size;
+            limits.max_storage_buffer_binding_size = adapter_limits.max_storage_buffer_binding_size;
             limits.max_buffer_size = adapter_limits.max_buffer_size;
         }
         let timestamps =
