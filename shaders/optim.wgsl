@@ -31,46 +31,14 @@ fn sgd_momentum(@builtin(global_invocation_id) gid: vec3<u32>,
     w[i] = w[i] - p.lr * v;
 }
 
-// AdamW (PyTorch semantics: decoupled weight decay, bias-corrected moments), for the Transformer.
-// c1 = 1/(1 − β1ᵗ) and c2 = 1/(1 − β2ᵗ) are computed on the host for step t.
+// AdamW (PyTorch semantics: decoupled weight decay, bias-corrected moments) over one tensor or a
+// whole parameter arena chunk, with global-norm clipping folded in. c1 = 1/(1 − β1ᵗ) and
+// c2 = 1/(1 − β2ᵗ) are computed on the host for step t.
 //
-//   m[i] = β1·m[i] + (1−β1)·g;   v[i] = β2·v[i] + (1−β2)·g²
+//   g = grad[i]·factor;   m[i] = β1·m[i] + (1−β1)·g;   v[i] = β2·v[i] + (1−β2)·g²
 //   w[i] = w[i]·(1 − lr·wd) − lr · c1·m[i] / (sqrt(c2·v[i]) + eps)
-
-struct AdamParams {
-    len: u32,
-    lr: f32,
-    beta1: f32,
-    beta2: f32,
-    eps: f32,
-    weight_decay: f32,
-    c1: f32,
-    c2: f32,
-}
-
-@group(0) @binding(0) var<uniform> pa: AdamParams;
-@group(0) @binding(1) var<storage, read> agrad: array<f32>;
-@group(0) @binding(2) var<storage, read_write> aw: array<f32>;
-@group(0) @binding(3) var<storage, read_write> am: array<f32>;
-@group(0) @binding(4) var<storage, read_write> av: array<f32>;
-
-@compute @workgroup_size(WG)
-fn adamw(@builtin(global_invocation_id) gid: vec3<u32>,
-         @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * WG;
-    if (i >= pa.len) {
-        return;
-    }
-    let g = agrad[i];
-    let m = pa.beta1 * am[i] + (1.0 - pa.beta1) * g;
-    let v = pa.beta2 * av[i] + (1.0 - pa.beta2) * g * g;
-    am[i] = m;
-    av[i] = v;
-    aw[i] = aw[i] * (1.0 - pa.lr * pa.weight_decay) - pa.lr * (pa.c1 * m) / (sqrt(pa.c2 * v) + pa.eps);
-}
-
-// AdamW over a whole parameter arena chunk with global-norm clipping folded in. Every workgroup
-// first turns the squared-norm partials of every chunk (reduce.wgsl, sum_squares_partials) into
+//
+// Every workgroup first turns the squared-norm partials of every chunk (reduce.wgsl, sum_squares_partials) into
 // the clip factor — each the same fixed-order sum, so all agree bit for bit — then updates
 // ZITEMS·ZWG consecutive elements with g = grad·factor. `parts` = 0 means no clipping (factor 1).
 // The dispatch with `report` = 1 also writes [factor, norm] to `zclip` for the logs.

@@ -47,13 +47,8 @@ const WG: u32 = 64u;
 
 var<workgroup> partial: array<f32, RWG>;
 
-@compute @workgroup_size(RWG)
-fn sum_squares(@builtin(local_invocation_index) lid: u32) {
-    var acc = 0.0;
-    for (var i = lid; i < p.len; i += RWG) {
-        let v = sx[i];
-        acc += v * v;
-    }
+// The workgroup's sum of every lane's `acc`, by a fixed tree (the CPU twins sum alike).
+fn tree_sum(lid: u32, acc: f32) -> f32 {
     partial[lid] = acc;
     workgroupBarrier();
     for (var width = RWG / 2u; width > 0u; width /= 2u) {
@@ -62,8 +57,19 @@ fn sum_squares(@builtin(local_invocation_index) lid: u32) {
         }
         workgroupBarrier();
     }
+    return partial[0];
+}
+
+@compute @workgroup_size(RWG)
+fn sum_squares(@builtin(local_invocation_index) lid: u32) {
+    var acc = 0.0;
+    for (var i = lid; i < p.len; i += RWG) {
+        let v = sx[i];
+        acc += v * v;
+    }
+    let total = tree_sum(lid, acc);
     if (lid == 0u) {
-        sslots[p.slot] = partial[0];
+        sslots[p.slot] = total;
     }
 }
 
@@ -77,16 +83,9 @@ fn sum_squares_partials(@builtin(local_invocation_index) lid: u32,
         let v = qx[i];
         acc += v * v;
     }
-    partial[lid] = acc;
-    workgroupBarrier();
-    for (var width = RWG / 2u; width > 0u; width /= 2u) {
-        if (lid < width) {
-            partial[lid] += partial[lid + width];
-        }
-        workgroupBarrier();
-    }
+    let total = tree_sum(lid, acc);
     if (lid == 0u) {
-        qpartials[p.slot + wg.x] = partial[0];
+        qpartials[p.slot + wg.x] = total;
     }
 }
 

@@ -613,6 +613,7 @@ impl<'d> LmRun<'d> {
         // Patterns first: the values of a sparse projection follow its pattern's CSR order.
         let device = self.device;
         let mut j = 0;
+        let mut densities = Vec::new();
         for layer in self.lm.projections_mut() {
             let Layer::Sparse(s) = layer else { continue };
             let name = |what: &str| format!("projection{j}.{what}");
@@ -629,6 +630,7 @@ impl<'d> LmRun<'d> {
             }
             s.pattern =
                 device.upload_pattern(&format!("projection{j}"), &p, s.pattern.capacity())?;
+            densities.push(p.density());
             j += 1;
         }
         for (name, tensors) in self.lm.state() {
@@ -647,16 +649,6 @@ impl<'d> LmRun<'d> {
         }
         // Masked-dense projections rebuild from the restored CSR side; executions follow the
         // restored densities.
-        let densities = self
-            .lm
-            .sparse_projections()
-            .iter()
-            .map(|p| {
-                device
-                    .download_pattern(&p.layer.pattern)
-                    .map(|q| q.to_mask().density())
-            })
-            .collect::<Result<Vec<_>, _>>()?;
         self.lm.after_topology_update(device, &densities)?;
         self.step = c.meta("step")?.parse().context("checkpoint step")?;
         self.adam_t = c.meta("adam_t")?.parse().context("checkpoint adam_t")?;

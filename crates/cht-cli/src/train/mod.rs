@@ -500,6 +500,7 @@ impl<'d> Run<'d> {
 
     fn restore(&mut self, c: &Checkpoint) -> Result<()> {
         let bad = |what: String| anyhow::anyhow!("checkpoint does not match the model: {what}");
+        let mut densities = Vec::new();
         for (l, layer) in self.mlp.layers.iter_mut().enumerate() {
             let name = |what: &str| format!("layer{l}.{what}");
             let write = |t: &Tensor, v: &[f32], what: &str| -> Result<()> {
@@ -532,6 +533,7 @@ impl<'d> Run<'d> {
                         &p,
                         s.pattern.capacity(),
                     )?;
+                    densities.push(p.density());
                     write(&s.weight.value, c.f32(&name("values"))?, "values")?;
                     write(&s.weight.state[0], c.f32(&name("momentum"))?, "momentum")?;
                 }
@@ -547,20 +549,6 @@ impl<'d> Run<'d> {
         }
         // Masked-dense layers rebuild from the restored CSR side; executions follow the restored
         // densities.
-        let densities: Vec<f64> = self
-            .mlp
-            .layers
-            .iter()
-            .filter_map(|l| match l {
-                Layer::Sparse(s) => Some(s),
-                Layer::Dense(_) => None,
-            })
-            .map(|s| {
-                self.device
-                    .download_pattern(&s.pattern)
-                    .map(|p| p.to_mask().density())
-            })
-            .collect::<Result<_, _>>()?;
         self.mlp.after_topology_update(self.device, &densities)?;
         self.epoch = c.meta("epoch")?.parse().context("checkpoint epoch")?;
         self.best = serde_json::from_str(c.meta("best")?).context("checkpoint best accuracy")?;

@@ -11,31 +11,15 @@
 
 use crate::device::{Backend, Device};
 use crate::error::{Error, Result};
-use crate::gpu::{Access, Kernel};
 use crate::ops::bytes;
-use crate::ops::optim::{AdamWStep, SgdStep};
+use crate::ops::optim::{AdamWStep, ClipBy, SgdStep, adamw_cpu, adamw_dispatch};
 use crate::ops::reduce::SUM_SQUARES_PARTIALS;
 use crate::tensor::{DType, Tensor, VIEW_ALIGN, as_f32, as_f32_mut};
 
 /// Squared-norm partial sums per chunk (workgroups of `sum_squares_partials`).
 pub const PARTS: usize = 256;
-/// Lanes of `adamw_arena` and elements each lane updates (`ZWG`, `ZITEMS` in the shader).
+/// Lanes of the clip-factor reduction in `adamw_arena` (`ZWG` in the shader).
 const ZWG: usize = 256;
-const ZITEMS: usize = 8;
-
-const ADAMW_ARENA: Kernel = Kernel {
-    family: "optim",
-    source: crate::ops::optim::SOURCE,
-    entry: "adamw_arena",
-    access: &[
-        Access::Read,
-        Access::Read,
-        Access::ReadWrite,
-        Access::ReadWrite,
-        Access::ReadWrite,
-        Access::ReadWrite,
-    ],
-};
 
 /// One storage per role for a run of consecutive parameters.
 #[derive(Debug)]
@@ -78,23 +62,6 @@ impl ParamArena {
     pub fn states(&self) -> usize {
         self.chunks[0].states.len()
     }
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct ArenaParams {
-    len: u32,
-    lr: f32,
-    beta1: f32,
-    beta2: f32,
-    eps: f32,
-    weight_decay: f32,
-    c1: f32,
-    c2: f32,
-    max_norm: f32,
-    parts: u32,
-    report: u32,
-    _pad: u32,
 }
 
 impl Device {
@@ -248,41 +215,15 @@ impl Device {
                     }
                 }
                 for (c, chunk) in chunks.iter().enumerate() {
-                    let len = chunk.values.len();
-                    let p = step.params(len);
-                    let params = ArenaParams {
-                        len: len as u32,
-                        lr: p.lr,
-                        beta1: p.beta1,
-                        beta2: p.beta2,
-                        eps: p.eps,
-                        weight_decay: p.weight_decay,
-                        c1: p.c1,
-                        c2: p.c2,
-                        max_norm: clip.unwrap_or(0.0),
-                        parts: if clip.is_some() {
-                            (PARTS * chunks.len()) as u32
-                        } else {
-                            0
-                        },
-                        report: u32::from(c == 0 && clip.is_some()),
-                        _pad: 0,
-                    };
+                    let clip = clip.map_or(ClipBy::default(), |max_norm| ClipBy {
+                        max_norm,
+                        parts: PARTS * chunks.len(),
+                        report: c == 0,
+                    });
+                    let (grads, values) = (&chunk.grads, &chunk.values);
                     let [m, v] = [&chunk.states[0], &chunk.states[1]];
-                    g.dispatch(
-                        &ADAMW_ARENA,
-                        &[],
-                        bytes(&params),
-                        &[
-                            &arena.partials,
-                            &chunk.grads,
-                            &chunk.values,
-                            m,
-                            v,
-                            &arena.clip,
-                        ],
-                        crate::ops::grid_1d_wg(len.div_ceil(ZITEMS), ZWG),
-                    )?;
+                    let bound = [&arena.partials, grads, values, m, v, &arena.clip];
+                    adamw_dispatch(g, step, clip, bound)?;
                 }
                 Ok(())
             }
@@ -306,7 +247,7 @@ impl Device {
                     let mut wv = chunk.values.cpu_write(OP)?;
                     let mut mv = chunk.states[0].cpu_write(OP)?;
                     let mut vv = chunk.states[1].cpu_write(OP)?;
-                    adamw_scaled_cpu(
+                    adamw_cpu(
                         step,
                         factor,
                         as_f32(&gv),
@@ -366,30 +307,4 @@ pub fn clip_factor_of_partials_cpu(partials: &[f32], max_norm: f32) -> (f32, f32
     }
     let norm = lanes[0].sqrt();
     ((max_norm / (norm + 1e-6)).min(1.0), norm)
-}
-
-/// CPU twin of `adamw_arena`'s element update: AdamW with the gradient scaled by `factor`
-/// (element-wise, so chunks run in parallel with the same result).
-pub fn adamw_scaled_cpu(
-    step: AdamWStep,
-    factor: f32,
-    grad: &[f32],
-    w: &mut [f32],
-    m: &mut [f32],
-    v: &mut [f32],
-) {
-    const CHUNK: usize = 1 << 15;
-    let p = step.params(w.len());
-    crate::cpu::for_each_chunk_triple(w, m, v, CHUNK, |i, w, m, v| {
-        let g = &grad[i * CHUNK..][..w.len()];
-        for j in 0..w.len() {
-            let g = g[j] * factor;
-            let mj = p.beta1 * m[j] + (1.0 - p.beta1) * g;
-            let vj = p.beta2 * v[j] + (1.0 - p.beta2) * g * g;
-            m[j] = mj;
-            v[j] = vj;
-            w[j] = w[j] * (1.0 - p.lr * p.weight_decay)
-                - p.lr * (p.c1 * mj) / ((p.c2 * vj).sqrt() + p.eps);
-        }
-    });
 }

@@ -42,6 +42,18 @@ struct Params {
     _pad: [u32; 3],
 }
 
+/// Parameters of the one-invocation-per-link kernels (gather, scatter, mask) over `p`.
+fn link_params(p: &SparsePattern) -> Params {
+    Params {
+        rows: p.rows as u32,
+        cols: p.cols as u32,
+        n: 0,
+        capacity: p.capacity as u32,
+        slot: 0,
+        _pad: [0; 3],
+    }
+}
+
 /// Records `output[0] = 0, output[i + 1] = Σ_{j ≤ i} input[j]` for `n` words on the GPU (one
 /// workgroup; exact integer arithmetic); `status[0]` receives the total.
 pub(crate) fn exclusive_scan_gpu(
@@ -207,14 +219,7 @@ impl Device {
         mask.expect(OP, DType::U32, p.rows, p.cols)?;
         match &self.backend {
             Backend::Gpu(g) => {
-                let params = Params {
-                    rows: p.rows as u32,
-                    cols: p.cols as u32,
-                    n: 0,
-                    capacity: p.capacity as u32,
-                    slot: 0,
-                    _pad: [0; 3],
-                };
+                let params = link_params(p);
                 g.clear(mask.gpu_slice(OP)?, mask.len());
                 let tensors = [&p.row_ptr, &p.row_of, &p.col_idx, mask];
                 g.dispatch(&MASK, &[], bytes(&params), &tensors, grid_1d(p.capacity))
@@ -250,14 +255,7 @@ impl Device {
         values.expect(op, DType::F32, p.capacity, 1)?;
         match &self.backend {
             Backend::Gpu(g) => {
-                let params = Params {
-                    rows: p.rows as u32,
-                    cols: p.cols as u32,
-                    n: 0,
-                    capacity: p.capacity as u32,
-                    slot: 0,
-                    _pad: [0; 3],
-                };
+                let params = link_params(p);
                 let (kernel, src, dst) = match how {
                     Move::Gather => (&GATHER, dense, values),
                     Move::Scatter => {

@@ -6,24 +6,30 @@ use crate::gpu::{Access, Kernel};
 use crate::ops::{bytes, grid_1d};
 use crate::tensor::{DType, Tensor, as_f32, as_f32_mut};
 
-pub(crate) const SOURCE: &str = include_str!("../../../../shaders/optim.wgsl");
+const SOURCE: &str = include_str!("../../../../shaders/optim.wgsl");
 const KERNEL: Kernel = Kernel {
     family: "optim",
     source: SOURCE,
     entry: "sgd_momentum",
     access: &[Access::Read, Access::ReadWrite, Access::ReadWrite],
 };
-const ADAMW: Kernel = Kernel {
+/// AdamW over one tensor or a parameter-arena chunk, clipping folded in (`adamw_arena`).
+pub(crate) const ADAMW: Kernel = Kernel {
     family: "optim",
     source: SOURCE,
-    entry: "adamw",
+    entry: "adamw_arena",
     access: &[
         Access::Read,
+        Access::Read,
+        Access::ReadWrite,
         Access::ReadWrite,
         Access::ReadWrite,
         Access::ReadWrite,
     ],
 };
+/// Lanes of `adamw_arena` and elements each lane updates (`ZWG`, `ZITEMS` in the shader).
+const ZWG: usize = 256;
+const ZITEMS: usize = 8;
 
 /// Hyper-parameters of one AdamW step (PyTorch's `AdamW`: decoupled weight decay, bias-corrected
 /// moments).
@@ -43,21 +49,37 @@ pub struct AdamWStep {
     pub t: u32,
 }
 
+/// The parameter block of `adamw_arena`.
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 pub(crate) struct AdamParams {
     len: u32,
-    pub(crate) lr: f32,
-    pub(crate) beta1: f32,
-    pub(crate) beta2: f32,
-    pub(crate) eps: f32,
-    pub(crate) weight_decay: f32,
-    pub(crate) c1: f32,
-    pub(crate) c2: f32,
+    lr: f32,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    weight_decay: f32,
+    c1: f32,
+    c2: f32,
+    /// Clipping threshold (when `parts` > 0).
+    max_norm: f32,
+    /// Squared-norm partials to reduce into the clip factor; 0: no clipping.
+    parts: u32,
+    /// 1: this dispatch writes `[factor, norm]`.
+    report: u32,
+    _pad: u32,
+}
+
+/// How an AdamW dispatch clips: the partial sums to reduce and whether it reports the factor.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct ClipBy {
+    pub(crate) max_norm: f32,
+    pub(crate) parts: usize,
+    pub(crate) report: bool,
 }
 
 impl AdamWStep {
-    pub(crate) fn params(&self, len: usize) -> AdamParams {
+    pub(crate) fn params(&self, len: usize, clip: ClipBy) -> AdamParams {
         let t = self.t.max(1) as i32;
         AdamParams {
             len: len as u32,
@@ -68,8 +90,29 @@ impl AdamWStep {
             weight_decay: self.weight_decay,
             c1: (1.0 / (1.0 - f64::from(self.beta1).powi(t))) as f32,
             c2: (1.0 / (1.0 - f64::from(self.beta2).powi(t))) as f32,
+            max_norm: clip.max_norm,
+            parts: clip.parts as u32,
+            report: u32::from(clip.report),
+            _pad: 0,
         }
     }
+}
+
+/// Records `adamw_arena` over `w` (`partials` and `clip_out` are bound even when unused).
+pub(crate) fn adamw_dispatch(
+    g: &crate::gpu::Gpu,
+    step: AdamWStep,
+    clip: ClipBy,
+    [partials, grad, w, m, v, clip_out]: [&Tensor; 6],
+) -> Result<()> {
+    let len = w.len();
+    g.dispatch(
+        &ADAMW,
+        &[],
+        bytes(&step.params(len, clip)),
+        &[partials, grad, w, m, v, clip_out],
+        crate::ops::grid_1d_wg(len.div_ceil(ZITEMS), ZWG),
+    )
 }
 
 /// Hyper-parameters of one SGD step.
@@ -151,14 +194,12 @@ impl Device {
             t.expect(OP, DType::F32, w.rows(), w.cols())?;
         }
         w.expect(OP, DType::F32, w.rows(), w.cols())?;
-        let params = step.params(w.len());
         match &self.backend {
-            Backend::Gpu(g) => g.dispatch(
-                &ADAMW,
-                &[],
-                bytes(&params),
-                &[grad, w, m, v],
-                grid_1d(w.len()),
+            Backend::Gpu(g) => adamw_dispatch(
+                g,
+                step,
+                ClipBy::default(),
+                [&g.dummy, grad, w, m, v, &g.dummy_out],
             ),
             Backend::Cpu => {
                 let gv = grad.cpu_read(OP)?;
@@ -166,6 +207,7 @@ impl Device {
                     (w.cpu_write(OP)?, m.cpu_write(OP)?, v.cpu_write(OP)?);
                 adamw_cpu(
                     step,
+                    1.0,
                     as_f32(&gv),
                     as_f32_mut(&mut wv),
                     as_f32_mut(&mut mv),
@@ -177,18 +219,30 @@ impl Device {
     }
 }
 
-/// CPU twin of `adamw`.
-pub fn adamw_cpu(step: AdamWStep, grad: &[f32], w: &mut [f32], m: &mut [f32], v: &mut [f32]) {
-    let p = step.params(w.len());
-    for i in 0..w.len() {
-        let g = grad[i];
-        let mi = p.beta1 * m[i] + (1.0 - p.beta1) * g;
-        let vi = p.beta2 * v[i] + (1.0 - p.beta2) * g * g;
-        m[i] = mi;
-        v[i] = vi;
-        w[i] = w[i] * (1.0 - p.lr * p.weight_decay)
-            - p.lr * (p.c1 * mi) / ((p.c2 * vi).sqrt() + p.eps);
-    }
+/// CPU twin of `adamw_arena`'s element update: AdamW with the gradient scaled by the clip
+/// `factor` (1 without clipping; element-wise, so chunks run in parallel with the same result).
+pub fn adamw_cpu(
+    step: AdamWStep,
+    factor: f32,
+    grad: &[f32],
+    w: &mut [f32],
+    m: &mut [f32],
+    v: &mut [f32],
+) {
+    const CHUNK: usize = 1 << 15;
+    let p = step.params(w.len(), ClipBy::default());
+    crate::cpu::for_each_chunk_triple(w, m, v, CHUNK, |i, w, m, v| {
+        let g = &grad[i * CHUNK..][..w.len()];
+        for j in 0..w.len() {
+            let g = g[j] * factor;
+            let mj = p.beta1 * m[j] + (1.0 - p.beta1) * g;
+            let vj = p.beta2 * v[j] + (1.0 - p.beta2) * g * g;
+            m[j] = mj;
+            v[j] = vj;
+            w[j] = w[j] * (1.0 - p.lr * p.weight_decay)
+                - p.lr * (p.c1 * mj) / ((p.c2 * vj).sqrt() + p.eps);
+        }
+    });
 }
 
 /// CPU twin of `sgd_momentum` (element-wise, so the chunks run in parallel with the same result).
@@ -222,12 +276,13 @@ mod tests {
             t: 1,
         };
         let (mut w, mut m, mut v) = ([1.0f32, -2.0], [0.0f32; 2], [0.0f32; 2]);
-        adamw_cpu(step, &[0.5, -4.0], &mut w, &mut m, &mut v);
+        adamw_cpu(step, 1.0, &[0.5, -4.0], &mut w, &mut m, &mut v);
         assert!((w[0] - (1.0 * 0.999 - 0.1)).abs() < 1e-6, "{}", w[0]);
         assert!((w[1] - (-2.0 * 0.999 + 0.1)).abs() < 1e-6, "{}", w[1]);
         // t = 2 with the same gradient: the moments are bias-corrected back to g and g².
         adamw_cpu(
             AdamWStep { t: 2, ..step },
+            1.0,
             &[0.5, -4.0],
             &mut w,
             &mut m,
