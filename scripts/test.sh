@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command (README, CI): formatting, lints, every test on the GPU adapter
-# (lavapipe here) and on the CPU backend, the browser crate's tests in headless Chromium (WebGPU
-# on SwiftShader, and the wasm CPU fallback), and the demo page end to end.
+# (lavapipe here) and on the CPU backend, the packaging (scripts/package.sh: every crate packages
+# and a crate outside the workspace builds from the .crate files), the browser crate's tests in
+# headless Chromium (WebGPU on SwiftShader, and the wasm CPU fallback), and the demo page end to end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +22,18 @@ cargo run --release -q -p cht-cli -- --backend gpu info
 
 echo "== tests (GPU kernels vs CPU twins, end-to-end training on GPU and CPU)"
 cargo test --release --workspace
+
+echo "== examples: each runs to its end (train_mlp on the GPU adapter checks its accuracy)"
+CHT_BACKEND=gpu cargo run --release -q --example train_mlp
+cargo run --release -q --example score_mask
+CHT_BACKEND=gpu cargo run --release -q --example score_mask
+cargo run --release -q --example custom_loop -- "$(mktemp -d)"
+
+echo "== API docs: no rustdoc warning, every public item documented (missing_docs)"
+RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --no-deps -q
+
+echo "== packaging: every crate packages, and a crate outside the workspace builds and trains from the .crate files"
+bash scripts/package.sh
 
 echo "== browser: lints of the wasm32 build"
 cargo clippy -q -p cht-web --target wasm32-unknown-unknown --all-targets -- -D warnings

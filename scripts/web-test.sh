@@ -5,6 +5,7 @@
 #      (default target/web-demo.png; the README's picture is docs/img/web-demo.png);
 #   2. without WebGPU, so the page must fall back to the CPU kernels.
 # Each run must reach the accuracy threshold with a topology update and no console errors.
+# Then the browser API example (web/www/example.html) must run to its end without errors.
 # Needs Node >= 20 and npm; uses Debian's /usr/bin/chromium (installed with apt when missing, as
 # root or with sudo) through playwright-core, which never downloads a browser.
 set -euo pipefail
@@ -53,6 +54,8 @@ echo "== e2e with WebGPU"
 node web/e2e/e2e.mjs --url "$url" --webgpu --screenshot "${SCREENSHOT:-target/web-demo.png}" || status=1
 echo "== e2e without WebGPU (CPU fallback)"
 node web/e2e/e2e.mjs --url "$url" --no-webgpu --threshold 0.9 --timeout 180 || status=1
+echo "== the browser API example (web/www/example.html)"
+node web/e2e/example.mjs --url "${url}example.html" --timeout 240 || status=1
 
 if [ "$status" -ne 0 ]; then
   echo "web-test: FAILED" >&2

@@ -4,10 +4,10 @@
 
 mod common;
 
-use cht::dst::{DstConfig, DstScheduler, LayerRef, Method, Topology};
-use cht::gpu::{DType, Device, SparsePattern, Tensor};
-use cht::sparse::CsrPattern;
-use cht::sparse::rng::{Counter, RngKey, Stream};
+use cht_train::dst::{DstConfig, DstScheduler, LayerRef, Method, Topology, Updates};
+use cht_train::gpu::{DType, Device, SparsePattern, Tensor};
+use cht_train::sparse::CsrPattern;
+use cht_train::sparse::rng::{Counter, RngKey, Stream};
 use common::{cpu, gpu};
 
 /// Sparse layers of a 24 → 40 → 40 → 10 MLP, in (out, in) order.
@@ -109,7 +109,7 @@ fn snapshot(d: &Device, net: &Net) -> Snapshot {
 }
 
 fn run(d: &Device, method: Method) -> Vec<Snapshot> {
-    let config = DstConfig::preset(method, 0.2, 1, 1000, 5);
+    let config = DstConfig::preset(method, 0.2, Updates::every(1).until(1000), 5);
     let mut sched = DstScheduler::new(config, &SHAPES).unwrap();
     let net = build(d, &sched);
     let topo = sched.topology(d, 1);
@@ -175,7 +175,7 @@ fn ten_updates_give_identical_masks_weights_and_state_on_gpu_and_cpu() {
 #[test]
 fn kept_links_keep_their_weights_and_new_links_start_at_zero() {
     let d = cpu();
-    let config = DstConfig::preset(Method::Set, 0.3, 1, 1000, 1);
+    let config = DstConfig::preset(Method::Set, 0.3, Updates::every(1).until(1000), 1);
     let mut sched = DstScheduler::new(config, &SHAPES).unwrap();
     let net = build(&d, &sched);
     let topo = sched.topology(&d, 1);
@@ -216,7 +216,7 @@ fn kept_links_keep_their_weights_and_new_links_start_at_zero() {
 
 #[test]
 fn scheduler_round_trips_through_json_and_fc_never_updates() {
-    let config = DstConfig::preset(Method::Chtss, 0.1, 10, 100, 3);
+    let config = DstConfig::preset(Method::Chtss, 0.1, Updates::every(10).until(100), 3);
     let mut sched = DstScheduler::new(config, &SHAPES).unwrap();
     for _ in 0..25 {
         sched.step();
@@ -224,23 +224,20 @@ fn scheduler_round_trips_through_json_and_fc_never_updates() {
     let json = serde_json::to_string(&sched).unwrap();
     let back: DstScheduler = serde_json::from_str(&json).unwrap();
     assert_eq!(back, sched);
-    let mut fc = DstScheduler::new(DstConfig::preset(Method::Fc, 0.1, 1, 100, 0), &SHAPES).unwrap();
+    let mut fc = DstScheduler::new(
+        DstConfig::preset(Method::Fc, 0.1, Updates::every(1).until(100), 0),
+        &SHAPES,
+    )
+    .unwrap();
     assert!((0..50).all(|_| !fc.step()));
-    assert!(
-        DstScheduler::new(
-            DstConfig {
-                interval: 0,
-                ..DstConfig::preset(Method::Set, 0.1, 1, 9, 0)
-            },
-            &SHAPES
-        )
-        .is_err()
-    );
+    let mut no_interval = DstConfig::preset(Method::Set, 0.1, Updates::every(1).until(9), 0);
+    no_interval.interval = 0;
+    assert!(DstScheduler::new(no_interval, &SHAPES).is_err());
 }
 
 #[test]
 fn device_chain_removal_reproduces_the_spec_vector() {
-    use cht::sparse::Mask;
+    use cht_train::sparse::Mask;
     let mask = |rows: usize, cols: usize, v: &[u8]| {
         Mask::from_bools(rows, cols, v.iter().map(|&b| b == 1).collect()).unwrap()
     };
@@ -255,10 +252,11 @@ fn device_chain_removal_reproduces_the_spec_vector() {
     let mut devices = vec![cpu()];
     if gpu().is_some() {
         devices.push(
-            Device::open_blocking(&cht::gpu::DeviceOptions {
-                backend: cht::gpu::BackendChoice::Gpu,
-                ..cht::gpu::DeviceOptions::from_env().unwrap()
-            })
+            Device::open_blocking(
+                &cht_train::gpu::DeviceOptions::from_env()
+                    .unwrap()
+                    .with_backend(cht_train::gpu::BackendChoice::Gpu),
+            )
             .unwrap(),
         );
     }
@@ -268,13 +266,13 @@ fn device_chain_removal_reproduces_the_spec_vector() {
             .map(|m| d.tensor_u32("m", m.rows(), m.cols(), &m.to_u32()).unwrap())
             .collect();
         let refs: Vec<&Tensor> = t.iter().collect();
-        cht::dst::chain_removal(d, &refs).unwrap();
+        cht_train::dst::chain_removal(d, &refs).unwrap();
         for (l, (m, w)) in t.iter().zip(&want).enumerate() {
             assert_eq!(&d.read_u32(m).unwrap(), w, "{}: layer {l}", d.name());
         }
         let bad = [&t[0], &t[0]];
         assert!(
-            cht::dst::chain_removal(d, &bad).is_err(),
+            cht_train::dst::chain_removal(d, &bad).is_err(),
             "3 outputs cannot feed 4 inputs"
         );
     }
@@ -285,9 +283,9 @@ fn device_chain_removal_reproduces_the_spec_vector() {
 /// columns emptied on purpose, sparse enough that the pairs cut links), on CPU and GPU.
 #[test]
 fn device_pair_chain_removal_matches_the_host_twins() {
-    use cht::dst::PairChains;
-    use cht::sparse::Mask;
-    use cht::sparse::chain::{chain, qk_chain};
+    use cht_train::dst::PairChains;
+    use cht_train::sparse::Mask;
+    use cht_train::sparse::chain::{chain, qk_chain};
     let (d_model, ffn, blocks) = (13usize, 22usize, 2usize);
     let shapes: Vec<(usize, usize)> = (0..blocks)
         .flat_map(|_| {
@@ -342,7 +340,7 @@ fn device_pair_chain_removal_matches_the_host_twins() {
                 .map(|m| d.tensor_u32("m", m.rows(), m.cols(), &m.to_u32()).unwrap())
                 .collect();
             let refs: Vec<&Tensor> = t.iter().collect();
-            cht::dst::pair_chain_removal(d, &refs, &pairs).unwrap();
+            cht_train::dst::pair_chain_removal(d, &refs, &pairs).unwrap();
             for (l, (m, w)) in t.iter().zip(&want).enumerate() {
                 assert_eq!(
                     d.read_u32(m).unwrap(),
@@ -356,14 +354,14 @@ fn device_pair_chain_removal_matches_the_host_twins() {
                 chain: vec![],
             };
             assert!(
-                cht::dst::pair_chain_removal(d, &refs, &bad).is_err(),
+                cht_train::dst::pair_chain_removal(d, &refs, &bad).is_err(),
                 "13 vs 22 rows"
             );
             let out_of_range = PairChains {
                 qk: vec![],
                 chain: vec![(2, 99)],
             };
-            assert!(cht::dst::pair_chain_removal(d, &refs, &out_of_range).is_err());
+            assert!(cht_train::dst::pair_chain_removal(d, &refs, &out_of_range).is_err());
         }
     }
 }
@@ -381,7 +379,7 @@ fn two<T>(v: &mut [T], a: usize, b: usize) -> (&mut T, &mut T) {
 
 #[test]
 fn device_removal_scores_reproduce_the_spec_vector() {
-    use cht::gpu::ops::topology::LinkScore;
+    use cht_train::gpu::ops::topology::LinkScore;
     // Spec §2.3: W = [[0.5, −0.25, 0], [0.1, 0.4, −0.2]]; the 0 is not a link.
     let p = CsrPattern::new(2, 3, vec![0, 2, 5], vec![0, 1, 0, 1, 2]).unwrap();
     let w = [0.5f32, -0.25, 0.1, 0.4, -0.2];
@@ -389,10 +387,11 @@ fn device_removal_scores_reproduce_the_spec_vector() {
     let mut devices = vec![cpu()];
     if gpu().is_some() {
         devices.push(
-            Device::open_blocking(&cht::gpu::DeviceOptions {
-                backend: cht::gpu::BackendChoice::Gpu,
-                ..cht::gpu::DeviceOptions::from_env().unwrap()
-            })
+            Device::open_blocking(
+                &cht_train::gpu::DeviceOptions::from_env()
+                    .unwrap()
+                    .with_backend(cht_train::gpu::BackendChoice::Gpu),
+            )
             .unwrap(),
         );
     }
@@ -457,10 +456,8 @@ fn zero_option_starts_every_regrown_link_at_zero_and_reports_anp_itop() {
     // The same update with both options: identical masks; "Zero" differs exactly on the links
     // that were removed and regrown in the same update.
     let one_update = |regrown_weights| {
-        let config = DstConfig {
-            regrown_weights,
-            ..DstConfig::preset(Method::Set, 0.5, 1, 1000, 4)
-        };
+        let mut config = DstConfig::preset(Method::Set, 0.5, Updates::every(1).until(1000), 4);
+        config.regrown_weights = regrown_weights;
         let mut sched = DstScheduler::new(config, &SHAPES).unwrap();
         sched.observe(&sched.initial_masks(None).unwrap()).unwrap();
         let net = build(&d, &sched);
@@ -476,8 +473,8 @@ fn zero_option_starts_every_regrown_link_at_zero_and_reports_anp_itop() {
         assert!(sched.summary().contains("ANP"));
         (before, snapshot(&d, &net))
     };
-    let (before, keep) = one_update(cht::dst::RegrownWeights::KeepIfRemoved);
-    let (_, zero) = one_update(cht::dst::RegrownWeights::Zero);
+    let (before, keep) = one_update(cht_train::dst::RegrownWeights::KeepIfRemoved);
+    let (_, zero) = one_update(cht_train::dst::RegrownWeights::Zero);
     let mut regrown_removed = 0;
     for ((b, k), z) in before.iter().zip(&keep).zip(&zero) {
         assert_eq!(k.0, z.0, "the option must not change the masks");
@@ -509,10 +506,8 @@ fn coords(p: &CsrPattern) -> Vec<(u32, u32)> {
 #[test]
 fn erk_distribution_spreads_the_same_link_budget_unevenly() {
     let shapes = [(1568, 784), (1568, 1568), (10, 1568)];
-    let config = DstConfig {
-        distribution: cht::dst::DensityDistribution::Erk,
-        ..DstConfig::preset(Method::Set, 0.05, 10, 100, 0)
-    };
+    let mut config = DstConfig::preset(Method::Set, 0.05, Updates::every(10).until(100), 0);
+    config.distribution = cht_train::dst::DensityDistribution::Erk;
     let sched = DstScheduler::new(config, &shapes).unwrap();
     let masks = sched.initial_masks(None).unwrap();
     let links: usize = masks.iter().map(|m| m.nnz()).sum();
@@ -534,10 +529,8 @@ fn history_option_regrows_links_at_their_last_live_value_on_gpu_and_cpu() {
     // update, a link live before keeps its value, a link live at some earlier time gets that
     // value back, a never-live link starts at 0.
     let run = |d: &Device| {
-        let config = DstConfig {
-            regrown_weights: cht::dst::RegrownWeights::History,
-            ..DstConfig::preset(Method::Set, 0.3, 1, 1000, 4)
-        };
+        let mut config = DstConfig::preset(Method::Set, 0.3, Updates::every(1).until(1000), 4);
+        config.regrown_weights = cht_train::dst::RegrownWeights::History;
         let mut sched = DstScheduler::new(config, &SHAPES).unwrap();
         let net = build(d, &sched);
         let topo = sched.topology(d, 1);

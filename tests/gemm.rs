@@ -16,10 +16,10 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use cht::gpu::ops::gemm::{
+use cht_train::gpu::ops::gemm::{
     TENSOR_CORE_WGSL, large_uses_vec4, select_tensor_core_kernel, tensor_core_pipelines,
 };
-use cht::gpu::{
+use cht_train::gpu::{
     Activation, BackendChoice, Device, DeviceOptions, Gemm, GemmKernel, MaskOn, Precision,
     Transpose,
 };
@@ -150,12 +150,12 @@ impl Case {
 
 /// The tensors of a case on one device.
 struct Bound {
-    a: cht::gpu::Tensor,
-    b: cht::gpu::Tensor,
-    bias: cht::gpu::Tensor,
-    mask_a: cht::gpu::Tensor,
-    mask_c: cht::gpu::Tensor,
-    c: cht::gpu::Tensor,
+    a: cht_train::gpu::Tensor,
+    b: cht_train::gpu::Tensor,
+    bias: cht_train::gpu::Tensor,
+    mask_a: cht_train::gpu::Tensor,
+    mask_c: cht_train::gpu::Tensor,
+    c: cht_train::gpu::Tensor,
 }
 
 fn bind(d: &Device, case: &Case) -> Bound {
@@ -323,11 +323,9 @@ fn precision_option_parses_and_cpu_backend_refuses_tensor_cores() {
     );
     assert!("f16".parse::<Precision>().is_err());
     assert_eq!(DeviceOptions::default().precision, Precision::F32);
-    let options = DeviceOptions {
-        backend: BackendChoice::Cpu,
-        precision: Precision::F16TensorCores,
-        ..DeviceOptions::default()
-    };
+    let options = DeviceOptions::default()
+        .with_backend(BackendChoice::Cpu)
+        .with_precision(Precision::F16TensorCores);
     let err = Device::open_blocking(&options).unwrap_err().to_string();
     assert!(err.contains("f16-tc") && err.contains("CPU"), "{err}");
 }
@@ -597,11 +595,10 @@ fn tensor_core_kernel_matches_twin_where_the_adapter_has_cooperative_matrices() 
     if gpu().is_none() {
         return;
     }
-    let options = DeviceOptions {
-        backend: BackendChoice::Gpu,
-        precision: Precision::F16TensorCores,
-        ..DeviceOptions::from_env().unwrap()
-    };
+    let options = DeviceOptions::from_env()
+        .unwrap()
+        .with_backend(BackendChoice::Gpu)
+        .with_precision(Precision::F16TensorCores);
     let d = match Device::open_blocking(&options) {
         Ok(d) => d,
         Err(e) => {

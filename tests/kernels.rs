@@ -4,12 +4,12 @@
 
 mod common;
 
-use cht::gpu::ops::gemm::{CpuMask, GemmShape, gemm_cpu};
-use cht::gpu::{
+use cht_train::gpu::ops::gemm::{CpuMask, GemmShape, gemm_cpu};
+use cht_train::gpu::{
     Activation, AdamWStep, AttentionShape, DType, Device, Gemm, GemmKernel, METRICS_LEN, MaskOn,
     RopeDirection, RopeTables, SgdStep, TokenIndex, Transpose,
 };
-use cht::sparse::{CsrPattern, Mask};
+use cht_train::sparse::{CsrPattern, Mask};
 use common::{assert_close, cpu, gpu, key, poison, randn};
 
 /// f32 sums over up to a few hundred terms, possibly contracted to FMA on the GPU.
@@ -341,7 +341,7 @@ fn relu_backward_bias_grad_sgd_and_rng_match_twins() {
         assert_ne!(got[..n], w0[..], "{what}: SGD did not change the weights");
     }
     // The RNG must be bit-identical across backends (masks depend on it).
-    let k = cht::sparse::rng::RngKey::new(7, cht::sparse::rng::Stream::Regrowth, 3, 2);
+    let k = cht_train::sparse::rng::RngKey::new(7, cht_train::sparse::rng::Stream::Regrowth, 3, 2);
     let got = both("fill_uniform", |d| {
         let t = d.tensor_f32("u", 1000, 1, &poison(1000)).unwrap();
         d.fill_uniform(k, 5, -1.0, 1.0, &t).unwrap();
@@ -544,30 +544,30 @@ fn shape_dtype_and_alias_errors_are_results_not_panics() {
     let y = d.zeros("y", 5, 3, DType::F32);
     assert!(matches!(
         d.spmm_forward(&w, &v, &wrong, None, Activation::None, &y),
-        Err(cht::gpu::Error::Shape { .. })
+        Err(cht_train::gpu::Error::Shape { .. })
     ));
     let labels = d.zeros("labels", 3, 1, DType::F32);
     let m = d.zeros("m", METRICS_LEN, 1, DType::F32);
     let s = d.zeros("s", 2, 3, DType::F32);
     assert!(matches!(
         d.softmax_xent(&y, &labels, &y, &s, &m),
-        Err(cht::gpu::Error::DType { .. })
+        Err(cht_train::gpu::Error::DType { .. })
     ));
     let sq = d.zeros("sq", 4, 4, DType::F32);
     assert!(matches!(
         d.relu_backward(&sq, &sq),
-        Err(cht::gpu::Error::Aliased(..))
+        Err(cht_train::gpu::Error::Aliased(..))
     ));
     assert!(d.write_f32(&x, &[1.0]).is_err());
     assert!(matches!(
         d.gemm(&Gemm::new(Transpose::No, Transpose::No), &x, &x, &y),
-        Err(cht::gpu::Error::Shape { .. })
+        Err(cht_train::gpu::Error::Shape { .. })
     ));
     if let Some(g) = gpu() {
         let cpu_tensor = d.zeros("cpu", 1, 1, DType::F32);
         assert!(matches!(
             g.relu_backward(&cpu_tensor, &cpu_tensor),
-            Err(cht::gpu::Error::WrongBackend { .. })
+            Err(cht_train::gpu::Error::WrongBackend { .. })
         ));
     }
 }
@@ -1092,7 +1092,7 @@ fn fused_sparse_backward_and_accumulating_epilogues_match_twins() {
                         d.sparse_backward(&w, &v, &dyt, Some(&dw), Some(&xt), Some((&dx, true)))
                             .unwrap();
                         let y = d.tensor_f32("y", rows, batch, &old_y).unwrap();
-                        let epilogue = cht::gpu::Epilogue {
+                        let epilogue = cht_train::gpu::Epilogue {
                             accumulate: true,
                             ..Default::default()
                         };
@@ -1174,13 +1174,14 @@ fn fused_sparse_backward_and_accumulating_epilogues_match_twins() {
 #[test]
 fn tensors_beyond_the_adapter_limits_are_named_errors() {
     let Some(g) = gpu() else { return };
-    let cht::gpu::DeviceInfo::Gpu(a) = g.info() else {
+    let cht_train::gpu::DeviceInfo::Gpu(a) = g.info() else {
         unreachable!("a GPU device")
     };
-    let d = Device::open_blocking(&cht::gpu::DeviceOptions {
-        backend: cht::gpu::BackendChoice::Gpu,
-        ..cht::gpu::DeviceOptions::from_env().unwrap()
-    })
+    let d = Device::open_blocking(
+        &cht_train::gpu::DeviceOptions::from_env()
+            .unwrap()
+            .with_backend(cht_train::gpu::BackendChoice::Gpu),
+    )
     .unwrap();
     let words = (a.limits.max_buffer_size / 4 + 1) as usize;
     let huge = d.zeros("model.too_big", words, 1, DType::F32);

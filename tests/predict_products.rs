@@ -4,12 +4,14 @@
 
 mod common;
 
-use cht::dst::{DstConfig, DstScheduler, LayerRef, Method, RegrowScores, Regrowth, Selection};
-use cht::gpu::ops::predict::LinkScratch;
-use cht::gpu::{DType, Device};
-use cht::sparse::predict::products::{self, BitRows, Layout, Side};
-use cht::sparse::predict::{L3nPath, Predictor, scores, scores_via};
-use cht::sparse::{CsrPattern, Mask};
+use cht_train::dst::{
+    DstConfig, DstScheduler, LayerRef, Method, RegrowScores, Regrowth, Selection, Updates,
+};
+use cht_train::gpu::ops::predict::LinkScratch;
+use cht_train::gpu::{DType, Device};
+use cht_train::sparse::predict::products::{self, BitRows, Layout, Side};
+use cht_train::sparse::predict::{L3nPath, Predictor, scores, scores_via};
+use cht_train::sparse::{CsrPattern, Mask};
 use common::{cpu, gpu, key, poison};
 
 const L3N: [Predictor; 3] = [Predictor::Ch3L3n, Predictor::Ch2L3n, Predictor::Ch31L3n];
@@ -258,14 +260,13 @@ fn the_gpu_product_path_needs_its_scratch() {
 /// products taken above `dense_above`; the masks after each update.
 fn chts_masks(d: &Device, dense_above: f64, updates: usize) -> Vec<Vec<u32>> {
     let (rows, cols) = (47, 83);
-    let mut config = DstConfig::preset(Method::ChtsN, 0.2, 1, 1000, 7);
-    config.regrowth = Some(Regrowth {
-        l3n_dense_above: dense_above,
-        ..Regrowth::new(
-            RegrowScores::LinkPrediction(Predictor::Ch2L3n),
-            Selection::Soft,
-        )
-    });
+    let mut config = DstConfig::preset(Method::ChtsN, 0.2, Updates::every(1).until(1000), 7);
+    let mut regrowth = Regrowth::new(
+        RegrowScores::LinkPrediction(Predictor::Ch2L3n),
+        Selection::Soft,
+    );
+    regrowth.l3n_dense_above = dense_above;
+    config.regrowth = Some(regrowth);
     let mut sched = DstScheduler::new(config, &[(rows, cols)]).unwrap();
     let mask = sched.initial_masks(None).unwrap().remove(0);
     let p = CsrPattern::from_mask(&mask);
@@ -303,7 +304,7 @@ fn dst_masks_do_not_depend_on_the_path() {
 
 #[test]
 fn configs_saved_without_the_crossover_still_load() {
-    let mut config = DstConfig::preset(Method::ChtsN, 0.05, 10, 100, 0);
+    let mut config = DstConfig::preset(Method::ChtsN, 0.05, Updates::every(10).until(100), 0);
     let json = serde_json::to_value(&config).unwrap();
     let mut old = json.clone();
     old["regrowth"]
@@ -314,7 +315,7 @@ fn configs_saved_without_the_crossover_still_load() {
     assert_eq!(back, config);
     assert_eq!(
         back.regrowth.unwrap().l3n_dense_above,
-        cht::sparse::predict::L3N_DENSE_ABOVE
+        cht_train::sparse::predict::L3N_DENSE_ABOVE
     );
     config.regrowth.as_mut().unwrap().l3n_dense_above = -1.0;
     assert!(config.validate().is_err());

@@ -3,9 +3,9 @@
 
 mod common;
 
-use cht::gpu::Device;
-use cht::gpu::ops::sample::{Eligible, KeyMode, select_top_k_cpu};
-use cht::sparse::rng::{RngKey, Stream};
+use cht_train::gpu::Device;
+use cht_train::gpu::ops::sample::{Eligible, KeyMode, select_top_k_cpu};
+use cht_train::sparse::rng::{RngKey, Stream};
 use common::{cpu, gpu, randn};
 
 fn run_select(
@@ -113,8 +113,8 @@ fn hard_mode_picks_the_largest_scores() {
 
 #[test]
 fn link_prediction_matches_the_cpu_twin() {
-    use cht::sparse::CsrPattern;
-    use cht::sparse::predict::{Predictor, scores};
+    use cht_train::sparse::CsrPattern;
+    use cht_train::sparse::predict::{Predictor, scores};
     let Some(g) = gpu() else { return };
     let mut cases = 0;
     for &(rows, cols) in &[(1, 1), (3, 4), (7, 67), (67, 7), (131, 67), (64, 64)] {
@@ -149,15 +149,15 @@ fn link_prediction_matches_the_cpu_twin() {
 
 #[test]
 fn link_prediction_handles_chunked_scratch_on_large_layers() {
-    use cht::sparse::CsrPattern;
-    use cht::sparse::predict::{Predictor, scores};
+    use cht_train::sparse::CsrPattern;
+    use cht_train::sparse::predict::{Predictor, scores};
     // 2100 rows: the 4 Mi-word scratch holds 1997 seeds, so the row phase runs in two chunks.
     let p = CsrPattern::random(2100, 9, 0.3, common::key(3)).unwrap();
     let want = scores(&p, Predictor::Ch2L3n);
     if let Some(g) = gpu() {
         let dp = g.upload_pattern("p", &p, p.nnz()).unwrap();
         let scratch = g.link_scratch("s", 2100, 9);
-        let out = g.zeros("scores", 2100, 9, cht::gpu::DType::F32);
+        let out = g.zeros("scores", 2100, 9, cht_train::gpu::DType::F32);
         g.link_scores(&dp, Predictor::Ch2L3n, &scratch, &out)
             .unwrap();
         assert_eq!(g.read_f32(&out).unwrap(), want);
@@ -165,7 +165,7 @@ fn link_prediction_handles_chunked_scratch_on_large_layers() {
     let c = cpu();
     let dp = c.upload_pattern("p", &p, p.nnz()).unwrap();
     let scratch = c.link_scratch("s", 2100, 9);
-    let out = c.zeros("scores", 2100, 9, cht::gpu::DType::F32);
+    let out = c.zeros("scores", 2100, 9, cht_train::gpu::DType::F32);
     c.link_scores(&dp, Predictor::Ch2L3n, &scratch, &out)
         .unwrap();
     assert_eq!(c.read_f32(&out).unwrap(), want);
@@ -174,8 +174,8 @@ fn link_prediction_handles_chunked_scratch_on_large_layers() {
 #[test]
 #[allow(clippy::approx_constant)] // the spec's test vector, to six decimals
 fn link_prediction_reproduces_the_spec_vectors_on_every_backend() {
-    use cht::sparse::predict::Predictor;
-    use cht::sparse::{CsrPattern, Mask};
+    use cht_train::sparse::predict::Predictor;
+    use cht_train::sparse::{CsrPattern, Mask};
     // Spec §1.4, mask B.
     let bits = [1, 1, 0, 0, 1, 0, 1, 0, 0, 1, 1, 1]
         .iter()
@@ -217,10 +217,11 @@ fn link_prediction_reproduces_the_spec_vectors_on_every_backend() {
     let mut devices = vec![cpu()];
     if gpu().is_some() {
         devices.push(
-            Device::open_blocking(&cht::gpu::DeviceOptions {
-                backend: cht::gpu::BackendChoice::Gpu,
-                ..cht::gpu::DeviceOptions::from_env().unwrap()
-            })
+            Device::open_blocking(
+                &cht_train::gpu::DeviceOptions::from_env()
+                    .unwrap()
+                    .with_backend(cht_train::gpu::BackendChoice::Gpu),
+            )
             .unwrap(),
         );
     }

@@ -3,9 +3,9 @@
 
 mod common;
 
-use cht::gpu::{Device, SgdStep};
-use cht::nn::synthetic::Blobs;
-use cht::nn::{Layer, Mlp, MlpConfig};
+use cht_train::gpu::{Device, SgdStep};
+use cht_train::nn::synthetic::Blobs;
+use cht_train::nn::{Layer, Mlp, MlpConfig};
 use common::{cpu, gpu};
 
 fn devices() -> Vec<(&'static str, Device)> {
@@ -13,22 +13,29 @@ fn devices() -> Vec<(&'static str, Device)> {
     if let Some(g) = gpu() {
         // A second device on the same adapter: tests stay independent of each other.
         let _ = g;
-        let options = cht::gpu::DeviceOptions {
-            backend: cht::gpu::BackendChoice::Gpu,
-            ..cht::gpu::DeviceOptions::from_env().unwrap()
-        };
+        let options = cht_train::gpu::DeviceOptions::from_env()
+            .unwrap()
+            .with_backend(cht_train::gpu::BackendChoice::Gpu);
         out.push(("gpu", Device::open_blocking(&options).unwrap()));
     }
     out
 }
 
-fn loss(mlp: &Mlp, d: &Device, ws: &cht::nn::Workspace) -> f64 {
+fn loss(mlp: &Mlp, d: &Device, ws: &cht_train::nn::Workspace) -> f64 {
     mlp.eval_step(d, ws).unwrap();
     mlp.take_metrics(d, ws).unwrap().loss
 }
 
 /// Weight tensors of a layer (values for sparse, weight for dense) and their gradients.
-fn params(layer: &Layer) -> (&cht::gpu::Tensor, &cht::gpu::Tensor) {
+/// An MLP of `sizes` at `density`, its classifier dense or not, initialised from `seed`.
+fn mlp_config(sizes: Vec<usize>, density: f64, dense_last: bool, seed: u32) -> MlpConfig {
+    let mut config = MlpConfig::new(sizes, density);
+    config.dense_last = dense_last;
+    config.seed = seed;
+    config
+}
+
+fn params(layer: &Layer) -> (&cht_train::gpu::Tensor, &cht_train::gpu::Tensor) {
     match layer {
         Layer::Sparse(s) => (&s.weight.value, &s.weight.grad),
         Layer::Dense(d) => (&d.weight.value, &d.weight.grad),
@@ -38,12 +45,7 @@ fn params(layer: &Layer) -> (&cht::gpu::Tensor, &cht::gpu::Tensor) {
 #[test]
 fn sparse_gradients_match_finite_differences_and_dense_masked_reference() {
     for (name, d) in devices() {
-        let config = MlpConfig {
-            sizes: vec![9, 13, 5],
-            density: 0.4,
-            dense_last: false,
-            seed: 3,
-        };
+        let config = mlp_config(vec![9, 13, 5], 0.4, false, 3);
         let mlp = Mlp::new(&d, &config).unwrap();
         let batch = 6;
         let ws = mlp.workspace(&d, batch);
@@ -83,10 +85,8 @@ fn sparse_gradients_match_finite_differences_and_dense_masked_reference() {
 
         // Dense masked reference: the same weights stored densely give the same loss, and the
         // dense weight gradient restricted to the links equals the sparse one.
-        let dense_cfg = MlpConfig {
-            density: 1.0,
-            ..config.clone()
-        };
+        let mut dense_cfg = config.clone();
+        dense_cfg.density = 1.0;
         let dense = Mlp::new(&d, &dense_cfg).unwrap();
         for (s, t) in mlp.layers.iter().zip(&dense.layers) {
             let (Layer::Sparse(s), Layer::Dense(t)) = (s, t) else {
@@ -134,12 +134,7 @@ fn sparse_gradients_match_finite_differences_and_dense_masked_reference() {
 #[test]
 fn two_layer_sparse_mlp_learns_a_generated_problem() {
     for (name, d) in devices() {
-        let config = MlpConfig {
-            sizes: vec![32, 128, 4],
-            density: 0.2,
-            dense_last: false,
-            seed: 7,
-        };
+        let config = mlp_config(vec![32, 128, 4], 0.2, false, 7);
         let mlp = Mlp::new(&d, &config).unwrap();
         let batch = 32;
         let ws = mlp.workspace(&d, batch);
@@ -174,17 +169,7 @@ fn two_layer_sparse_mlp_learns_a_generated_problem() {
 #[test]
 fn bad_model_configs_are_errors() {
     let d = cpu();
-    let bad = |sizes: Vec<usize>, density| {
-        Mlp::new(
-            &d,
-            &MlpConfig {
-                sizes,
-                density,
-                dense_last: true,
-                seed: 0,
-            },
-        )
-    };
+    let bad = |sizes: Vec<usize>, density| Mlp::new(&d, &MlpConfig::new(sizes, density));
     assert!(bad(vec![4], 0.5).is_err());
     assert!(bad(vec![4, 0, 2], 0.5).is_err());
     assert!(bad(vec![4, 3, 2], 0.0).is_err());
@@ -206,20 +191,19 @@ fn bad_model_configs_are_errors() {
 /// sync holds the same weights and momentum; on the CPU and the GPU.
 #[test]
 fn masked_dense_mlp_trains_like_the_csr_one() {
-    use cht::nn::ExecutionPolicy;
+    use cht_train::nn::ExecutionPolicy;
     for (name, d) in devices() {
-        let config = MlpConfig {
-            sizes: vec![9, 13, 13, 5],
-            density: 0.35,
-            dense_last: true,
-            seed: 4,
-        };
+        let config = mlp_config(vec![9, 13, 13, 5], 0.35, true, 4);
         let data = Blobs::new(9, 5, 0.5, 2);
         let mut results = Vec::new();
         for crossover in [1.0, 0.2] {
             let mut mlp = Mlp::new(&d, &config).unwrap();
-            mlp.set_execution(&d, ExecutionPolicy { crossover }, &[0.35, 0.35])
-                .unwrap();
+            mlp.set_execution(
+                &d,
+                ExecutionPolicy::with_crossover(crossover),
+                &[0.35, 0.35],
+            )
+            .unwrap();
             let ws = mlp.workspace(&d, 8);
             let mut losses = Vec::new();
             for step in 0..5 {

@@ -4,23 +4,33 @@
 
 mod common;
 
-use cht::gpu::{Device, Tensor};
-use cht::nn::{Block, BlockConfig, BlockWorkspace, Layer};
+use cht_train::gpu::{Device, Tensor};
+use cht_train::nn::{Block, BlockConfig, BlockWorkspace, Layer};
 use common::{assert_close, cpu, gpu, randn};
 
 fn config(density: f64) -> BlockConfig {
-    BlockConfig {
-        d_model: 8,
-        heads: 2,
-        ffn: 12,
-        seq: 5,
-        batch: 2,
-        density,
-        eps: 1e-5,
-        seed: 3,
-        index: 0,
-        bias: true,
-    }
+    let mut c = BlockConfig::default();
+    (c.d_model, c.heads, c.ffn, c.seq, c.batch) = (8, 2, 12, 5, 2);
+    c.density = density;
+    c.eps = 1e-5;
+    (c.seed, c.index, c.bias) = (3, 0, true);
+    c
+}
+
+/// A tiny language model: width 16, 2 heads, SwiGLU 32, no biases, `layers` blocks of `batch`
+/// sequences of `seq` tokens over `vocab` tokens at `density`, initialised from `seed`.
+fn tiny_lm(
+    vocab: usize,
+    layers: usize,
+    seq: usize,
+    batch: usize,
+    density: f64,
+    seed: u32,
+) -> cht_train::nn::LmConfig {
+    let mut c = cht_train::nn::LmConfig::default();
+    (c.vocab, c.d_model, c.heads, c.ffn, c.layers) = (vocab, 16, 2, 32, layers);
+    (c.seq, c.batch, c.density, c.seed, c.bias) = (seq, batch, density, seed, false);
+    c
 }
 
 const TOKENS: usize = 10;
@@ -118,16 +128,11 @@ fn block_on_gpu_matches_cpu() {
 #[test]
 fn bad_block_configs_are_errors() {
     let d = cpu();
-    let heads_do_not_divide = BlockConfig {
-        heads: 3,
-        ..config(1.0)
-    };
+    let mut heads_do_not_divide = config(1.0);
+    heads_do_not_divide.heads = 3;
     assert!(Block::new(&d, &heads_do_not_divide).is_err());
-    let odd_head_dim = BlockConfig {
-        d_model: 6,
-        heads: 2,
-        ..config(1.0)
-    };
+    let mut odd_head_dim = config(1.0);
+    (odd_head_dim.d_model, odd_head_dim.heads) = (6, 2);
     assert!(
         Block::new(&d, &odd_head_dim).is_err(),
         "RoPE needs an even head dimension"
@@ -148,8 +153,8 @@ fn char_corpus(sentence: &str) -> (Vec<char>, Vec<u32>) {
 }
 
 /// The AdamW step of the language-model tests (step `t`, 1-based).
-fn adam_step(t: u32) -> cht::gpu::AdamWStep {
-    cht::gpu::AdamWStep {
+fn adam_step(t: u32) -> cht_train::gpu::AdamWStep {
+    cht_train::gpu::AdamWStep {
         lr: 1e-2,
         beta1: 0.9,
         beta2: 0.95,
@@ -175,22 +180,11 @@ fn batches(text: &[u32], seq: usize, batch: usize, step: usize) -> (Vec<u32>, Ve
 /// same loss.
 #[test]
 fn language_model_learns_a_repeating_text() {
-    use cht::nn::{Lm, LmConfig};
+    use cht_train::nn::Lm;
     let (chars, text) = char_corpus("the quick brown fox jumps over the lazy dog. ");
     let mut first_losses = Vec::new();
     for density in [1.0, 0.5] {
-        let config = LmConfig {
-            vocab: chars.len(),
-            d_model: 16,
-            heads: 2,
-            ffn: 32,
-            layers: 2,
-            seq: 16,
-            batch: 4,
-            density,
-            seed: 5,
-            bias: false,
-        };
+        let config = tiny_lm(chars.len(), 2, 16, 4, density, 5);
         // The GPU run (slow on lavapipe) covers the sparse model only.
         let devices: Vec<Device> = match gpu() {
             Some(_) if density < 1.0 => vec![cpu(), Device::open_blocking(&gpu_options()).unwrap()],
@@ -233,26 +227,14 @@ fn language_model_learns_a_repeating_text() {
         }
         first_losses.clear();
     }
-    let bad = LmConfig {
-        vocab: 0,
-        d_model: 16,
-        heads: 2,
-        ffn: 32,
-        layers: 1,
-        seq: 4,
-        batch: 1,
-        density: 1.0,
-        seed: 0,
-        bias: false,
-    };
+    let bad = tiny_lm(0, 1, 4, 1, 1.0, 0);
     assert!(Lm::new(&cpu(), &bad).is_err());
 }
 
-fn gpu_options() -> cht::gpu::DeviceOptions {
-    cht::gpu::DeviceOptions {
-        backend: cht::gpu::BackendChoice::Gpu,
-        ..cht::gpu::DeviceOptions::from_env().unwrap()
-    }
+fn gpu_options() -> cht_train::gpu::DeviceOptions {
+    cht_train::gpu::DeviceOptions::from_env()
+        .unwrap()
+        .with_backend(cht_train::gpu::BackendChoice::Gpu)
 }
 
 /// The language model under CHTs: its 7 sparse projections come from a DST scheduler's initial
@@ -261,76 +243,40 @@ fn gpu_options() -> cht::gpu::DeviceOptions {
 /// link counts stay, on the CPU and the GPU.
 #[test]
 fn language_model_trains_through_chts_topology_updates() {
-    use cht::dst::{ChainRemoval, DstConfig, DstScheduler, LayerRef, Method};
-    use cht::nn::{Lm, LmConfig, SparseLinear};
-    use cht::sparse::CsrPattern;
+    use cht_train::dst::{ChainRemoval, DstConfig, Method, Updates};
+    use cht_train::nn::{LinearInit, LmOptimizer, SparseLm};
     let (chars, text) = char_corpus("a sparse transformer rewires itself. ");
-    let config = LmConfig {
-        vocab: chars.len(),
-        d_model: 16,
-        heads: 2,
-        ffn: 32,
-        layers: 1,
-        seq: 16,
-        batch: 4,
-        density: 0.3,
-        seed: 9,
-        bias: false,
-    };
+    let config = tiny_lm(chars.len(), 1, 16, 4, 0.3, 9);
     let mut devices = vec![cpu()];
     if gpu().is_some() {
         devices.push(Device::open_blocking(&gpu_options()).unwrap());
     }
     for d in &devices {
-        let shapes = config.projection_shapes();
-        let mut dst = DstConfig::preset(Method::ChtsN, config.density, 20, 150, config.seed);
+        let updates = Updates {
+            every: 20,
+            until: 150,
+        };
+        let mut dst = DstConfig::preset(Method::ChtsN, config.density, updates, config.seed);
         dst.chain_removal = ChainRemoval::Off;
-        let mut sched = DstScheduler::new(dst, &shapes).unwrap();
-        let masks = sched.initial_masks(None).unwrap();
-        let projections = masks
-            .iter()
-            .enumerate()
-            .map(|(l, m)| {
-                let weights = sched.initial_weights(l, m).unwrap();
-                let pattern = CsrPattern::from_mask(m);
-                let layer = SparseLinear::from_parts(
-                    d,
-                    &format!("p{l}"),
-                    &pattern,
-                    sched.capacity(l),
-                    &weights,
-                );
-                Layer::Sparse(layer.unwrap())
-            })
-            .collect();
-        let lm = Lm::with_projections(d, &config, projections).unwrap();
-        let topology = sched.topology(d, 2);
-        let ws = lm.workspace(d);
+        let mut model = SparseLm::new(d, &config, &dst, LinearInit::default()).unwrap();
+        let masks = model.masks(d).unwrap();
+        let ws = model.network().workspace(d);
         let (mut updates, mut t) = (0, 0);
         let mut losses = Vec::new();
         for step in 0..200 {
             let (ids, targets) = batches(&text, config.seq, config.batch, step);
-            lm.load(d, &ws, &ids, &targets).unwrap();
-            if sched.step() {
-                lm.train_step(d, &ws, None, None).unwrap();
-                let sparse = lm.sparse_projections();
-                let refs: Vec<LayerRef<'_>> = sparse
-                    .iter()
-                    .map(|p| LayerRef {
-                        pattern: &p.layer.pattern,
-                        values: &p.layer.weight.value,
-                        state: &p.moments,
-                        grad: Some(&p.layer.weight.grad),
-                        dense_grad: None,
-                    })
-                    .collect();
-                sched.update(d, &topology, &refs).unwrap();
-                updates += 1;
-            } else {
+            model.network().load(d, &ws, &ids, &targets).unwrap();
+            if !model.next_step_is_update() {
                 t += 1;
-                lm.train_step(d, &ws, Some(adam_step(t)), Some(1.0))
-                    .unwrap();
             }
+            let optimizer = LmOptimizer {
+                adam: adam_step(t),
+                clip: Some(1.0),
+            };
+            if model.train_step(d, &ws, optimizer).unwrap().is_some() {
+                updates += 1;
+            }
+            let lm = model.network();
             if step == 0 || step == 199 {
                 losses.push(lm.take_metrics(d, &ws).unwrap().loss);
             } else if step % 50 == 0 {
@@ -338,11 +284,11 @@ fn language_model_trains_through_chts_topology_updates() {
             }
         }
         assert_eq!(updates, 7, "updates at steps 20, 40, …, 140");
-        let after: Vec<_> = lm
-            .sparse_projections()
-            .iter()
-            .map(|p| d.download_pattern(&p.layer.pattern).unwrap().to_mask())
-            .collect();
+        let after = model.masks(d).unwrap();
+        assert!(
+            model.itop().unwrap() > config.density,
+            "rewiring raises ITOP"
+        );
         assert_eq!(after.len(), 7);
         let moved = after.iter().zip(&masks).filter(|(a, b)| a != b).count();
         assert!(moved >= 6, "{}: only {moved} of 7 masks changed", d.name());
@@ -361,20 +307,10 @@ fn language_model_trains_through_chts_topology_updates() {
 
 #[test]
 fn language_model_rejects_bad_token_batches() {
-    use cht::nn::{Lm, LmConfig};
+    use cht_train::nn::Lm;
     let d = cpu();
-    let config = LmConfig {
-        vocab: 5,
-        d_model: 8,
-        heads: 2,
-        ffn: 8,
-        layers: 1,
-        seq: 2,
-        batch: 1,
-        density: 1.0,
-        seed: 0,
-        bias: false,
-    };
+    let mut config = tiny_lm(5, 1, 2, 1, 1.0, 0);
+    (config.d_model, config.ffn) = (8, 8);
     let lm = Lm::new(&d, &config).unwrap();
     let ws = lm.workspace(&d);
     assert!(lm.load(&d, &ws, &[0, 1], &[1, 2]).is_ok());
@@ -391,19 +327,11 @@ fn language_model_rejects_bad_token_batches() {
 
 /// The small language model of `configs/lm-*.toml` (d 128, 4 heads, SwiGLU 352, 4 blocks,
 /// vocabulary 65, 16 × 128 tokens) at `density`.
-fn small_lm(density: f64) -> cht::nn::LmConfig {
-    cht::nn::LmConfig {
-        vocab: 65,
-        d_model: 128,
-        heads: 4,
-        ffn: 352,
-        layers: 4,
-        seq: 128,
-        batch: 16,
-        density,
-        seed: 0,
-        bias: false,
-    }
+fn small_lm(density: f64) -> cht_train::nn::LmConfig {
+    let mut c = cht_train::nn::LmConfig::default();
+    (c.vocab, c.d_model, c.heads, c.ffn, c.layers) = (65, 128, 4, 352, 4);
+    (c.seq, c.batch, c.density, c.seed, c.bias) = (128, 16, density, 0, false);
+    c
 }
 
 /// Dispatches of one training step (forward, loss, backward, clipping, AdamW) of the small LM,
@@ -411,7 +339,7 @@ fn small_lm(density: f64) -> cht::nn::LmConfig {
 /// projections it was 416 for every density (2026-11-30, lavapipe); the issue asks for 3× fewer.
 #[test]
 fn small_lm_training_step_takes_at_most_a_third_of_the_dispatches() {
-    use cht::nn::{ExecutionPolicy, Lm};
+    use cht_train::nn::{ExecutionPolicy, Lm};
     let Some(d) = gpu() else { return };
     const BEFORE: u64 = 416;
     // (density, masked-dense above): FC, CSR at 90 % sparsity, masked-dense at the paper's 30 %.
@@ -419,7 +347,7 @@ fn small_lm_training_step_takes_at_most_a_third_of_the_dispatches() {
         let config = small_lm(density);
         let mut lm = Lm::new(d, &config).unwrap();
         let n = lm.sparse_projections().len();
-        let policy = ExecutionPolicy { crossover };
+        let policy = ExecutionPolicy::with_crossover(crossover);
         lm.set_execution(d, policy, &vec![density; n]).unwrap();
         let ws = lm.workspace(d);
         let ids: Vec<u32> = (0..2048).map(|i| (i * 7 % 65) as u32).collect();
@@ -442,20 +370,9 @@ fn small_lm_training_step_takes_at_most_a_third_of_the_dispatches() {
 /// execution moves weights and moments exactly; on the CPU and the GPU.
 #[test]
 fn masked_dense_execution_matches_csr() {
-    use cht::nn::{Execution, ExecutionPolicy, Layer, Lm, LmConfig};
+    use cht_train::nn::{Execution, ExecutionPolicy, Layer, Lm};
     let (chars, text) = char_corpus("a sparse model of this sentence. ");
-    let config = LmConfig {
-        vocab: chars.len(),
-        d_model: 16,
-        heads: 2,
-        ffn: 32,
-        layers: 2,
-        seq: 16,
-        batch: 2,
-        density: 0.4,
-        seed: 11,
-        bias: false,
-    };
+    let config = tiny_lm(chars.len(), 2, 16, 2, 0.4, 11);
     let mut devices = vec![cpu()];
     if gpu().is_some() {
         devices.push(Device::open_blocking(&gpu_options()).unwrap());
@@ -477,7 +394,7 @@ fn masked_dense_execution_matches_csr() {
         for crossover in [1.0, 0.1] {
             let mut lm = Lm::new(d, &config).unwrap();
             let n = lm.sparse_projections().len();
-            lm.set_execution(d, ExecutionPolicy { crossover }, &vec![0.4; n])
+            lm.set_execution(d, ExecutionPolicy::with_crossover(crossover), &vec![0.4; n])
                 .unwrap();
             let want = if crossover < 0.4 {
                 Execution::MaskedDense
@@ -510,7 +427,7 @@ fn masked_dense_execution_matches_csr() {
         lm.set_execution(d, ExecutionPolicy::csr(), &vec![0.4; n])
             .unwrap();
         assert_eq!(bits(&csr_weights(&lm)), bits(&before), "{what}: to CSR");
-        lm.set_execution(d, ExecutionPolicy { crossover: 0.1 }, &vec![0.4; n])
+        lm.set_execution(d, ExecutionPolicy::with_crossover(0.1), &vec![0.4; n])
             .unwrap();
         assert_eq!(bits(&csr_weights(&lm)), bits(&before), "{what}: back");
     }
@@ -525,15 +442,12 @@ fn bits(v: &[f32]) -> Vec<u32> {
 /// (not lavapipe: there the test says why it did not run).
 #[test]
 fn tensor_core_precision_trains_like_f32() {
-    use cht::gpu::{DeviceOptions, Precision};
-    use cht::nn::Lm;
+    use cht_train::gpu::Precision;
+    use cht_train::nn::Lm;
     if gpu().is_none() {
         return;
     }
-    let tc = match Device::open_blocking(&DeviceOptions {
-        precision: Precision::F16TensorCores,
-        ..gpu_options()
-    }) {
+    let tc = match Device::open_blocking(&gpu_options().with_precision(Precision::F16TensorCores)) {
         Ok(d) => d,
         Err(e) => {
             eprintln!("tensor-core training check not run: {e}");
@@ -542,12 +456,8 @@ fn tensor_core_precision_trains_like_f32() {
     };
     let f32_device = Device::open_blocking(&gpu_options()).unwrap();
     let (chars, text) = char_corpus("to be or not to be, that is the question. ");
-    let config = cht::nn::LmConfig {
-        vocab: chars.len(),
-        batch: 4,
-        seq: 64,
-        ..small_lm(1.0)
-    };
+    let mut config = small_lm(1.0);
+    (config.vocab, config.batch, config.seq) = (chars.len(), 4, 64);
     let mut finals = Vec::new();
     for d in [&f32_device, &tc] {
         let lm = Lm::new(d, &config).unwrap();
@@ -555,7 +465,7 @@ fn tensor_core_precision_trains_like_f32() {
         for step in 0..150 {
             let (ids, targets) = batches(&text, config.seq, config.batch, step);
             lm.load(d, &ws, &ids, &targets).unwrap();
-            let adam = cht::gpu::AdamWStep {
+            let adam = cht_train::gpu::AdamWStep {
                 lr: 1e-3,
                 ..adam_step(step as u32 + 1)
             };

@@ -4,8 +4,8 @@
 
 use std::sync::OnceLock;
 
-use cht::gpu::{BackendChoice, Device, DeviceInfo, DeviceOptions};
-use cht::sparse::rng::{Counter, RngKey, Stream};
+use cht_train::gpu::{BackendChoice, Device, DeviceInfo, DeviceOptions};
+use cht_train::sparse::rng::{Counter, RngKey, Stream};
 
 /// The GPU device shared by all tests of one binary, or `None` when there is no adapter.
 ///
@@ -14,10 +14,9 @@ use cht::sparse::rng::{Counter, RngKey, Stream};
 pub fn gpu() -> Option<&'static Device> {
     static GPU: OnceLock<Option<Device>> = OnceLock::new();
     GPU.get_or_init(|| {
-        let options = DeviceOptions {
-            backend: BackendChoice::Gpu,
-            ..DeviceOptions::from_env().unwrap()
-        };
+        let options = DeviceOptions::from_env()
+            .unwrap()
+            .with_backend(BackendChoice::Gpu);
         match Device::open_blocking(&options) {
             Ok(d) => {
                 if let DeviceInfo::Gpu(a) = d.info() {

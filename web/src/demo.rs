@@ -5,12 +5,12 @@
 //! native runner's: one submit per step, the optimizer skipped on topology-update steps, losses
 //! read back only when asked.
 
-use cht_dst::{DstConfig, DstScheduler, LayerRef, Method, Topology};
+use cht_dst::{DstConfig, Method, Updates};
 use cht_gpu::{Device, SgdStep};
-use cht_nn::{DenseLinear, Layer, Metrics, Mlp, SparseLinear, Workspace};
+use cht_nn::{Metrics, SparseMlp, SparseMlpConfig, Workspace};
+use cht_sparse::Mask;
 use cht_sparse::rng::{Counter, RngKey, Stream};
 use cht_sparse::schedule::TemperatureSchedule;
-use cht_sparse::{CsrPattern, Mask};
 
 /// Side length of an MNIST image.
 pub const SIDE: usize = 28;
@@ -167,7 +167,11 @@ impl DemoConfig {
             DemoMethod::Dense => return None,
         };
         let total = steps_per_epoch * u64::from(self.epochs);
-        let mut c = DstConfig::preset(method, self.density, self.update_every, total, self.seed);
+        let updates = Updates {
+            every: self.update_every,
+            until: total,
+        };
+        let mut c = DstConfig::preset(method, self.density, updates, self.seed);
         if let cht_sparse::schedule::ZetaSchedule::Cosine { zeta, t_end } = &mut c.removal.zeta {
             // Adaptive ζ stops updating after 75 % of training, as the paper's MLP runs.
             *zeta = self.zeta;
@@ -301,9 +305,7 @@ pub struct Trainer {
     device: Device,
     config: DemoConfig,
     data: MnistSubset,
-    mlp: Mlp,
-    sched: Option<DstScheduler>,
-    topology: Option<Topology>,
+    model: SparseMlp,
     ws: Workspace,
     /// Evaluation buffers: full batches, then the remainder of the test set if any.
     eval_ws: Vec<Workspace>,
@@ -334,67 +336,33 @@ impl Trainer {
             ));
         }
         let e = |e: &dyn std::fmt::Display| e.to_string();
-        let mut shapes = vec![(config.hidden, PIXELS)];
-        shapes.extend(std::iter::repeat_n(
-            (config.hidden, config.hidden),
-            config.hidden_layers - 1,
-        ));
-        let mut layers = Vec::new();
-        let sched = match config.dst_config(steps_per_epoch as u64) {
-            None => {
-                for (l, &(out, inp)) in shapes.iter().enumerate() {
-                    let label = format!("layer{l}");
-                    layers.push(Layer::Dense(
-                        DenseLinear::new(&device, &label, out, inp, config.seed, l as u32)
-                            .map_err(|x| e(&x))?,
-                    ));
-                }
-                None
-            }
-            Some(dst) => {
-                let s = DstScheduler::new(dst, &shapes).map_err(|x| e(&x))?;
-                let masks = s.initial_masks(None).map_err(|x| e(&x))?;
-                for (l, mask) in masks.iter().enumerate() {
-                    let weights = s.initial_weights(l, mask).map_err(|x| e(&x))?;
-                    let pattern = CsrPattern::from_mask(mask);
-                    let label = format!("layer{l}");
-                    layers.push(Layer::Sparse(
-                        SparseLinear::from_parts(
-                            &device,
-                            &label,
-                            &pattern,
-                            s.capacity(l),
-                            &weights,
-                        )
-                        .map_err(|x| e(&x))?,
-                    ));
-                }
-                Some(s)
-            }
-        };
-        let n = config.hidden_layers as u32;
-        layers.push(Layer::Dense(
-            DenseLinear::new(&device, "classifier", 10, config.hidden, config.seed, n)
-                .map_err(|x| e(&x))?,
-        ));
-        let mlp = Mlp::from_layers(&device, layers).map_err(|x| e(&x))?;
-        let topology = sched.as_ref().map(|s| s.topology(&device, 1));
-        let ws = mlp.workspace(&device, config.batch);
+        let mut sizes = vec![PIXELS];
+        sizes.extend(std::iter::repeat_n(config.hidden, config.hidden_layers));
+        sizes.push(10);
+        let dst = config
+            .dst_config(steps_per_epoch as u64)
+            .unwrap_or_else(|| {
+                let updates = Updates { every: 1, until: 0 };
+                DstConfig::preset(Method::Fc, 1.0, updates, config.seed)
+            });
+        let mut mlp = SparseMlpConfig::new(sizes, dst);
+        mlp.seed = config.seed;
+        let model = SparseMlp::new(&device, &mlp).map_err(|x| e(&x))?;
+        let net = model.network();
+        let ws = net.workspace(&device, config.batch);
         let eb = EVAL_BATCH.min(data.test_len());
-        let mut eval_ws = vec![mlp.workspace(&device, eb)];
+        let mut eval_ws = vec![net.workspace(&device, eb)];
         if !data.test_len().is_multiple_of(eb) {
-            eval_ws.push(mlp.workspace(&device, data.test_len() % eb));
+            eval_ws.push(net.workspace(&device, data.test_len() % eb));
         }
-        let predict_ws = mlp.workspace(&device, 1);
+        let predict_ws = net.workspace(&device, 1);
         let mut t = Trainer {
             device,
             x: vec![0.0; PIXELS * config.batch],
             y: Vec::with_capacity(config.batch),
             config,
             data,
-            mlp,
-            sched,
-            topology,
+            model,
             ws,
             eval_ws,
             predict_ws,
@@ -476,19 +444,19 @@ impl Trainer {
                 &mut self.x,
                 &mut self.y,
             );
-            self.mlp
+            self.model
+                .network()
                 .load_batch(&self.device, &self.ws, &self.x, &self.y)
                 .map_err(|x| e(&x))?;
-            let update = self.sched.as_mut().is_some_and(DstScheduler::step);
-            if update {
-                self.topology_step()?;
+            // Every ΔT steps a topology update replaces the optimizer step.
+            let sgd = SgdStep::new(self.lr(), 0.9, 5e-4);
+            let report = self
+                .model
+                .train_step(&self.device, &self.ws, sgd)
+                .map_err(|x| e(&x))?;
+            if report.is_some() {
                 chunk.updates += 1;
                 self.updates += 1;
-            } else {
-                let sgd = SgdStep::new(self.lr(), 0.9, 5e-4);
-                self.mlp
-                    .train_step(&self.device, &self.ws, Some(sgd))
-                    .map_err(|x| e(&x))?;
             }
             self.step += 1;
         }
@@ -496,38 +464,10 @@ impl Trainer {
         Ok(chunk)
     }
 
-    /// Forward/backward without the optimizer, then the topology update on the device.
-    fn topology_step(&mut self) -> Result<(), String> {
-        let e = |e: &dyn std::fmt::Display| e.to_string();
-        self.mlp
-            .train_step(&self.device, &self.ws, None)
-            .map_err(|x| e(&x))?;
-        let (Some(sched), Some(topology)) = (self.sched.as_mut(), self.topology.as_ref()) else {
-            return Ok(());
-        };
-        let sparse: Vec<&SparseLinear> = self.mlp.layers.iter().filter_map(sparse_of).collect();
-        let states: Vec<[&cht_gpu::Tensor; 1]> =
-            sparse.iter().map(|s| [&s.weight.state[0]]).collect();
-        let refs: Vec<LayerRef<'_>> = sparse
-            .iter()
-            .enumerate()
-            .map(|(l, s)| LayerRef {
-                pattern: &s.pattern,
-                values: &s.weight.value,
-                state: &states[l],
-                grad: Some(&s.weight.grad),
-                dense_grad: None,
-            })
-            .collect();
-        sched
-            .update(&self.device, topology, &refs)
-            .map_err(|x| e(&x))?;
-        Ok(())
-    }
-
     /// Training loss and accuracy accumulated since the last call (one readback).
     pub async fn take_metrics(&self) -> Result<Metrics, String> {
-        self.mlp
+        self.model
+            .network()
             .take_metrics_async(&self.device, &self.ws)
             .await
             .map_err(|e| e.to_string())
@@ -551,16 +491,17 @@ impl Trainer {
             let idx: Vec<u32> = (start as u32..(start + b) as u32).collect();
             x.resize(PIXELS * b, 0.0);
             fill_batch(&self.data.test_x, &self.data.test_y, &idx, &mut x, &mut y);
-            self.mlp
-                .load_batch(&self.device, ws, &x, &y)
+            let net = self.model.network();
+            net.load_batch(&self.device, ws, &x, &y)
                 .map_err(|x| e(&x))?;
-            self.mlp.eval_step(&self.device, ws).map_err(|x| e(&x))?;
+            net.eval_step(&self.device, ws).map_err(|x| e(&x))?;
             start += b;
         }
         let (mut loss, mut correct) = (0.0, 0.0);
         for ws in &self.eval_ws {
             let m = self
-                .mlp
+                .model
+                .network()
                 .take_metrics_async(&self.device, ws)
                 .await
                 .map_err(|x| e(&x))?;
@@ -576,25 +517,25 @@ impl Trainer {
 
     /// The current masks of the sparse layers (empty for dense training; one readback per layer).
     pub async fn masks(&self) -> Result<Vec<Mask>, String> {
-        let mut out = Vec::new();
-        for s in self.mlp.layers.iter().filter_map(sparse_of) {
-            let p = self
-                .device
-                .download_pattern_async(&s.pattern)
-                .await
-                .map_err(|e| e.to_string())?;
-            out.push(p.to_mask());
-        }
-        Ok(out)
+        self.model
+            .masks_async(&self.device)
+            .await
+            .map_err(|e| e.to_string())
     }
 
-    /// Feeds the masks to the scheduler's ANP/ITOP trackers and returns `(anp, itop)`.
-    pub fn observe(&mut self, masks: &[Mask]) -> Result<Option<(f64, f64)>, String> {
-        let Some(s) = self.sched.as_mut() else {
-            return Ok(None);
-        };
-        s.observe(masks).map_err(|e| e.to_string())?;
-        Ok(Some((s.anp().unwrap_or(1.0), s.itop())))
+    /// Reads the masks back, records them for ANP and ITOP, and returns them with
+    /// `(anp, itop)` (`None` for dense training).
+    pub async fn observe(&mut self) -> Result<(Vec<Mask>, Option<(f64, f64)>), String> {
+        let masks = self
+            .model
+            .observe_async(&self.device)
+            .await
+            .map_err(|e| e.to_string())?;
+        let rates = self
+            .model
+            .itop()
+            .map(|itop| (self.model.anp().unwrap_or(1.0), itop));
+        Ok((masks, rates))
     }
 
     /// Class probabilities of one image given as 784 intensities in `[0, 1]`.
@@ -610,11 +551,10 @@ impl Trainer {
             .iter()
             .map(|&v| (v.clamp(0.0, 1.0) - MEAN) / STD)
             .collect();
-        self.mlp
-            .load_batch(&self.device, &self.predict_ws, &x, &[0])
+        let net = self.model.network();
+        net.load_batch(&self.device, &self.predict_ws, &x, &[0])
             .map_err(|x| e(&x))?;
-        self.mlp
-            .eval_step(&self.device, &self.predict_ws)
+        net.eval_step(&self.device, &self.predict_ws)
             .map_err(|x| e(&x))?;
         let logits = self
             .device
@@ -625,13 +565,6 @@ impl Trainer {
         let exp: Vec<f32> = logits.iter().map(|&z| (z - max).exp()).collect();
         let sum: f32 = exp.iter().sum();
         Ok(exp.iter().map(|v| v / sum).collect())
-    }
-}
-
-fn sparse_of(layer: &Layer) -> Option<&SparseLinear> {
-    match layer {
-        Layer::Sparse(s) => Some(s),
-        Layer::Dense(_) => None,
     }
 }
 

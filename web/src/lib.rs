@@ -129,10 +129,7 @@ fn parse_config(options: &JsValue) -> Result<DemoConfig, JsValue> {
 /// included: in a browser it is the WebGPU there is), else the CPU twins.
 async fn open_device(want_gpu: bool) -> (Device, String) {
     if want_gpu {
-        let options = DeviceOptions {
-            backend: BackendChoice::Gpu,
-            ..Default::default()
-        };
+        let options = DeviceOptions::default().with_backend(BackendChoice::Gpu);
         match Device::open(&options).await {
             Ok(device) => {
                 // Browsers often hide the adapter's name; say what is known.
@@ -240,14 +237,9 @@ impl Demo {
         let state = self.state.clone();
         future_to_promise(async move {
             let mut t = take(&state)?;
-            let masks = t.masks().await;
-            let observed = match &masks {
-                Ok(m) => t.observe(m),
-                Err(e) => Err(e.clone()),
-            };
+            let result = t.observe().await;
             put(&state, t);
-            let masks = masks.map_err(err)?;
-            let observed = observed.map_err(err)?;
+            let (masks, observed) = result.map_err(err)?;
             let shown = state.borrow_mut().shown.take();
             let out = Object::new();
             let layers = Array::new();

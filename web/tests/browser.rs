@@ -20,10 +20,7 @@ const TRAINED_FINGERPRINT: u64 = 0xfd80_9e1f_6cec_5789;
 const TOL: f32 = 1e-4;
 
 async fn webgpu() -> Device {
-    let options = DeviceOptions {
-        backend: BackendChoice::Gpu,
-        ..Default::default()
-    };
+    let options = DeviceOptions::default().with_backend(BackendChoice::Gpu);
     Device::open(&options)
         .await
         .expect("no WebGPU adapter: run Chromium with --enable-unsafe-webgpu (web/webdriver.json)")

@@ -12,10 +12,7 @@ use cht_web::demo::{
 const FINGERPRINT: u64 = 0xa4f4_f7da_c9c8_066c;
 
 fn gpu() -> Option<Device> {
-    let options = DeviceOptions {
-        backend: BackendChoice::Gpu,
-        ..Default::default()
-    };
+    let options = DeviceOptions::default().with_backend(BackendChoice::Gpu);
     match Device::open_blocking(&options) {
         Ok(d) => {
             eprintln!("demo GPU tests run on {}", d.name());
@@ -72,8 +69,9 @@ fn chts_learns_the_synthetic_task_and_reports_topology() {
     let m = pollster::block_on(t.evaluate()).unwrap();
     assert!(m.accuracy > 0.9, "test accuracy {}", m.accuracy);
     assert_eq!(m.samples, 530);
-    let masks = pollster::block_on(t.masks()).unwrap();
-    let (anp, itop) = t.observe(&masks).unwrap().unwrap();
+    let (masks, rates) = pollster::block_on(t.observe()).unwrap();
+    assert_eq!(masks.len(), 2, "two sparse hidden layers");
+    let (anp, itop) = rates.unwrap();
     assert!(anp > 0.0 && anp <= 1.0 && itop > 0.0);
     let p = pollster::block_on(t.predict(&[0.5; 784])).unwrap();
     assert_eq!(p.len(), 10);

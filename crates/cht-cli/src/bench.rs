@@ -97,6 +97,8 @@ pub struct KernelArgs {
     no_cpu: bool,
 }
 
+/// Runs one `cht bench` subcommand on the device `options` selects (and, where the subcommand
+/// says so, on the CPU backend too) and prints a table or JSON lines.
 pub fn run(options: &DeviceOptions, cmd: &BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Kernels(a) => kernels(options, a),
@@ -571,14 +573,14 @@ fn scores(options: &DeviceOptions, a: &ScoreBenchArgs) -> Result<()> {
 /// One full CHTs-n topology update (soft removal, CH2-L3n scoring, soft regrowth, CSR/CSC rebuild,
 /// re-gather of weights and momentum) of a 1568×1568 layer at 1 % density.
 fn topology_update(gpu: Option<&Device>, a: &ScoreBenchArgs) -> Result<()> {
-    use cht_dst::{DstConfig, DstScheduler, LayerRef, Method};
+    use cht_dst::{DstConfig, DstScheduler, LayerRef, Method, Updates};
     let cpu = Device::cpu();
     let mut devices = vec![&cpu];
     if let Some(g) = gpu.filter(|_| !a.no_gpu) {
         devices.push(g);
     }
     for d in devices {
-        let config = DstConfig::preset(Method::ChtsN, 0.01, 1, 1_000_000, 1);
+        let config = DstConfig::preset(Method::ChtsN, 0.01, Updates::every(1).until(1_000_000), 1);
         let mut sched = DstScheduler::new(config, &[(1568, 1568)])?;
         let mask = sched.initial_masks(None)?.remove(0);
         let p = CsrPattern::from_mask(&mask);
@@ -588,13 +590,7 @@ fn topology_update(gpu: Option<&Device>, a: &ScoreBenchArgs) -> Result<()> {
         let momentum = d.zeros("bench.update.momentum", p.nnz(), 1, DType::F32);
         let topo = sched.topology(d, 1);
         let state = [&momentum];
-        let layer = LayerRef {
-            pattern: &pattern,
-            values: &values,
-            state: &state,
-            grad: None,
-            dense_grad: None,
-        };
+        let layer = LayerRef::new(&pattern, &values, &state);
         let (ms, how) = median_ms(d, a.runs, |dev| {
             sched.step();
             sched
@@ -622,33 +618,23 @@ fn topology_update(gpu: Option<&Device>, a: &ScoreBenchArgs) -> Result<()> {
     Ok(())
 }
 
-/// The small language model of `configs/lm-*.toml` (character vocabulary of tiny-shakespeare).
-const LM_SMALL: cht_nn::LmConfig = cht_nn::LmConfig {
-    vocab: 65,
-    d_model: 128,
-    heads: 4,
-    ffn: 352,
-    layers: 4,
-    seq: 128,
-    batch: 16,
-    density: 1.0,
-    seed: 1,
-    bias: false,
-};
+/// The small language model of `configs/lm-*.toml` (character vocabulary of tiny-shakespeare):
+/// width 128, 4 heads, SwiGLU 352, 4 blocks, 16 × 128 tokens, dense, seed 1, no biases.
+fn lm_small() -> cht_nn::LmConfig {
+    let mut c = cht_nn::LmConfig::default();
+    (c.vocab, c.d_model, c.heads, c.ffn, c.layers) = (65, 128, 4, 352, 4);
+    (c.seq, c.batch, c.density, c.seed, c.bias) = (128, 16, 1.0, 1, false);
+    c
+}
 
-/// LLaMA-60M (spec §7.4) at a per-device batch of 8 sequences.
-const LM_60M: cht_nn::LmConfig = cht_nn::LmConfig {
-    vocab: 32000,
-    d_model: 512,
-    heads: 8,
-    ffn: 1376,
-    layers: 8,
-    seq: 256,
-    batch: 8,
-    density: 1.0,
-    seed: 1,
-    bias: false,
-};
+/// LLaMA-60M (spec §7.4) at a per-device batch of 8 sequences: vocabulary 32000, width 512,
+/// 8 heads, SwiGLU 1376, 8 blocks, 8 × 256 tokens, dense, seed 1, no biases.
+fn lm_60m() -> cht_nn::LmConfig {
+    let mut c = cht_nn::LmConfig::default();
+    (c.vocab, c.d_model, c.heads, c.ffn, c.layers) = (32000, 512, 8, 1376, 8);
+    (c.seq, c.batch, c.density, c.seed, c.bias) = (256, 8, 1.0, 1, false);
+    c
+}
 
 /// `cht bench lm`: wall time of whole training steps (forward, loss, backward, clipping, AdamW;
 /// one submit each) of the FC model and of sparse models at each density on each device, as
@@ -658,13 +644,13 @@ fn lm(options: &DeviceOptions, a: &LmBenchArgs) -> Result<()> {
     let cpu = Device::cpu();
     let mut cases: Vec<(&Device, &str, cht_nn::LmConfig)> = Vec::new();
     if let Some(g) = &gpu {
-        cases.push((g, "small", LM_SMALL));
+        cases.push((g, "small", lm_small()));
         if a.llama60m {
-            cases.push((g, "llama-60m", LM_60M));
+            cases.push((g, "llama-60m", lm_60m()));
         }
     }
     if !a.no_cpu {
-        cases.push((&cpu, "small", LM_SMALL));
+        cases.push((&cpu, "small", lm_small()));
     }
     if let Some(&d) = a.densities.iter().find(|d| !(**d > 0.0 && **d <= 1.0)) {
         anyhow::bail!("--densities: {d} is not in (0, 1]");
@@ -686,10 +672,8 @@ fn lm(options: &DeviceOptions, a: &LmBenchArgs) -> Result<()> {
         let policy = { setting }.resolve(d, largest, tokens)?;
         let mut fc_rate = None;
         for density in std::iter::once(1.0).chain(a.densities.iter().copied()) {
-            let config = cht_nn::LmConfig {
-                density,
-                ..base.clone()
-            };
+            let mut config = base.clone();
+            config.density = density;
             let r = lm_tokens_per_s(d, &config, a.steps, policy)?;
             let fc = *fc_rate.get_or_insert(r.tokens_per_s);
             let ratio = r.tokens_per_s / fc;
@@ -886,20 +870,18 @@ fn gemm_kernels(options: &DeviceOptions, a: &GemmBenchArgs) -> Result<()> {
     if options.backend == cht_gpu::BackendChoice::Cpu {
         return gemm_cpu(options, a);
     }
-    let d = Device::open_blocking(&DeviceOptions {
-        backend: cht_gpu::BackendChoice::Gpu,
-        ..options.clone()
-    })?;
+    let d = Device::open_blocking(&options.clone().with_backend(cht_gpu::BackendChoice::Gpu))?;
     // Tensor cores: this device if it was opened for them, else a second device on the same
     // adapter opened with precision f16-tc, if the adapter allows.
     let (tc_owned, tc_note) = if d.tensor_core_kernel().is_some() {
         (None, String::new())
     } else {
-        match Device::open_blocking(&DeviceOptions {
-            backend: cht_gpu::BackendChoice::Gpu,
-            precision: Precision::F16TensorCores,
-            ..options.clone()
-        }) {
+        match Device::open_blocking(
+            &options
+                .clone()
+                .with_backend(cht_gpu::BackendChoice::Gpu)
+                .with_precision(Precision::F16TensorCores),
+        ) {
             Ok(t) => (Some(t), String::new()),
             Err(e) => (None, e.to_string()),
         }

@@ -33,18 +33,16 @@ pub struct DemoArgs {
     seed: u32,
 }
 
+/// Trains the demo MLP on `device` for `a.steps` steps, printing the loss every `a.log_every`
+/// steps. Errors on non-positive step counts or batch size, and on device errors.
 pub fn run(device: &Device, a: &DemoArgs) -> Result<()> {
     ensure!(
         a.steps > 0 && a.batch > 0 && a.log_every > 0,
         "--steps, --batch and --log-every must be positive"
     );
     let (features, classes) = (64, 10);
-    let config = MlpConfig {
-        sizes: vec![features, a.hidden, a.hidden, classes],
-        density: a.density,
-        dense_last: true,
-        seed: a.seed,
-    };
+    let mut config = MlpConfig::new(vec![features, a.hidden, a.hidden, classes], a.density);
+    config.seed = a.seed;
     let mlp = Mlp::new(device, &config)?;
     let links: usize = mlp.layers.iter().map(|l| l.n_weights()).sum();
     println!(

@@ -99,7 +99,7 @@ impl MaskedDenseAbove {
                 c
             }
         };
-        Ok(ExecutionPolicy { crossover })
+        Ok(ExecutionPolicy::with_crossover(crossover))
     }
 }
 

@@ -10,12 +10,13 @@ mod demo;
 mod execution;
 mod lm;
 mod plot;
+mod run;
 mod score;
 mod testing;
 mod train;
 
 use anyhow::{Context, Result};
-use cht_gpu::{AdapterFilter, BackendChoice, Device, DeviceInfo, DeviceOptions};
+use cht_gpu::{BackendChoice, Device, DeviceInfo, DeviceOptions};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
@@ -123,9 +124,7 @@ fn run() -> Result<()> {
         options.backend = b;
     }
     if let Some(a) = cli.adapter {
-        options.adapter = AdapterFilter {
-            name_contains: Some(a),
-        };
+        options = options.with_adapter(a);
     }
     if let Some(p) = cli.precision {
         options.precision = p;

@@ -22,6 +22,8 @@ pub struct ScoreArgs {
     output: Option<PathBuf>,
 }
 
+/// Reads the mask, scores every pair with the chosen predictor and writes the `[rows, cols]` score
+/// matrix (existing links 0) as `.npy` or text, or to standard output. Errors name the file.
 pub fn run(a: &ScoreArgs) -> Result<()> {
     let mask = read_mask(&a.mask)?;
     let pattern = CsrPattern::from_mask(&mask);

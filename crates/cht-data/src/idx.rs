@@ -212,6 +212,23 @@ pub fn read_with_limit(path: &Path, kind: IdxKind, max_bytes: u64) -> Result<Idx
 
 /// Decodes the bytes of an IDX file (plain or gzip) already in memory; `path` only names the file
 /// in errors.
+///
+/// ```rust
+/// use std::path::Path;
+/// use cht_data::idx::{self, IdxKind, MAX_BYTES};
+///
+/// // Two 2 × 3 images.
+/// let bytes = idx::encode(&[2, 2, 3], &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]).unwrap();
+/// assert_eq!(bytes[..4], [0, 0, 0x08, 3]); // magic: unsigned bytes, rank 3
+/// let path = Path::new("tiny-images"); // only used in error messages
+/// let images = idx::parse(path, bytes.clone(), IdxKind::Images, MAX_BYTES)?;
+/// assert_eq!(images.dims, vec![2, 2, 3]);
+/// assert_eq!(images.data[6..], [6, 7, 8, 9, 10, 11]);
+/// // A rank-3 file is not a labels file, and a truncated one is rejected.
+/// assert!(idx::parse(path, bytes.clone(), IdxKind::Labels, MAX_BYTES).is_err());
+/// assert!(idx::parse(path, bytes[..15].to_vec(), IdxKind::Images, MAX_BYTES).is_err());
+/// # Ok::<(), cht_data::IdxError>(())
+/// ```
 pub fn parse(
     path: &Path,
     raw: Vec<u8>,

@@ -213,6 +213,32 @@ impl Dataset {
     /// # Panics
     ///
     /// If `out.len() != features() * indices.len()` or an index is out of range.
+    ///
+    /// # Example
+    ///
+    /// ```rust
+    /// use cht_data::{Dataset, DatasetKind, Split};
+    ///
+    /// // Three 1 × 2 images: black, white, then half grey and white.
+    /// let set = Dataset {
+    ///     name: "tiny".into(),
+    ///     kind: DatasetKind::Mnist,
+    ///     split: Split::Test,
+    ///     images: vec![0, 0, 255, 255, 0, 255],
+    ///     labels: vec![0, 1, 2],
+    ///     n: 3,
+    ///     rows: 1,
+    ///     cols: 2,
+    ///     classes: 10,
+    /// };
+    /// let mut out = vec![0.0; 2 * 2]; // features × batch
+    /// set.normalised_batch(&[2, 0], &mut out);
+    /// let (mean, std) = DatasetKind::Mnist.mean_std();
+    /// let (black, white) = (-mean / std, (1.0 - mean) / std);
+    /// // Feature 0 of samples 2 and 0, then feature 1 of samples 2 and 0.
+    /// assert_eq!(out, vec![black, black, white, black]);
+    /// assert_eq!(set.labels_of(&[2, 0]), vec![2, 0]);
+    /// ```
     pub fn normalised_batch(&self, indices: &[u32], out: &mut [f32]) {
         let batch = indices.len();
         let features = self.features();
@@ -409,6 +435,17 @@ impl MnistLike {
 /// A deterministic permutation of `0..n` for one epoch: Fisher–Yates driven by the counter RNG
 /// keyed by `(seed, Stream::Shuffle, epoch, 0)`, so every run (and every platform) with the same
 /// seed visits the samples in the same order.
+///
+/// ```rust
+/// use cht_data::shuffled_indices;
+///
+/// let order = shuffled_indices(10, 7, 0);
+/// let mut sorted = order.clone();
+/// sorted.sort_unstable();
+/// assert_eq!(sorted, (0..10).collect::<Vec<u32>>()); // a permutation
+/// assert_eq!(order, shuffled_indices(10, 7, 0)); // deterministic
+/// assert_ne!(order, shuffled_indices(10, 7, 1)); // a new order each epoch
+/// ```
 pub fn shuffled_indices(n: u32, seed: u32, epoch: u32) -> Vec<u32> {
     let mut rng = Counter::new(RngKey::new(seed, Stream::Shuffle, epoch, 0));
     let mut order: Vec<u32> = (0..n).collect();

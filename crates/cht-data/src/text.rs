@@ -97,6 +97,18 @@ pub enum Tokenizer {
 
 impl Tokenizer {
     /// The character vocabulary of `text` (at least one character).
+    ///
+    /// ```rust
+    /// use cht_data::Tokenizer;
+    ///
+    /// let tok = Tokenizer::char_level("hello world")?;
+    /// assert_eq!(tok.vocab_size(), 8); // ' ', d, e, h, l, o, r, w
+    /// let ids = tok.encode("hold")?;
+    /// assert_eq!(ids, vec![3, 5, 4, 1]);
+    /// assert_eq!(tok.decode(&ids)?, "hold");
+    /// assert!(tok.encode("help").is_err()); // 'p' is not in the vocabulary
+    /// # Ok::<(), cht_data::TextError>(())
+    /// ```
     pub fn char_level(text: &str) -> Result<Tokenizer, TextError> {
         let mut chars: Vec<char> = text.chars().collect();
         chars.sort_unstable();

@@ -40,8 +40,10 @@ pub enum Selection {
     Soft,
 }
 
-/// Link removal (spec §2).
+/// Link removal (spec §2). Built by [`Removal::new`] or taken from a [`DstConfig`] preset and
+/// edited field by field (`#[non_exhaustive]`: fields may be added).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Removal {
     /// Score of a link.
     pub score: RemovalScoreKind,
@@ -51,6 +53,19 @@ pub struct Removal {
     pub temperature: TemperatureSchedule,
     /// Removal fraction ζ per update.
     pub zeta: ZetaSchedule,
+}
+
+impl Removal {
+    /// Removal by `score` with `selection`, removing the fraction `zeta` per update; soft
+    /// removal uses the paper's temperature schedule ([`TemperatureSchedule::Paper`]).
+    pub fn new(score: RemovalScoreKind, selection: Selection, zeta: ZetaSchedule) -> Removal {
+        Removal {
+            score,
+            selection,
+            temperature: TemperatureSchedule::Paper,
+            zeta,
+        }
+    }
 }
 
 /// Removal scores available on the device.
@@ -78,8 +93,10 @@ pub enum RegrowScores {
     LinkPrediction(Predictor),
 }
 
-/// Link regrowth (spec §3).
+/// Link regrowth (spec §3). Built by [`Regrowth::new`], then edited field by field
+/// (`#[non_exhaustive]`: fields may be added).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Regrowth {
     /// Candidate scores.
     pub scores: RegrowScores,
@@ -202,7 +219,21 @@ impl PairChains {
 }
 
 /// Everything that decides how a run's topology evolves.
+///
+/// Start from a method's [`DstConfig::preset`] (or an [`MlpRecipe`](crate::MlpRecipe) /
+/// [`LlmRecipe`](crate::LlmRecipe)) and assign the fields to change; the struct is
+/// `#[non_exhaustive]`, so fields can be added without breaking callers.
+///
+/// ```rust
+/// use cht_dst::{DstConfig, Method, Updates};
+///
+/// let mut config = DstConfig::preset(Method::ChtsN, 0.1, Updates::every(100).until(7500), 0);
+/// config.seed = 7;
+/// config.validate()?;
+/// # Ok::<(), cht_dst::Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct DstConfig {
     /// Which method this is.
     pub method: Method,
@@ -236,19 +267,58 @@ pub struct DstConfig {
     pub seed: u32,
 }
 
+/// When topology updates happen: every `every` optimizer steps (ΔT), until step `until`
+/// (`T_end`). Named fields, so that the two step counts cannot be swapped by accident.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Updates {
+    /// ΔT: optimizer steps between topology updates (at least 1).
+    pub every: u64,
+    /// `T_end`: the last step at which updates may happen; also the end of the adaptive ζ cosine
+    /// and of a density decay.
+    pub until: u64,
+}
+
+impl Updates {
+    /// Updates every `steps` optimizer steps, with no end (`until` = `u64::MAX`); chain
+    /// [`Updates::until`] to set `T_end`: `Updates::every(100).until(7500)`.
+    pub const fn every(steps: u64) -> Updates {
+        Updates {
+            every: steps,
+            until: u64::MAX,
+        }
+    }
+
+    /// These updates, ending at step `step` (`T_end`).
+    pub const fn until(self, step: u64) -> Updates {
+        Updates {
+            until: step,
+            ..self
+        }
+    }
+}
+
 impl DstConfig {
-    /// The preset for `method` at `density`, with updates every `interval` steps until `t_end`
-    /// (spec §3.2 baselines, §7.2 MLP recipes; CHTs uses soft WM removal with the paper's
-    /// temperature schedule δ 0.5→0.9 and soft CH regrowth; CHTss adds sigmoid decay from 50 %
-    /// sparsity with the half-step rule).
-    pub fn preset(method: Method, density: f64, interval: u64, t_end: u64, seed: u32) -> DstConfig {
+    /// The method's preset at `density`, with updates every `updates.every` steps until
+    /// `updates.until` (spec §3.2 baselines): ζ 0.3, Erdős–Rényi topology and Kaiming weights
+    /// for the baselines; CHT adds hard CH3-L3p regrowth, chain removal, CSTI (`dim` 2) and SWI;
+    /// CHTs uses soft WM removal with the paper's temperature schedule δ 0.5→0.9, soft CH
+    /// regrowth, chain removal, Erdős–Rényi topology and SWI; CHTss adds sigmoid decay from 50 %
+    /// sparsity with the half-step rule. Adaptive ζ and decays run to `updates.until` as given.
+    ///
+    /// The paper's per-task recipes on top of this — T_end at ¾ of training for adaptive ζ,
+    /// CSTI for the MLP's CH methods, ζ 0.1 and BRF topology for LLaMA — are
+    /// [`MlpRecipe`](crate::MlpRecipe) and [`LlmRecipe`](crate::LlmRecipe).
+    pub fn preset(method: Method, density: f64, updates: Updates, seed: u32) -> DstConfig {
+        let Updates {
+            every: interval,
+            until: t_end,
+        } = updates;
         let zeta = 0.3;
-        let hard_wm = Removal {
-            score: RemovalScoreKind::WeightMagnitude,
-            selection: Selection::Hard,
-            temperature: TemperatureSchedule::Paper,
-            zeta: ZetaSchedule::Fixed { zeta },
-        };
+        let hard_wm = Removal::new(
+            RemovalScoreKind::WeightMagnitude,
+            Selection::Hard,
+            ZetaSchedule::Fixed { zeta },
+        );
         let cosine = ZetaSchedule::Cosine { zeta, t_end };
         let soft_wm = Removal {
             selection: Selection::Soft,

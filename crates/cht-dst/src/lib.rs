@@ -10,16 +10,21 @@
 //! without a readback, recorded into one submit.
 //!
 //! Presets reproduce the paper's methods (spec §3.2, §7): FC, SET, RigL, MEST, GMP, GraNet, CHT,
-//! CHTs (path- and node-based) and CHTss.
+//! CHTs (path- and node-based) and CHTss; [`MlpRecipe`] and [`LlmRecipe`] are the paper's whole
+//! recipes for its two tasks. To train a network, `cht_nn::DstModel` owns the scheduler, its
+//! [`Topology`] scratch and the layers, and builds the [`LayerRef`]s each update needs; use the
+//! scheduler directly only for a network of your own.
 
 mod config;
+mod recipe;
 mod scheduler;
 mod update;
 
 pub use config::{
     ChainRemoval, DensityDistribution, DstConfig, Method, PairChains, RegrowScores, RegrownWeights,
-    Regrowth, Removal, RemovalScoreKind, Selection,
+    Regrowth, Removal, RemovalScoreKind, Selection, Updates,
 };
+pub use recipe::{LlmRecipe, MlpRecipe, three_quarters};
 pub use scheduler::{DstScheduler, LayerReport, UpdateReport};
 pub use update::{LayerRef, Topology, chain_removal, pair_chain_removal};
 
@@ -35,6 +40,15 @@ pub enum Error {
     /// An invalid configuration, naming the field.
     #[error("invalid DST configuration: {0}")]
     Config(String),
+    /// A sparse layer handed to the scheduler does not match what it manages: its shape, its
+    /// link capacity (the density it was built for) or its optimizer state.
+    #[error("sparse layer {layer}: {reason}")]
+    Layer {
+        /// Index of the layer among the scheduler's sparse layers (forward order).
+        layer: usize,
+        /// What does not match, in the layer's terms (`out × in`, links, density).
+        reason: String,
+    },
 }
 
 /// Result alias for this crate.

@@ -140,6 +140,21 @@ impl DstScheduler {
         self.layers[l].capacity
     }
 
+    /// `(out, in)` of every managed layer, in forward order.
+    pub fn shapes(&self) -> Vec<(usize, usize)> {
+        self.layers.iter().map(|s| (s.rows, s.cols)).collect()
+    }
+
+    /// Whether the layers were marked [`DstScheduler::side_by_side`] (no ANP).
+    pub fn is_side_by_side(&self) -> bool {
+        self.side_by_side
+    }
+
+    /// Links layer `l` holds as planned by the last update (percolation may leave fewer).
+    pub fn links(&self, l: usize) -> usize {
+        self.layers[l].nnz
+    }
+
     /// Optimizer steps so far.
     pub fn step_count(&self) -> u64 {
         self.step
@@ -204,7 +219,17 @@ impl DstScheduler {
         self.is_update_step()
     }
 
+    /// Whether the next [`DstScheduler::step`] will be a topology update (e.g. to skip preparing
+    /// that step's optimizer parameters).
+    pub fn next_step_is_update(&self) -> bool {
+        self.is_update_at(self.step + 1)
+    }
+
     fn is_update_step(&self) -> bool {
+        self.is_update_at(self.step)
+    }
+
+    fn is_update_at(&self, t: u64) -> bool {
         if self.config.method == crate::Method::Fc {
             return false;
         }
@@ -213,7 +238,7 @@ impl DstScheduler {
             t_end: self.config.t_end,
             boundary: self.config.boundary,
         };
-        schedule.is_update_step(self.step)
+        schedule.is_update_step(t)
     }
 
     /// Rewires every layer on the device (one submit, no readback) and returns the planned counts.
@@ -223,10 +248,12 @@ impl DstScheduler {
         topology: &Topology,
         layers: &[LayerRef<'_>],
     ) -> Result<UpdateReport> {
-        if layers.len() != self.layers.len() {
+        // Before anything changes: a mismatch leaves the scheduler as it was.
+        topology.check_layers(layers)?;
+        if topology.layer_count() != self.layers.len() {
             return Err(Error::Config(format!(
-                "{} layers given, expected {}",
-                layers.len(),
+                "the topology scratch has {} layers, the scheduler {}",
+                topology.layer_count(),
                 self.layers.len()
             )));
         }
@@ -394,7 +421,12 @@ mod tests {
     #[test]
     fn anp_is_reported_for_a_chain_only() {
         let anp_of = |side_by_side: bool| {
-            let config = DstConfig::preset(crate::Method::Set, 0.5, 1, 10, 0);
+            let config = DstConfig::preset(
+                crate::Method::Set,
+                0.5,
+                crate::Updates::every(1).until(10),
+                0,
+            );
             let mut s = DstScheduler::new(config, &[(4, 4), (6, 4)]).unwrap();
             if side_by_side {
                 s = s.side_by_side();

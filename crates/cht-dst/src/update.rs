@@ -28,6 +28,34 @@ pub struct LayerRef<'a> {
     pub dense_grad: Option<&'a Tensor>,
 }
 
+impl<'a> LayerRef<'a> {
+    /// A layer given by its pattern, weights and every optimizer-state tensor (CSR order), with
+    /// no gradients (enough for weight-magnitude removal and link-prediction or random
+    /// regrowth). `cht_nn::DstModel` builds these for its networks; this is for custom ones.
+    pub fn new(pattern: &'a SparsePattern, values: &'a Tensor, state: &'a [&'a Tensor]) -> Self {
+        LayerRef {
+            pattern,
+            values,
+            state,
+            grad: None,
+            dense_grad: None,
+        }
+    }
+
+    /// The same layer with its links' gradient (CSR order; MEST removal reads it, and the update
+    /// clears it).
+    pub fn with_grad(mut self, grad: &'a Tensor) -> Self {
+        self.grad = Some(grad);
+        self
+    }
+
+    /// The same layer with its dense `[out, in]` gradient (gradient regrowth: RigL, GraNet).
+    pub fn with_dense_grad(mut self, dense_grad: Option<&'a Tensor>) -> Self {
+        self.dense_grad = dense_grad;
+        self
+    }
+}
+
 /// Device scratch of the topology update for a chain of sparse layers.
 #[derive(Debug)]
 pub struct Topology {
@@ -36,10 +64,7 @@ pub struct Topology {
 
 #[derive(Debug)]
 struct LayerScratch {
-    // Read by the native-only mask readback.
-    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
     rows: usize,
-    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
     cols: usize,
     mask: Tensor,
     selected: Tensor,
@@ -201,6 +226,97 @@ impl Topology {
             .collect()
     }
 
+    /// Checks that `layers` are the ones this scratch was made for, in the user's terms: their
+    /// count, each one's `out × in` shape, link capacity (the density it was built at), weight and
+    /// optimizer-state lengths, and the number of optimizer-state tensors (state that is not
+    /// handed over would silently stay in the old link order).
+    pub fn check_layers(&self, layers: &[LayerRef<'_>]) -> Result<()> {
+        if layers.len() != self.layers.len() {
+            return Err(Error::Config(format!(
+                "{} sparse layers given, the scheduler manages {}",
+                layers.len(),
+                self.layers.len()
+            )));
+        }
+        for (l, (s, layer)) in self.layers.iter().zip(layers).enumerate() {
+            let bad = |reason: String| Error::Layer { layer: l, reason };
+            let (rows, cols) = (layer.pattern.rows(), layer.pattern.cols());
+            if (rows, cols) != (s.rows, s.cols) {
+                let hint = if (rows, cols) == (s.cols, s.rows) {
+                    " (swapped? shapes are `out × in`)"
+                } else {
+                    ""
+                };
+                return Err(bad(format!(
+                    "it is {rows} × {cols} (out × in), the scheduler manages {} × {}{hint}",
+                    s.rows, s.cols
+                )));
+            }
+            let capacity = s.link_live.len();
+            if layer.pattern.capacity() != capacity {
+                let total = (rows * cols) as f64;
+                return Err(bad(format!(
+                    "it was built for {} links (density {:.4}), the scheduler plans {capacity} \
+                     (density {:.4}); build it with `DstScheduler::capacity({l})` link slots",
+                    layer.pattern.capacity(),
+                    layer.pattern.capacity() as f64 / total,
+                    capacity as f64 / total
+                )));
+            }
+            if layer.values.len() != capacity {
+                return Err(bad(format!(
+                    "its weights hold {} values for {capacity} link slots",
+                    layer.values.len()
+                )));
+            }
+            if layer.state.len() != s.dense_state.len() {
+                return Err(bad(format!(
+                    "{} optimizer-state tensors given, the topology update was made for {} \
+                     (e.g. 1 for SGD momentum, 2 for Adam's moments): state left out would not \
+                     move with the rewired links",
+                    layer.state.len(),
+                    s.dense_state.len()
+                )));
+            }
+            for (i, state) in layer.state.iter().enumerate() {
+                if state.len() != capacity {
+                    return Err(bad(format!(
+                        "optimizer state {i} holds {} values for {capacity} link slots",
+                        state.len()
+                    )));
+                }
+            }
+            if let Some(g) = layer.grad
+                && g.len() != capacity
+            {
+                return Err(bad(format!(
+                    "its link gradient holds {} values for {capacity} link slots",
+                    g.len()
+                )));
+            }
+            if let Some(g) = layer.dense_grad
+                && (g.rows(), g.cols()) != (rows, cols)
+            {
+                return Err(bad(format!(
+                    "its dense gradient is {} × {}, the layer {rows} × {cols}",
+                    g.rows(),
+                    g.cols()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Layers this scratch was made for.
+    pub fn layer_count(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// Optimizer-state tensors per layer this scratch re-gathers with the weights.
+    pub fn state_tensors(&self) -> usize {
+        self.layers.first().map_or(0, |s| s.dense_state.len())
+    }
+
     /// Records the whole update of every layer (removal → chain removal → regrowth → rebuild),
     /// then submits once.
     pub(crate) fn record(
@@ -210,13 +326,14 @@ impl Topology {
         plans: &[LayerPlan],
         chain: &ChainRemoval,
     ) -> Result<()> {
-        if layers.len() != self.layers.len() || plans.len() != self.layers.len() {
+        if plans.len() != self.layers.len() {
             return Err(Error::Config(format!(
-                "{} layers given, the scheduler manages {}",
-                layers.len(),
+                "{} layer plans for {} layers",
+                plans.len(),
                 self.layers.len()
             )));
         }
+        self.check_layers(layers)?;
         for ((s, layer), plan) in self.layers.iter().zip(layers).zip(plans) {
             s.remove(device, layer, plan)?;
         }
@@ -524,6 +641,15 @@ impl Topology {
             .map(|s| Ok(device.read_u32(&s.builder.status)?[0] as usize))
             .collect()
     }
+
+    /// [`Topology::live_links`] without blocking (the browser).
+    pub async fn live_links_async(&self, device: &Device) -> Result<Vec<usize>> {
+        let mut out = Vec::with_capacity(self.layers.len());
+        for s in &self.layers {
+            out.push(device.read_u32_async(&s.builder.status).await?[0] as usize);
+        }
+        Ok(out)
+    }
 }
 
 impl Topology {
@@ -540,5 +666,19 @@ impl Topology {
                     .map_err(|e| Error::Config(e.to_string()))
             })
             .collect()
+    }
+
+    /// [`Topology::read_masks`] without blocking (the browser).
+    pub async fn read_masks_async(&self, device: &Device) -> Result<Vec<cht_sparse::Mask>> {
+        let mut out = Vec::with_capacity(self.layers.len());
+        for s in &self.layers {
+            let words = device.read_u32_async(&s.mask).await?;
+            let bits = words.iter().map(|&w| w != 0).collect();
+            out.push(
+                cht_sparse::Mask::from_bools(s.rows, s.cols, bits)
+                    .map_err(|e| Error::Config(e.to_string()))?,
+            );
+        }
+        Ok(out)
     }
 }

@@ -37,7 +37,21 @@ impl std::str::FromStr for BackendChoice {
 }
 
 /// How to open a [`Device`].
+///
+/// Start from [`DeviceOptions::default`] (automatic backend, any adapter, f32) or
+/// [`DeviceOptions::from_env`] and adjust with the `with_*` setters; the struct is
+/// `#[non_exhaustive]`, so options can be added without breaking callers.
+///
+/// ```rust
+/// use cht_gpu::{BackendChoice, DeviceOptions, Precision};
+///
+/// let options = DeviceOptions::default()
+///     .with_backend(BackendChoice::Cpu)
+///     .with_precision(Precision::F32);
+/// assert_eq!(options.backend, BackendChoice::Cpu);
+/// ```
 #[derive(Clone, Debug, Default)]
+#[non_exhaustive]
 pub struct DeviceOptions {
     /// GPU, CPU or automatic.
     pub backend: BackendChoice,
@@ -68,6 +82,28 @@ impl DeviceOptions {
             precision,
         })
     }
+
+    /// These options with the execution `backend`.
+    #[must_use]
+    pub fn with_backend(mut self, backend: BackendChoice) -> DeviceOptions {
+        self.backend = backend;
+        self
+    }
+
+    /// These options restricted to adapters whose name contains `name` (case-insensitive; sets
+    /// [`AdapterFilter::name_contains`]).
+    #[must_use]
+    pub fn with_adapter(mut self, name: impl Into<String>) -> DeviceOptions {
+        self.adapter.name_contains = Some(name.into());
+        self
+    }
+
+    /// These options with the dense-GEMM arithmetic `precision`.
+    #[must_use]
+    pub fn with_precision(mut self, precision: Precision) -> DeviceOptions {
+        self.precision = precision;
+        self
+    }
 }
 
 /// The execution behind a device.
@@ -78,6 +114,20 @@ pub(crate) enum Backend {
 }
 
 /// Owner of tensors and executor of every kernel. See the crate docs for the data flow.
+///
+/// ```rust
+/// use cht_gpu::{DType, Device, Gemm, Transpose};
+///
+/// let dev = Device::cpu(); // or Device::open_blocking(&DeviceOptions::from_env()?)
+/// // c[2, 2] = a[2, 3] · b[3, 2]
+/// let a = dev.tensor_f32("a", 2, 3, &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0])?;
+/// let b = dev.tensor_f32("b", 3, 2, &[1.0, 0.0, 0.0, 1.0, 1.0, 1.0])?;
+/// let c = dev.zeros("c", 2, 2, DType::F32);
+/// dev.gemm(&Gemm::new(Transpose::No, Transpose::No), &a, &b, &c)?;
+/// dev.submit()?; // ends the step (a no-op on the CPU)
+/// assert_eq!(dev.read_f32(&c)?, vec![4.0, 5.0, 10.0, 11.0]);
+/// # Ok::<(), cht_gpu::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct Device {
     pub(crate) backend: Backend,
@@ -88,8 +138,11 @@ pub struct Device {
 pub enum DeviceInfo {
     /// A wgpu adapter.
     Gpu(Box<AdapterSummary>),
-    /// The CPU twins, with the number of worker threads.
-    Cpu { threads: usize },
+    /// The CPU twins.
+    Cpu {
+        /// Worker threads the twins run on ([`crate::cpu_threads`]).
+        threads: usize,
+    },
 }
 
 impl Device {

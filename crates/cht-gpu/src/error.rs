@@ -9,7 +9,12 @@ pub enum Error {
     NoAdapter(String),
     /// The adapter refused the device request.
     #[error("requesting a device from adapter {adapter:?} failed: {reason}")]
-    DeviceRequest { adapter: String, reason: String },
+    DeviceRequest {
+        /// Name of the adapter that refused.
+        adapter: String,
+        /// wgpu's explanation.
+        reason: String,
+    },
     /// wgpu reported a validation error (a bug in cht if it ever happens: please report it).
     #[error("GPU validation error: {0}")]
     Validation(String),
@@ -21,21 +26,36 @@ pub enum Error {
     Device(String),
     /// Tensor shapes do not fit the operation.
     #[error("shape mismatch in {op}: {detail}")]
-    Shape { op: &'static str, detail: String },
+    Shape {
+        /// Name of the operation that rejected its arguments.
+        op: &'static str,
+        /// Which dimensions disagree, with their values.
+        detail: String,
+    },
     /// An operation got a tensor of the wrong element type.
     #[error("{op}: tensor {tensor:?} holds {got:?}, expected {expected:?}")]
     DType {
+        /// Name of the operation.
         op: &'static str,
+        /// Label of the offending tensor.
         tensor: String,
+        /// Element type the tensor holds.
         got: crate::DType,
+        /// Element type the operation needs.
         expected: crate::DType,
     },
-    /// The same tensor was passed as an input and an output of one operation.
+    /// The same tensor was passed as an input and an output of one operation: the tensor's label,
+    /// then the operation's name.
     #[error("{op}: tensor {0:?} is both read and written", op = .1)]
     Aliased(String, &'static str),
     /// A tensor from another device.
     #[error("{op}: tensor {tensor:?} belongs to a different backend")]
-    WrongBackend { op: &'static str, tensor: String },
+    WrongBackend {
+        /// Name of the operation.
+        op: &'static str,
+        /// Label of the foreign tensor.
+        tensor: String,
+    },
     /// Invalid sparse structure.
     #[error(transparent)]
     Sparse(#[from] cht_sparse::Error),

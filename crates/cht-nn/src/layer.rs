@@ -84,7 +84,11 @@ pub enum Execution {
 
 /// Which execution each sparse layer takes, by its density: masked-dense above `crossover`
 /// (measured per adapter, see `cht bench kernels` / the runners' calibration), CSR at or below.
+///
+/// Built by [`ExecutionPolicy::with_crossover`] or [`ExecutionPolicy::csr`] (the default);
+/// `#[non_exhaustive]`, so settings can be added without breaking callers.
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct ExecutionPolicy {
     /// Density above which a sparse layer runs masked-dense (≥ 1 keeps every layer CSR).
     pub crossover: f64,
@@ -101,6 +105,12 @@ impl ExecutionPolicy {
     /// Every sparse layer CSR.
     pub fn csr() -> Self {
         ExecutionPolicy::default()
+    }
+
+    /// Masked-dense for layers denser than `crossover`, CSR at or below it (≥ 1 keeps every
+    /// layer CSR, 0 runs every sparse layer masked-dense).
+    pub fn with_crossover(crossover: f64) -> Self {
+        ExecutionPolicy { crossover }
     }
 
     /// The execution for a layer at `density`.
@@ -409,6 +419,22 @@ pub struct LayerOutput {
 }
 
 impl Layer {
+    /// The sparse layer, if it is one.
+    pub fn as_sparse(&self) -> Option<&SparseLinear> {
+        match self {
+            Layer::Sparse(s) => Some(s),
+            Layer::Dense(_) => None,
+        }
+    }
+
+    /// The sparse layer, mutable, if it is one.
+    pub fn as_sparse_mut(&mut self) -> Option<&mut SparseLinear> {
+        match self {
+            Layer::Sparse(s) => Some(s),
+            Layer::Dense(_) => None,
+        }
+    }
+
     /// Output neurons.
     pub fn out_features(&self) -> usize {
         match self {
@@ -674,9 +700,18 @@ pub(crate) fn apply_policy<'a>(
         .collect();
     if densities.len() != sparse.len() {
         return Err(crate::Error::Config(format!(
-            "{} densities given for {} sparse layers",
+            "{} densities given for {} sparse layers (one per sparse layer, in order)",
             densities.len(),
             sparse.len()
+        )));
+    }
+    if let Some((i, d)) = densities
+        .iter()
+        .enumerate()
+        .find(|(_, d)| !(0.0..=1.0).contains(*d))
+    {
+        return Err(crate::Error::Config(format!(
+            "sparse layer {i}: density {d} is outside [0, 1] (live links over out × in)"
         )));
     }
     let mut switched = false;

@@ -12,7 +12,21 @@ use crate::transformer::{Block, BlockConfig, BlockWorkspace};
 use crate::{Error, Result};
 
 /// Shape and sparsity of a language model.
+///
+/// [`LmConfig::default`] is the small LLaMA-style model of `configs/lm-*.toml` on a byte
+/// vocabulary; change the fields you need (`#[non_exhaustive]`: fields can be added without
+/// breaking callers).
+///
+/// ```rust
+/// use cht_nn::LmConfig;
+///
+/// let mut config = LmConfig::default();
+/// config.vocab = 65;
+/// config.density = 0.3;
+/// assert_eq!(config.block(1).d_model, config.d_model);
+/// ```
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct LmConfig {
     /// Vocabulary size.
     pub vocab: usize,
@@ -34,6 +48,26 @@ pub struct LmConfig {
     pub seed: u32,
     /// Biases on the projections and the LM head (LLaMA has none; older cht runs had them).
     pub bias: bool,
+}
+
+impl Default for LmConfig {
+    /// The small model of `configs/lm-*.toml` that trains on a CPU, on bytes: vocabulary 256,
+    /// width 128, 4 heads, SwiGLU width 352, 4 blocks, 16 sequences of 128 tokens, dense
+    /// (density 1), seed 0, no biases (as LLaMA).
+    fn default() -> Self {
+        LmConfig {
+            vocab: 256,
+            d_model: 128,
+            heads: 4,
+            ffn: 352,
+            layers: 4,
+            seq: 128,
+            batch: 16,
+            density: 1.0,
+            seed: 0,
+            bias: false,
+        }
+    }
 }
 
 impl LmConfig {

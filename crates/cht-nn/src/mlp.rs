@@ -11,7 +11,19 @@ use crate::layer::{
 use crate::{Error, Result};
 
 /// Shape and sparsity of an MLP.
+///
+/// Built by [`MlpConfig::new`], then edited field by field; `#[non_exhaustive]`, so fields can
+/// be added without breaking callers.
+///
+/// ```rust
+/// use cht_nn::MlpConfig;
+///
+/// let mut config = MlpConfig::new(vec![784, 1568, 10], 0.05);
+/// config.seed = 7;
+/// assert!(config.dense_last);
+/// ```
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct MlpConfig {
     /// Neurons per layer, input first, classes last (e.g. `[784, 1568, 1568, 1568, 10]`).
     pub sizes: Vec<usize>,
@@ -22,6 +34,19 @@ pub struct MlpConfig {
     pub dense_last: bool,
     /// Seed of topology and weight initialisation.
     pub seed: u32,
+}
+
+impl MlpConfig {
+    /// Layers of `sizes` neurons (input first, classes last), the hidden ones at `density`, the
+    /// classifier dense, seed 0.
+    pub fn new(sizes: Vec<usize>, density: f64) -> MlpConfig {
+        MlpConfig {
+            sizes,
+            density,
+            dense_last: true,
+            seed: 0,
+        }
+    }
 }
 
 /// Parameters of an MLP on a device. Every weight and bias (with its gradient and SGD momentum)

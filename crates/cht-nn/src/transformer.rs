@@ -23,7 +23,12 @@ use crate::layer::{DenseLinear, Layer, LayerOutput, Param, SparseLinear};
 use crate::{Error, Result};
 
 /// Shape and sparsity of a block.
+///
+/// [`BlockConfig::default`] is block 0 of [`LmConfig::default`](crate::LmConfig); usually a
+/// block's configuration comes from [`LmConfig::block`](crate::LmConfig::block).
+/// `#[non_exhaustive]`: fields can be added without breaking callers.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct BlockConfig {
     /// Model width.
     pub d_model: usize,
@@ -45,6 +50,15 @@ pub struct BlockConfig {
     pub index: u32,
     /// Whether the seven projections have biases (LLaMA's have none).
     pub bias: bool,
+}
+
+impl Default for BlockConfig {
+    /// Block 0 of the default language model ([`LmConfig::default`](crate::LmConfig)): width
+    /// 128, 4 heads, SwiGLU width 352, 16 sequences of 128 tokens, dense, RMSNorm ε 1e-5, seed 0,
+    /// no biases.
+    fn default() -> Self {
+        crate::LmConfig::default().block(0)
+    }
 }
 
 impl BlockConfig {

@@ -87,6 +87,23 @@ impl CsrPattern {
     }
 
     /// The pattern of the links set in `mask`.
+    ///
+    /// ```rust
+    /// use cht_sparse::{CsrPattern, Mask};
+    ///
+    /// // 2 outputs × 3 inputs: output 0 reads inputs 0 and 2, output 1 reads input 1.
+    /// let mask = Mask::from_bools(2, 3, vec![true, false, true, false, true, false])?;
+    /// let p = CsrPattern::from_mask(&mask);
+    /// assert_eq!(p.row_ptr(), &[0, 2, 3]);
+    /// assert_eq!(p.col_idx(), &[0, 2, 1]);
+    /// assert_eq!(p.nnz(), 3);
+    /// // The CSC view lists input 1's only link, at CSR position 2.
+    /// let csc = p.csc();
+    /// assert_eq!(csc.col_ptr, vec![0, 1, 2, 3]);
+    /// assert_eq!(csc.perm, vec![0, 2, 1]);
+    /// assert_eq!(p.to_mask(), mask);
+    /// # Ok::<(), cht_sparse::Error>(())
+    /// ```
     pub fn from_mask(mask: &Mask) -> Self {
         let (rows, cols) = (mask.rows(), mask.cols());
         let mut row_ptr = Vec::with_capacity(rows + 1);

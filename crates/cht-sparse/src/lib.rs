@@ -27,22 +27,43 @@ pub use mask::Mask;
 pub enum Error {
     /// `row_ptr` must have `rows + 1` entries.
     #[error("row_ptr has {got} entries, expected rows + 1 = {expected}")]
-    RowPtrLength { got: usize, expected: usize },
+    RowPtrLength {
+        /// Number of entries in the given `row_ptr`.
+        got: usize,
+        /// `rows + 1`.
+        expected: usize,
+    },
     /// `row_ptr[0]` must be 0.
     #[error("row_ptr[0] is {0}, expected 0")]
     RowPtrStart(u32),
     /// Row pointers must never decrease.
     #[error("row_ptr is not monotone: row_ptr[{row}] = {start} > row_ptr[{row} + 1] = {end}")]
-    RowPtrNotMonotone { row: usize, start: u32, end: u32 },
+    RowPtrNotMonotone {
+        /// The row whose pointers decrease.
+        row: usize,
+        /// `row_ptr[row]`.
+        start: u32,
+        /// `row_ptr[row + 1]`, smaller than `start`.
+        end: u32,
+    },
     /// `row_ptr[rows]` must equal the number of column indices.
     #[error("row_ptr ends at {end} but col_idx has {nnz} entries")]
-    NnzMismatch { end: u32, nnz: usize },
+    NnzMismatch {
+        /// `row_ptr[rows]`, the number of entries the pointers claim.
+        end: u32,
+        /// Length of `col_idx`.
+        nnz: usize,
+    },
     /// A column index is outside `0..cols`.
     #[error("col_idx[{pos}] = {col} is out of range for {cols} columns (row {row})")]
     ColumnOutOfRange {
+        /// Position of the bad entry in `col_idx`.
         pos: usize,
+        /// Row the entry belongs to.
         row: usize,
+        /// The offending column index.
         col: u32,
+        /// Number of columns of the pattern.
         cols: usize,
     },
     /// Column indices within a row must be strictly increasing (sorted, no duplicates).
@@ -50,20 +71,33 @@ pub enum Error {
         "row {row}: column indices are not strictly increasing at position {pos} ({prev} then {col})"
     )]
     ColumnsNotSorted {
+        /// Row whose columns are out of order.
         row: usize,
+        /// Position in `col_idx` of the entry that is not larger than its predecessor.
         pos: usize,
+        /// Column index at `pos - 1`.
         prev: u32,
+        /// Column index at `pos`.
         col: u32,
     },
     /// Dimensions too large for the 32-bit indices used on the GPU.
     #[error("shape {rows}x{cols} does not fit 32-bit indices")]
-    TooLarge { rows: usize, cols: usize },
+    TooLarge {
+        /// Requested number of rows.
+        rows: usize,
+        /// Requested number of columns.
+        cols: usize,
+    },
     /// A dense buffer does not have `rows * cols` entries.
     #[error("dense data has {got} entries, expected {rows}x{cols} = {expected}")]
     DenseLength {
+        /// Length of the given buffer.
         got: usize,
+        /// Rows of the target shape.
         rows: usize,
+        /// Columns of the target shape.
         cols: usize,
+        /// `rows * cols`.
         expected: usize,
     },
     /// A density outside `[0, 1]` was requested.

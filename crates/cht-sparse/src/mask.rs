@@ -3,6 +3,20 @@
 use crate::{Error, Result};
 
 /// A dense `rows × cols` 0/1 mask, row-major (rows = output neurons, columns = input neurons).
+///
+/// ```rust
+/// use cht_sparse::Mask;
+///
+/// let mut mask = Mask::zeros(2, 4);
+/// mask.set(0, 1, true);
+/// mask.set(1, 3, true);
+/// assert!(mask.get(1, 3) && !mask.get(1, 2));
+/// assert_eq!(mask.nnz(), 2);
+/// assert_eq!(mask.density(), 0.25);
+/// assert_eq!(mask.to_u32(), vec![0, 1, 0, 0, 0, 0, 0, 1]);
+/// // The length must be rows * cols.
+/// assert!(Mask::from_bools(2, 4, vec![true; 7]).is_err());
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Mask {
     rows: usize,

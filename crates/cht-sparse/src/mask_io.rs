@@ -15,13 +15,22 @@ pub enum MaskFileError {
     /// A row with a different number of entries than the first.
     #[error("line {line}: {got} entries, but the first row has {expected} (ragged rows)")]
     Ragged {
+        /// 1-based line number of the ragged row.
         line: usize,
+        /// Entries on that line.
         got: usize,
+        /// Entries on the first row.
         expected: usize,
     },
     /// An entry other than 0 or 1.
     #[error("{at}: value {value:?} is not 0 or 1")]
-    NotBinary { at: String, value: String },
+    NotBinary {
+        /// Where the entry is: `line N, column M` (1-based) for text, `element N` (0-based, file
+        /// order) for `.npy`.
+        at: String,
+        /// The entry as written in the text file, or the decoded `.npy` element.
+        value: String,
+    },
     /// A malformed `.npy` file.
     #[error("not a valid .npy mask: {0}")]
     Npy(String),

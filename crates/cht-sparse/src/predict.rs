@@ -172,6 +172,22 @@ impl std::str::FromStr for Predictor {
 
 /// Scores of every pair of a `rows × cols` layer, row-major; existing links score 0. Node-based
 /// predictors take the path [`L3nPath::choose`] picks at [`L3N_DENSE_ABOVE`].
+///
+/// ```rust
+/// use cht_sparse::predict::{Predictor, scores};
+/// use cht_sparse::{CsrPattern, Mask};
+///
+/// // Links (0,0), (1,0), (1,1): the missing link (0,1) closes the path 0 – in 0 – out 1 – in 1.
+/// let mask = Mask::from_bools(2, 2, vec![true, false, true, true])?;
+/// let p = CsrPattern::from_mask(&mask);
+/// for predictor in [Predictor::Ch3L3p, Predictor::Ch2L3n] {
+///     let s = scores(&p, predictor);
+///     assert_eq!(s.len(), 4);
+///     assert!(s[1] > 0.0);
+///     assert_eq!([s[0], s[2], s[3]], [0.0; 3]); // existing links score 0
+/// }
+/// # Ok::<(), cht_sparse::Error>(())
+/// ```
 pub fn scores(p: &CsrPattern, predictor: Predictor) -> Vec<f32> {
     let path = L3nPath::choose(p.rows(), p.cols(), p.nnz(), L3N_DENSE_ABOVE);
     scores_via(p, predictor, path)

@@ -26,6 +26,20 @@ pub enum Stream {
 }
 
 /// The part of a counter that is fixed for a batch of draws; `index` varies per draw.
+///
+/// Draws are random access: the `i`-th draw does not depend on earlier ones, so any number of
+/// threads (or GPU invocations) can each take their own indices.
+///
+/// ```rust
+/// use cht_sparse::rng::{RngKey, Stream};
+///
+/// let key = RngKey::new(42, Stream::Regrowth, 7, 0);
+/// // Same key and index, same bits; any other key field gives other bits.
+/// assert_eq!(key.u32(3), RngKey::new(42, Stream::Regrowth, 7, 0).u32(3));
+/// assert_ne!(key.u32(3), RngKey::new(42, Stream::Regrowth, 7, 1).u32(3));
+/// let u = key.uniform(3);
+/// assert!(u > 0.0 && u < 1.0);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct RngKey {
     /// User seed.
@@ -89,6 +103,20 @@ pub fn mix(mut h: u32) -> u32 {
 }
 
 /// A sequential generator over one key, for CPU-only code that just needs "the next number".
+///
+/// The `i`-th call to [`Counter::next_u32`] returns `key.u32(i)`.
+///
+/// ```rust
+/// use cht_sparse::rng::{Counter, RngKey, Stream};
+///
+/// let key = RngKey::new(1, Stream::Shuffle, 0, 0);
+/// let mut rng = Counter::new(key);
+/// assert_eq!(rng.next_u32(), key.u32(0));
+/// assert_eq!(rng.next_u32(), key.u32(1));
+/// let die = rng.below(6); // uniform in 0..6
+/// assert!(die < 6);
+/// assert!(rng.normal().is_finite());
+/// ```
 #[derive(Clone, Debug)]
 pub struct Counter {
     key: u32,

@@ -123,6 +123,21 @@ impl UpdateSchedule {
 }
 
 /// The removal fraction ζ_t of spec §2.1: the share of a layer's links removed at an update.
+///
+/// ```rust
+/// use cht_sparse::schedule::ZetaSchedule;
+///
+/// let cosine = ZetaSchedule::Cosine { zeta: 0.3, t_end: 100 };
+/// assert_eq!(cosine.zeta(0, 0.9)?, 0.3);
+/// assert!((cosine.zeta(50, 0.9)? - 0.15).abs() < 1e-12);
+/// assert_eq!(cosine.zeta(500, 0.9)?, 0.0); // held at T_end
+/// // EM_S removes a layer at density 0.2 down to the target 0.1: half of its links.
+/// let ems = ZetaSchedule::EmS { target_density: 0.1 };
+/// assert!((ems.zeta(10, 0.8)? - 0.5).abs() < 1e-12);
+/// // Out-of-range parameters are errors, not panics.
+/// assert!(ZetaSchedule::Fixed { zeta: 1.5 }.zeta(0, 0.9).is_err());
+/// # Ok::<(), cht_sparse::schedule::ScheduleError>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum ZetaSchedule {
     /// `ζ_t = ζ` (`--zeta`), as in SET.
@@ -251,14 +266,14 @@ impl DensityDecay {
         if self.interval == 0 {
             return Err(ScheduleError::ZeroInterval);
         }
-        if let DensitySchedule::Sigmoid { k, .. } = self.schedule {
-            if !(k.is_finite() && k > 0.0) {
-                return Err(ScheduleError::OutOfRange {
-                    name: "sigmoid steepness k",
-                    value: k,
-                    range: "(0, ∞)",
-                });
-            }
+        if let DensitySchedule::Sigmoid { k, .. } = self.schedule
+            && !(k.is_finite() && k > 0.0)
+        {
+            return Err(ScheduleError::OutOfRange {
+                name: "sigmoid steepness k",
+                value: k,
+                range: "(0, ∞)",
+            });
         }
         Ok(())
     }
@@ -327,6 +342,19 @@ impl DensityDecay {
 /// The temperature `T(t)` of soft removal, `p ∝ score^T` (spec §2.3, §9.3).
 ///
 /// Every preset interpolates over `progress = min(t, T_end)/max(1, T_end)`.
+///
+/// ```rust
+/// use cht_sparse::schedule::TemperatureSchedule;
+///
+/// // The paper's preset goes from T = 2 at step 0 to T = 10 at T_end.
+/// let paper = TemperatureSchedule::Paper;
+/// assert!((paper.temperature(0, 1000)? - 2.0).abs() < 1e-9);
+/// assert!((paper.temperature(1000, 1000)? - 10.0).abs() < 1e-9);
+/// let linear = TemperatureSchedule::NewLinear { start_t: 1.0, end_t: 9.0 };
+/// assert_eq!(linear.temperature(250, 1000)?, 3.0);
+/// assert!(TemperatureSchedule::Constant(0.0).temperature(0, 1).is_err());
+/// # Ok::<(), cht_sparse::schedule::ScheduleError>(())
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub enum TemperatureSchedule {
     /// The paper (App. H): δ rises linearly 0.5 → 0.9 and `T = 1/(1 − δ)`, so T goes 2 → 10

@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 use cht_data::TokenizerKind;
-use cht_dst::{ChainRemoval, DstConfig, Method, PairChains, RegrownWeights, Regrowth, Selection};
+use cht_dst::{DstConfig, LlmRecipe, RegrownWeights, Regrowth, Selection};
 use cht_nn::{LmConfig, LrSchedule};
-use cht_sparse::init::{BrfDegrees, TopologyInit, WeightInit};
+use cht_sparse::init::{TopologyInit, WeightInit};
 use cht_sparse::schedule::{TemperatureSchedule, ZetaSchedule};
 use serde::{Deserialize, Serialize};
 
@@ -182,8 +182,8 @@ pub struct LmDst {
     pub initial_sparsity: Option<f64>,
 }
 
-/// HF LLaMA's `initializer_range`.
-pub const LLAMA_INIT_STD: f64 = 0.02;
+/// HF LLaMA's `initializer_range`, the recipe's ([`LlmRecipe::LLAMA_INIT_STD`]).
+pub const LLAMA_INIT_STD: f64 = LlmRecipe::LLAMA_INIT_STD;
 
 fn char_level() -> TokenizerKind {
     TokenizerKind::Char
@@ -256,17 +256,17 @@ impl LmRunConfig {
                 bail!("invalid configuration: {msg}");
             }
         }
-        if let Some(z) = d.zeta {
-            if !(0.0..=1.0).contains(&z) {
-                bail!("invalid configuration: dst.zeta must be in [0, 1], got {z}");
-            }
+        if let Some(z) = d.zeta
+            && !(0.0..=1.0).contains(&z)
+        {
+            bail!("invalid configuration: dst.zeta must be in [0, 1], got {z}");
         }
-        if let Some(s) = d.initial_sparsity {
-            if !(0.0..1.0).contains(&s) || s > 1.0 - d.density {
-                bail!(
-                    "invalid configuration: dst.initial_sparsity must be in [0, 1 − density], got {s}"
-                );
-            }
+        if let Some(s) = d.initial_sparsity
+            && (!(0.0..1.0).contains(&s) || s > 1.0 - d.density)
+        {
+            bail!(
+                "invalid configuration: dst.initial_sparsity must be in [0, 1 − density], got {s}"
+            );
         }
         if self.data.tokenizer == TokenizerKind::Bpe
             && !(257..=65_536).contains(&self.data.bpe_vocab)
@@ -287,23 +287,18 @@ impl LmRunConfig {
     /// The model for a vocabulary of `vocab` tokens.
     pub fn lm_config(&self, vocab: usize) -> LmConfig {
         let m = &self.model;
-        LmConfig {
-            vocab,
-            d_model: m.d_model,
-            heads: m.heads,
-            ffn: m.ffn,
-            layers: m.layers,
-            seq: m.seq,
-            batch: self.train.batch,
-            density: if self.dense() { 1.0 } else { self.dst.density },
-            seed: self.train.seed,
-            bias: m.bias,
-        }
-    }
-
-    /// `T_end`: topology updates and adaptive schedules stop at 75 % of training (spec §7.4).
-    pub fn t_end(&self) -> u64 {
-        self.train.steps * 3 / 4
+        let mut config = LmConfig::default();
+        config.vocab = vocab;
+        config.d_model = m.d_model;
+        config.heads = m.heads;
+        config.ffn = m.ffn;
+        config.layers = m.layers;
+        config.seq = m.seq;
+        config.batch = self.train.batch;
+        config.density = if self.dense() { 1.0 } else { self.dst.density };
+        config.seed = self.train.seed;
+        config.bias = m.bias;
+        config
     }
 
     /// The learning-rate schedule: warm-up, cosine to 10 %, and the iterative warm-up after each
@@ -319,53 +314,33 @@ impl LmRunConfig {
         }
     }
 
-    /// The scheduler configuration: the method's preset, the LLM recipe (ζ 0.1, ΔT, `T_end` at
-    /// 75 %, BRF + SWI for the CH methods, Xavier otherwise), then the knobs.
+    /// The scheduler configuration: the paper's LLM recipe ([`LlmRecipe`], spec §7.4: ζ 0.1, ΔT,
+    /// `T_end` at 75 %, BRF for the CH methods, N(0, 0.02) weights, no chain removal), then the
+    /// knobs.
     pub fn dst_config(&self) -> DstConfig {
         let d = &self.dst;
-        let method = d.method.method();
-        let t_end = self.t_end().max(1);
-        let mut c = DstConfig::preset(method, d.density, d.update_interval, t_end, self.train.seed);
-        let zeta = d.zeta.unwrap_or(0.1);
-        c.removal.zeta = match (&c.removal.zeta, d.zeta_schedule) {
-            (_, Some(ZetaKind::Fixed)) => ZetaSchedule::Fixed { zeta },
-            (_, Some(ZetaKind::Cosine)) | (ZetaSchedule::Cosine { .. }, None) => {
-                ZetaSchedule::Cosine { zeta, t_end }
-            }
-            (_, Some(ZetaKind::EmS)) => ZetaSchedule::EmS {
-                target_density: d.density,
-            },
-            (ZetaSchedule::EmS { target_density }, None) => ZetaSchedule::EmS {
-                target_density: *target_density,
-            },
-            (ZetaSchedule::Fixed { .. }, None) => ZetaSchedule::Fixed { zeta },
-        };
-        if let Some(decay) = &mut c.density_decay {
-            decay.interval = d.update_interval;
-            decay.pruning_t_end = t_end;
-            // Table 3: every decay method (CHTss, GMP, GraNet) starts at s_i = 0.5.
-            decay.initial_sparsity = d.initial_sparsity.unwrap_or(0.5);
-        }
-        let ch = matches!(
-            method,
-            Method::Cht | Method::ChtsP | Method::ChtsN | Method::Chtss
-        );
-        if ch {
-            c.topology_init = TopologyInit::Brf {
-                r: 0.3,
-                degrees: BrfDegrees::Uniform,
+        let zeta = d.zeta.unwrap_or(LlmRecipe::ZETA);
+        let mut c = LlmRecipe::new(d.method.method(), d.density)
+            .steps(self.train.steps)
+            .update_interval(d.update_interval)
+            .blocks(self.model.layers)
+            .chain_removal(d.chain_removal == Some(true))
+            .zeta(zeta)
+            .initial_sparsity(d.initial_sparsity.unwrap_or(LlmRecipe::INITIAL_SPARSITY))
+            .seed(self.train.seed)
+            .build();
+        if let Some(kind) = d.zeta_schedule {
+            c.removal.zeta = match kind {
+                ZetaKind::Fixed => ZetaSchedule::Fixed { zeta },
+                ZetaKind::Cosine => ZetaSchedule::Cosine {
+                    zeta,
+                    t_end: c.t_end,
+                },
+                ZetaKind::EmS => ZetaSchedule::EmS {
+                    target_density: d.density,
+                },
             };
         }
-        // The LLM code's default `init_mode xavier` keeps the model's own N(0, 0.02) for every
-        // method (spec §6.6); FC's dense projections get the same.
-        c.weight_init = WeightInit::Normal {
-            std: LLAMA_INIT_STD,
-        };
-        // The MLP recipe percolates; the released LLM recipe does not.
-        c.chain_removal = match d.chain_removal {
-            Some(true) => ChainRemoval::Pairs(PairChains::llama(self.model.layers)),
-            _ => ChainRemoval::Off,
-        };
         if let Some(s) = d.removal {
             c.removal.selection = s;
         }
@@ -394,6 +369,7 @@ impl LmRunConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cht_dst::{ChainRemoval, Method};
 
     fn write(text: &str, n: usize) -> PathBuf {
         let path =

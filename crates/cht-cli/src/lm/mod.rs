@@ -1,9 +1,10 @@
 //! `cht lm train` / `cht sample`: the language-model runner (spec §7.4) — a LLaMA-style decoder
 //! whose q, k, v, o, gate, up, down projections train under a DST method on a text corpus.
-//! Read [`LmRun::train`] top to bottom: per step, a keyed random batch, one submit (the topology
+//! Read [`LmRun::steps`] top to bottom: per step, a keyed random batch, one submit (the topology
 //! update every ΔT steps replaces that step's Adam update, as the paper's loop), the loss read
-//! every `log_every` steps, validation perplexity every `eval_every` steps, atomic checkpoints.
-//! It shares the MLP runner's config loader, metrics log, plots, progress bar and checkpoint file.
+//! every `log_every` steps, validation perplexity every `eval_every` steps. The run loop around it
+//! (start or resume, metrics log, plots, atomic checkpoints) is the one every runner shares:
+//! [`crate::run`](mod@crate::run).
 
 pub mod config;
 
@@ -12,16 +13,16 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use cht_data::text::{self, Corpus, CorpusOptions, Tokenizer};
-use cht_dst::{DstScheduler, LayerRef, RegrowScores, Topology};
-use cht_gpu::{AdamWStep, DType, Device, Tensor};
-use cht_nn::{DenseLinear, Layer, LinearInit, Lm, LmWorkspace, SparseLinear};
+use cht_gpu::{AdamWStep, Device, Tensor};
+use cht_nn::{LinearInit, Lm, LmOptimizer, LmWorkspace, SparseLm};
 use cht_sparse::CsrPattern;
 use cht_sparse::rng::{Counter, RngKey, Stream};
 use serde::{Deserialize, Serialize};
 
 use crate::plot::{Chart, Series};
+use crate::run::{self, Runner};
 use crate::train::checkpoint::{Checkpoint, LM_FORMAT};
-use crate::train::report::{MetricsLog, labelled_bar};
+use crate::train::report::labelled_bar;
 use config::LmRunConfig;
 
 /// Command-line arguments of `cht lm train`.
@@ -94,57 +95,34 @@ pub struct StepMetrics {
 
 /// `cht lm train`.
 pub fn train(device: &Device, args: &LmTrainArgs) -> Result<()> {
-    let (config, out, resume) = match &args.resume {
-        Some(dir) => {
-            let ckpt = Checkpoint::load(&crate::train::checkpoint_path(dir))?;
-            ckpt.expect_format(LM_FORMAT)?;
-            let config = checkpoint_config(&ckpt)?;
-            (config, dir.clone(), Some(ckpt))
-        }
-        None => {
-            let path = args.config.as_ref().context("--config is required")?;
-            let config = LmRunConfig::load(path, &args.overrides)?;
-            let out = args.out.clone().unwrap_or_else(|| {
-                let method = serde_json::to_value(config.dst.method)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default();
-                PathBuf::from("runs").join(format!(
-                    "lm-{method}-d{}-s{}",
-                    config.dst.density, config.train.seed
-                ))
-            });
-            (config, out, None)
-        }
-    };
-    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    let corpus = load_corpus(&config, resume.as_ref())?;
+    let start = run::start(args.resume.as_deref(), LM_FORMAT, checkpoint_config, || {
+        let path = args.config.as_ref().context("--config is required")?;
+        let config = LmRunConfig::load(path, &args.overrides)?;
+        let out = args.out.clone().unwrap_or_else(|| {
+            PathBuf::from("runs").join(format!(
+                "lm-{}-d{}-s{}",
+                method_name(&config),
+                config.dst.density,
+                config.train.seed
+            ))
+        });
+        Ok((config, out))
+    })?;
+    let corpus = load_corpus(&start.config, start.resume.as_ref())?;
     eprintln!(
         "corpus {}: {} training and {} validation tokens, vocabulary {}",
-        config.data.corpus.display(),
+        start.config.data.corpus.display(),
         corpus.train.len(),
         corpus.val.len(),
         corpus.tokenizer.vocab_size()
     );
-    let mut run = LmRun::new(device, config, corpus)?;
-    let mut log = MetricsLog::<StepMetrics>::new(&out, resume.is_some())?;
-    if let Some(ckpt) = &resume {
-        run.restore(ckpt)?;
-        let step = run.step;
-        log.retain(|m| m.step <= step)?;
-        eprintln!("resuming {} at step {}", out.display(), run.step);
-    } else {
-        std::fs::write(
-            out.join("config.toml"),
-            toml::to_string_pretty(&run.config)?,
-        )?;
-    }
-    run.train(&out, &mut log)
+    let mut run = LmRun::new(device, start.config, corpus)?;
+    run::run(&mut run, &start.out, start.resume.as_ref())
 }
 
 /// `cht sample`: continues a prompt with a trained model.
 pub fn sample(device: &Device, args: &SampleArgs) -> Result<()> {
-    let ckpt = Checkpoint::load(&crate::train::checkpoint_path(&args.checkpoint))?;
+    let ckpt = Checkpoint::load(&run::checkpoint_path(&args.checkpoint))?;
     ckpt.expect_format(LM_FORMAT)?;
     let mut config = checkpoint_config(&ckpt)?;
     let tokenizer: Tokenizer =
@@ -157,7 +135,7 @@ pub fn sample(device: &Device, args: &SampleArgs) -> Result<()> {
         val: Vec::new(),
     };
     let mut run = LmRun::new(device, config, corpus)?;
-    run.restore(&ckpt)?;
+    Runner::restore(&mut run, &ckpt)?;
     let text = run.generate(args)?;
     println!("{text}");
     Ok(())
@@ -195,17 +173,13 @@ fn load_corpus(config: &LmRunConfig, resume: Option<&Checkpoint>) -> Result<Corp
     Ok(corpus)
 }
 
-/// A language-model training run: corpus, model, scheduler and device buffers.
+/// A language-model training run: corpus, the model (network, scheduler and its device
+/// scratch) and buffers.
 struct LmRun<'d> {
     device: &'d Device,
     config: LmRunConfig,
     corpus: Corpus,
-    lm: Lm,
-    /// `None` for fully connected runs.
-    sched: Option<DstScheduler>,
-    topology: Option<Topology>,
-    /// Dense gradients of the projections (gradient regrowth only), by projection index.
-    dense_grads: Vec<(usize, Tensor)>,
+    model: SparseLm,
     ws: LmWorkspace,
     /// Steps completed.
     step: u64,
@@ -213,120 +187,80 @@ struct LmRun<'d> {
     adam_t: u32,
     /// Best validation perplexity and its step.
     best: Option<(f64, u64)>,
+    /// The progress bar (from the first round on).
+    bar: Option<indicatif::ProgressBar>,
+    /// Since the last metrics line: training seconds, steps, summed loss and its samples.
+    window: Window,
+    /// Learning rate of the last optimizer step.
+    lr: f64,
+    started: Instant,
+}
+
+/// Training-loss and speed sums between two metrics lines.
+#[derive(Debug, Default)]
+struct Window {
+    train_s: f64,
+    steps: u64,
+    loss_sum: f64,
+    loss_n: u64,
 }
 
 impl<'d> LmRun<'d> {
     fn new(device: &'d Device, mut config: LmRunConfig, corpus: Corpus) -> Result<LmRun<'d>> {
         let lm_config = config.lm_config(corpus.tokenizer.vocab_size());
-        let mut densities = Vec::new();
-        let (mut lm, sched) = if config.dense() {
-            let init = LinearInit::Normal {
-                std: config::LLAMA_INIT_STD as f32,
-            };
-            let projections = lm_config
-                .projection_shapes()
-                .iter()
-                .enumerate()
-                .map(|(l, &shape)| {
-                    let label = format!("block{}.{}", l / 7, PROJECTIONS[l % 7]);
-                    let layer = (l / 7 * 8 + l % 7) as u32;
-                    DenseLinear::with_init(device, &label, shape, config.train.seed, layer, init)
-                        .map(Layer::Dense)
-                })
-                .collect::<cht_nn::Result<Vec<_>>>()?;
-            (Lm::with_projections(device, &lm_config, projections)?, None)
-        } else {
-            let mut sched = DstScheduler::new(config.dst_config(), &lm_config.projection_shapes())?
-                .side_by_side();
-            let masks = sched.initial_masks(None)?;
-            // ITOP counts every link that was ever active, the initial ones included.
-            sched.observe(&masks)?;
-            densities = masks.iter().map(cht_sparse::Mask::density).collect();
-            let mut projections = Vec::with_capacity(masks.len());
-            for (l, mask) in masks.iter().enumerate() {
-                let weights = sched.initial_weights(l, mask)?;
-                let layer = SparseLinear::from_parts(
-                    device,
-                    &format!("block{}.{}", l / 7, PROJECTIONS[l % 7]),
-                    &CsrPattern::from_mask(mask),
-                    sched.capacity(l),
-                    &weights,
-                )?;
-                projections.push(Layer::Sparse(layer));
-            }
-            (
-                Lm::with_projections(device, &lm_config, projections)?,
-                Some(sched),
-            )
+        // FC's dense projections get LLaMA's N(0, 0.02), as the sparse ones' initialiser.
+        let dense_init = LinearInit::Normal {
+            std: config::LLAMA_INIT_STD as f32,
         };
-        if sched.is_some() {
+        let mut model = SparseLm::new(device, &lm_config, &config.dst_config(), dense_init)?;
+        if let Some(sched) = model.scheduler() {
             // Projections run as CSR or masked-dense by density; "auto" is measured once (on the
             // largest projection at the step's tokens) and recorded in the run's config.
-            let largest = *lm_config
-                .projection_shapes()
-                .iter()
+            let largest = sched
+                .shapes()
+                .into_iter()
                 .max_by_key(|(r, c)| r * c)
-                .expect("a model has projections");
+                .context("a sparse model has projections")?;
             let tokens = lm_config.batch * lm_config.seq;
             let policy = config
                 .model
                 .masked_dense_above
                 .resolve(device, largest, tokens)?;
-            lm.set_execution(device, policy, &densities)?;
+            model.set_execution(device, policy)?;
         }
-        // Adam's moments ride along with the values through every rewiring.
-        let topology = sched.as_ref().map(|s| s.topology(device, 2));
-        let gradient_regrowth = sched
-            .as_ref()
-            .and_then(|s| s.config().regrowth.as_ref())
-            .is_some_and(|r| r.scores == RegrowScores::Gradient);
-        let dense_grads = if gradient_regrowth {
-            lm_config
-                .projection_shapes()
-                .iter()
-                .enumerate()
-                .map(|(j, &(r, c))| (j, device.zeros("dense_grad", r, c, DType::F32)))
-                .collect()
-        } else {
-            Vec::new()
-        };
-        let ws = lm.workspace(device);
+        let ws = model.network().workspace(device);
         Ok(LmRun {
             device,
             config,
             corpus,
-            lm,
-            sched,
-            topology,
-            dense_grads,
+            model,
             ws,
             step: 0,
             adam_t: 0,
             best: None,
+            bar: None,
+            window: Window::default(),
+            lr: 0.0,
+            started: Instant::now(),
         })
     }
 
-    fn train(&mut self, out: &Path, log: &mut MetricsLog<StepMetrics>) -> Result<()> {
+    /// Trains until the next validation or checkpoint: per step a keyed random batch and one
+    /// submit, the loss read every `log_every` steps; at a validation, the metrics line.
+    fn steps(&mut self) -> Result<Option<StepMetrics>> {
         let t = self.config.train.clone();
         let seq = self.config.model.seq;
-        // Fail before training, not at the first validation.
-        if text::val_windows(&self.corpus.val, seq, t.batch).is_empty() {
-            bail!(
-                "the validation part ({} tokens) holds fewer than train.batch = {} windows of model.seq = {seq} tokens; raise data.val_fraction or lower train.batch",
-                self.corpus.val.len(),
-                t.batch
-            );
-        }
         let schedule = self.config.lr_schedule();
         let tokens_per_step = (t.batch * seq) as f64;
         let (mut ids, mut targets) = (Vec::new(), Vec::new());
-        let bar = labelled_bar(t.steps, &format!("lm {}", method_name(&self.config)));
-        bar.set_position(self.step);
-        let run_start = Instant::now();
-        let mut window_train_s = 0.0;
-        let mut window_steps = 0u64;
-        let (mut loss_sum, mut loss_n) = (0.0, 0u64);
-        let mut lr = 0.0;
+        if self.bar.is_none() {
+            // The first round of this process: the clock of `elapsed_s` starts here.
+            let bar = labelled_bar(t.steps, &format!("lm {}", method_name(&self.config)));
+            bar.set_position(self.step);
+            self.bar = Some(bar);
+            self.started = Instant::now();
+        }
+        let bar = self.bar.clone().context("the progress bar")?;
         while self.step < t.steps {
             let step_start = Instant::now();
             text::train_batch(
@@ -338,122 +272,95 @@ impl<'d> LmRun<'d> {
                 &mut ids,
                 &mut targets,
             );
-            self.lm.load(self.device, &self.ws, &ids, &targets)?;
-            let update = self.sched.as_mut().is_some_and(DstScheduler::step);
-            if update {
-                self.topology_step()?;
-            } else {
-                lr = schedule.lr(self.step);
+            self.model
+                .network()
+                .load(self.device, &self.ws, &ids, &targets)?;
+            // Every ΔT steps a topology update replaces the Adam step (its t does not advance).
+            if !self.model.next_step_is_update() {
+                self.lr = schedule.lr(self.step);
                 self.adam_t += 1;
-                let adam = AdamWStep {
-                    lr: lr as f32,
+            }
+            let optimizer = LmOptimizer {
+                adam: AdamWStep {
+                    lr: self.lr as f32,
                     beta1: t.beta1,
                     beta2: t.beta2,
                     eps: t.eps,
                     weight_decay: t.weight_decay,
                     t: self.adam_t,
-                };
-                let clip = (t.clip > 0.0).then_some(t.clip);
-                self.lm
-                    .train_step(self.device, &self.ws, Some(adam), clip)?;
-            }
+                },
+                clip: (t.clip > 0.0).then_some(t.clip),
+            };
+            self.model.train_step(self.device, &self.ws, optimizer)?;
             self.step += 1;
-            window_steps += 1;
+            self.window.steps += 1;
             crate::testing::maybe_abort(self.step);
             let log_now = self.step.is_multiple_of(t.log_every);
             let eval_now = self.step.is_multiple_of(t.eval_every) || self.step == t.steps;
+            let w = &mut self.window;
             if log_now || eval_now {
-                let m = self.lm.take_metrics(self.device, &self.ws)?;
-                window_train_s += step_start.elapsed().as_secs_f64();
-                loss_sum += m.loss * m.samples as f64;
-                loss_n += m.samples;
-                let rate = window_steps as f64 * tokens_per_step / window_train_s.max(1e-9);
+                let m = self.model.network().take_metrics(self.device, &self.ws)?;
+                w.train_s += step_start.elapsed().as_secs_f64();
+                w.loss_sum += m.loss * m.samples as f64;
+                w.loss_n += m.samples;
+                let rate = w.steps as f64 * tokens_per_step / w.train_s.max(1e-9);
                 bar.set_position(self.step);
                 bar.set_message(format!("loss {:.4}  {:.0} tokens/s", m.loss, rate));
             } else {
-                window_train_s += step_start.elapsed().as_secs_f64();
+                w.train_s += step_start.elapsed().as_secs_f64();
             }
             if eval_now {
-                let (val_loss, val_acc) = self.evaluate()?;
-                let val_ppl = val_loss.exp();
-                if self.best.is_none_or(|(b, _)| val_ppl < b) {
-                    self.best = Some((val_ppl, self.step));
-                }
-                let (density, itop) = self.topology_metrics()?;
-                let m = StepMetrics {
-                    step: self.step,
-                    train_loss: loss_sum / loss_n.max(1) as f64,
-                    val_loss,
-                    val_ppl,
-                    val_acc,
-                    lr,
-                    density,
-                    itop,
-                    masked_dense: self.lm.masked_dense_count(),
-                    tokens_per_s: window_steps as f64 * tokens_per_step / window_train_s.max(1e-9),
-                    elapsed_s: run_start.elapsed().as_secs_f64(),
-                };
-                bar.suspend(|| {
-                    eprintln!(
-                        "step {:>6}  train loss {:.4}  val loss {:.4}  val ppl {:.3} (best {:.3})  lr {:.2e}  density {:.2}%{}  {:.0} tokens/s  {:.0} s since start",
-                        m.step,
-                        m.train_loss,
-                        m.val_loss,
-                        m.val_ppl,
-                        self.best.map_or(f64::NAN, |b| b.0),
-                        m.lr,
-                        m.density * 100.0,
-                        m.itop.map_or(String::new(), |i| format!("  ITOP {:.1}%", i * 100.0)),
-                        m.tokens_per_s,
-                        m.elapsed_s,
-                    );
-                });
-                log.push(m)?;
-                plots(out, &log.history)?;
-                (loss_sum, loss_n, window_steps, window_train_s) = (0.0, 0, 0, 0.0);
+                return self.validate().map(Some);
             }
-            if self.step.is_multiple_of(t.checkpoint_every) || self.step == t.steps {
-                self.save(out)?;
+            if self.checkpoint_due() {
+                return Ok(None);
             }
         }
-        bar.finish_and_clear();
-        self.summary(out, &log.history)?;
-        if let Some(s) = &self.sched {
-            eprint!("{}", s.summary());
-        }
-        Ok(())
+        Ok(None)
     }
 
-    /// An update step: forward/backward (capturing dense gradients if regrowth needs them), no
-    /// optimizer step, then the topology update on the device.
-    fn topology_step(&mut self) -> Result<()> {
-        let capture: Vec<(usize, &Tensor)> =
-            self.dense_grads.iter().map(|(j, t)| (*j, t)).collect();
-        self.lm
-            .train_step_capturing(self.device, &self.ws, None, None, &capture)?;
-        let (Some(sched), Some(topology)) = (self.sched.as_mut(), self.topology.as_ref()) else {
-            return Ok(());
+    /// Validation perplexity and the metrics line of the window that ends here (printed).
+    fn validate(&mut self) -> Result<StepMetrics> {
+        let tokens_per_step = (self.config.train.batch * self.config.model.seq) as f64;
+        let (val_loss, val_acc) = self.evaluate()?;
+        let val_ppl = val_loss.exp();
+        if self.best.is_none_or(|(b, _)| val_ppl < b) {
+            self.best = Some((val_ppl, self.step));
+        }
+        let (density, itop) = self.topology_metrics()?;
+        let w = std::mem::take(&mut self.window);
+        let m = StepMetrics {
+            step: self.step,
+            train_loss: w.loss_sum / w.loss_n.max(1) as f64,
+            val_loss,
+            val_ppl,
+            val_acc,
+            lr: self.lr,
+            density,
+            itop,
+            masked_dense: self.model.network().masked_dense_count(),
+            tokens_per_s: w.steps as f64 * tokens_per_step / w.train_s.max(1e-9),
+            elapsed_s: self.started.elapsed().as_secs_f64(),
         };
-        // Masked-dense projections hand their weights to the update in CSR order.
-        self.lm.sync_to_csr(self.device)?;
-        let sparse = self.lm.sparse_projections();
-        let refs: Vec<LayerRef<'_>> = sparse
-            .iter()
-            .enumerate()
-            .map(|(j, p)| LayerRef {
-                pattern: &p.layer.pattern,
-                values: &p.layer.weight.value,
-                state: &p.moments,
-                grad: Some(&p.layer.weight.grad),
-                dense_grad: self.dense_grads.get(j).map(|(_, t)| t),
-            })
-            .collect();
-        sched.update(self.device, topology, &refs)?;
-        // Patterns change only here: observing each new one (a readback every ΔT steps) makes
-        // ITOP exact whatever the validation interval.
-        let densities = self.observe_topology()?;
-        self.lm.after_topology_update(self.device, &densities)?;
-        Ok(())
+        let line = format!(
+            "step {:>6}  train loss {:.4}  val loss {:.4}  val ppl {:.3} (best {:.3})  lr {:.2e}  density {:.2}%{}  {:.0} tokens/s  {:.0} s since start",
+            m.step,
+            m.train_loss,
+            m.val_loss,
+            m.val_ppl,
+            self.best.map_or(f64::NAN, |b| b.0),
+            m.lr,
+            m.density * 100.0,
+            m.itop
+                .map_or(String::new(), |i| format!("  ITOP {:.1}%", i * 100.0)),
+            m.tokens_per_s,
+            m.elapsed_s,
+        );
+        match &self.bar {
+            Some(bar) => bar.suspend(|| eprintln!("{line}")),
+            None => eprintln!("{line}"),
+        }
+        Ok(m)
     }
 
     /// Cross-entropy and next-token accuracy over every whole batch of validation windows.
@@ -465,43 +372,32 @@ impl<'d> LmRun<'d> {
         let (mut ids, mut targets) = (Vec::new(), Vec::new());
         for group in starts.chunks(batch) {
             text::windows(&self.corpus.val, seq, group, &mut ids, &mut targets);
-            self.lm.load(self.device, &self.ws, &ids, &targets)?;
-            self.lm.eval_step(self.device, &self.ws)?;
+            let lm = self.model.network();
+            lm.load(self.device, &self.ws, &ids, &targets)?;
+            lm.eval_step(self.device, &self.ws)?;
         }
-        let m = self.lm.take_metrics(self.device, &self.ws)?;
+        let m = self.model.network().take_metrics(self.device, &self.ws)?;
         Ok((m.loss, m.accuracy))
-    }
-
-    /// Reads the sparse patterns back and adds them to the scheduler's ITOP record; returns
-    /// each projection's density.
-    fn observe_topology(&mut self) -> Result<Vec<f64>> {
-        let Some(sched) = self.sched.as_mut() else {
-            return Ok(Vec::new());
-        };
-        let mut masks = Vec::new();
-        for p in self.lm.sparse_projections() {
-            masks.push(self.device.download_pattern(&p.layer.pattern)?.to_mask());
-        }
-        sched.observe(&masks)?;
-        Ok(masks.iter().map(cht_sparse::Mask::density).collect())
     }
 
     /// Mean density of the sparse projections (over all their possible links) and ITOP (one
     /// pattern readback per validation).
     fn topology_metrics(&mut self) -> Result<(f64, Option<f64>)> {
-        if self.sched.is_none() {
+        let Some(sched) = self.model.scheduler() else {
             return Ok((1.0, None));
-        }
-        let densities = self.observe_topology()?;
-        let sizes: Vec<f64> = self
-            .lm
-            .sparse_projections()
+        };
+        let sizes: Vec<f64> = sched
+            .shapes()
             .iter()
-            .map(|p| (p.layer.pattern.rows() * p.layer.pattern.cols()) as f64)
+            .map(|&(r, c)| (r * c) as f64)
             .collect();
+        self.model.observe(self.device)?;
+        let densities = self.model.densities();
         let links: f64 = densities.iter().zip(&sizes).map(|(d, n)| d * n).sum();
-        let itop = self.sched.as_ref().map(DstScheduler::itop);
-        Ok((links / sizes.iter().sum::<f64>().max(1.0), itop))
+        Ok((
+            links / sizes.iter().sum::<f64>().max(1.0),
+            self.model.itop(),
+        ))
     }
 
     fn summary(&self, out: &Path, history: &[StepMetrics]) -> Result<()> {
@@ -552,11 +448,12 @@ impl<'d> LmRun<'d> {
             let context = &tokens[tokens.len().saturating_sub(seq)..];
             ids[..context.len()].copy_from_slice(context);
             ids[context.len()..].fill(0);
-            self.lm.load(self.device, &self.ws, &ids, &zeros)?;
-            self.lm.eval_step(self.device, &self.ws)?;
+            let lm = self.model.network();
+            lm.load(self.device, &self.ws, &ids, &zeros)?;
+            lm.eval_step(self.device, &self.ws)?;
             // One readback per token: the logits. The loss sums the eval step accumulates are
             // never read here, so they are not reset either.
-            let logits = self.lm.read_logits(self.device, &self.ws)?;
+            let logits = lm.read_logits(self.device, &self.ws)?;
             let pos = context.len() - 1;
             let column: Vec<f32> = (0..vocab).map(|v| logits[v * seq + pos]).collect();
             let mut rng = Counter::new(RngKey::new(args.seed, Stream::Synthetic, i as u32, 0));
@@ -566,17 +463,70 @@ impl<'d> LmRun<'d> {
         let generated = tokenizer.decode(&tokens[prompt_len..])?;
         Ok(format!("{prompt}{generated}"))
     }
+}
 
-    fn save(&self, out: &Path) -> Result<()> {
-        let mut c = Checkpoint::default();
-        self.lm.sync_to_csr(self.device)?;
+impl Runner for LmRun<'_> {
+    type Config = LmRunConfig;
+    type Metrics = StepMetrics;
+    type Net = Lm;
+    const FORMAT: &'static str = LM_FORMAT;
+    const UNIT: &'static str = "step";
+
+    fn config(&self) -> &LmRunConfig {
+        &self.config
+    }
+
+    fn device(&self) -> &Device {
+        self.device
+    }
+
+    fn model(&self) -> &SparseLm {
+        &self.model
+    }
+
+    fn progress(&self) -> (u64, u64) {
+        (self.step, self.config.train.steps)
+    }
+
+    fn progress_of(m: &StepMetrics) -> u64 {
+        m.step
+    }
+
+    fn check(&self) -> Result<()> {
+        let (seq, batch) = (self.config.model.seq, self.config.train.batch);
+        // Fail before training, not at the first validation.
+        if text::val_windows(&self.corpus.val, seq, batch).is_empty() {
+            bail!(
+                "the validation part ({} tokens) holds fewer than train.batch = {batch} windows of model.seq = {seq} tokens; raise data.val_fraction or lower train.batch",
+                self.corpus.val.len(),
+            );
+        }
+        Ok(())
+    }
+
+    fn round(&mut self) -> Result<Option<StepMetrics>> {
+        self.steps()
+    }
+
+    fn checkpoint_due(&self) -> bool {
+        let t = &self.config.train;
+        self.step.is_multiple_of(t.checkpoint_every) || self.step == t.steps
+    }
+
+    fn best(&self) -> serde_json::Value {
+        serde_json::json!(self.best)
+    }
+
+    fn save(&self, c: &mut Checkpoint) -> Result<()> {
+        let lm = self.model.network();
+        lm.sync_to_csr(self.device)?;
         let read = |t: &Tensor| self.device.read_f32(t);
-        for (name, [value, m, v]) in self.lm.state() {
+        for (name, [value, m, v]) in lm.state() {
             c.put_f32(&name, &[value.len()], read(value)?);
             c.put_f32(&format!("{name}.adam_m"), &[m.len()], read(m)?);
             c.put_f32(&format!("{name}.adam_v"), &[v.len()], read(v)?);
         }
-        for (j, p) in self.lm.sparse_projections().iter().enumerate() {
+        for (j, p) in lm.sparse_projections().iter().enumerate() {
             let pattern = self.device.download_pattern(&p.layer.pattern)?;
             c.put_u32(
                 &format!("projection{j}.row_ptr"),
@@ -589,51 +539,20 @@ impl<'d> LmRun<'d> {
                 pattern.col_idx().to_vec(),
             );
         }
-        c.metadata.insert("format".into(), LM_FORMAT.into());
-        c.metadata
-            .insert("config".into(), toml::to_string(&self.config)?);
         c.metadata.insert(
             "tokenizer".into(),
             serde_json::to_string(&self.corpus.tokenizer)?,
         );
-        c.metadata.insert("step".into(), self.step.to_string());
         c.metadata.insert("adam_t".into(), self.adam_t.to_string());
-        c.metadata
-            .insert("best".into(), serde_json::to_string(&self.best)?);
-        if let Some(s) = &self.sched {
-            c.metadata
-                .insert("scheduler".into(), serde_json::to_string(s)?);
-        }
-        c.put_history(self.device, self.topology.as_ref())?;
-        c.save(&out.join("checkpoint.safetensors"))
+        Ok(())
     }
 
     fn restore(&mut self, c: &Checkpoint) -> Result<()> {
         let bad = |what: String| anyhow::anyhow!("checkpoint does not match the model: {what}");
-        // Patterns first: the values of a sparse projection follow its pattern's CSR order.
         let device = self.device;
-        let mut j = 0;
-        let mut densities = Vec::new();
-        for layer in self.lm.projections_mut() {
-            let Layer::Sparse(s) = layer else { continue };
-            let name = |what: &str| format!("projection{j}.{what}");
-            let row_ptr = c.u32(&name("row_ptr"))?.to_vec();
-            let col_idx = c.u32(&name("col_idx"))?.to_vec();
-            let p = CsrPattern::new(s.pattern.rows(), s.pattern.cols(), row_ptr, col_idx)
-                .map_err(|e| bad(format!("{}: {e}", name("pattern"))))?;
-            if p.nnz() > s.pattern.capacity() {
-                return Err(bad(format!(
-                    "{} links in projection {j} exceed its capacity {}",
-                    p.nnz(),
-                    s.pattern.capacity()
-                )));
-            }
-            s.pattern =
-                device.upload_pattern(&format!("projection{j}"), &p, s.pattern.capacity())?;
-            densities.push(p.density());
-            j += 1;
-        }
-        for (name, tensors) in self.lm.state() {
+        // Values and moments first (CSR order of the saved patterns), then the patterns: the
+        // model rebuilds masked-dense projections from both.
+        for (name, tensors) in self.model.network().state() {
             for (t, suffix) in tensors.iter().zip(["", ".adam_m", ".adam_v"]) {
                 let key = format!("{name}{suffix}");
                 let v = c.f32(&key)?;
@@ -647,21 +566,34 @@ impl<'d> LmRun<'d> {
                 device.write_f32(t, v)?;
             }
         }
-        // Masked-dense projections rebuild from the restored CSR side; executions follow the
-        // restored densities.
-        self.lm.after_topology_update(device, &densities)?;
-        self.step = c.meta("step")?.parse().context("checkpoint step")?;
-        self.adam_t = c.meta("adam_t")?.parse().context("checkpoint adam_t")?;
-        self.best = serde_json::from_str(c.meta("best")?).context("checkpoint best")?;
-        if let Some(s) = &mut self.sched {
-            *s = serde_json::from_str(c.meta("scheduler")?).context("checkpoint scheduler")?;
+        let mut patterns = Vec::new();
+        if let Some(s) = self.model.scheduler() {
+            for (j, &(rows, cols)) in s.shapes().iter().enumerate() {
+                let name = |what: &str| format!("projection{j}.{what}");
+                let row_ptr = c.u32(&name("row_ptr"))?.to_vec();
+                let col_idx = c.u32(&name("col_idx"))?.to_vec();
+                let p = CsrPattern::new(rows, cols, row_ptr, col_idx)
+                    .map_err(|e| bad(format!("{}: {e}", name("pattern"))))?;
+                patterns.push(p);
+            }
         }
-        c.restore_history(self.device, self.topology.as_ref())
+        run::restore_model(c, device, &mut self.model, &patterns)?;
+        (self.step, self.best) = run::restore_progress(c, Self::UNIT)?;
+        self.adam_t = c.meta("adam_t")?.parse().context("checkpoint adam_t")?;
+        Ok(())
+    }
+
+    fn plots(&self, out: &Path, history: &[StepMetrics]) -> Result<()> {
+        plots(out, history)
+    }
+
+    fn finish(&self, out: &Path, history: &[StepMetrics]) -> Result<()> {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+        self.summary(out, history)
     }
 }
-
-/// Names of a block's projections, in order.
-const PROJECTIONS: [&str; 7] = ["q", "k", "v", "o", "gate", "up", "down"];
 
 fn method_name(c: &LmRunConfig) -> String {
     serde_json::to_value(c.dst.method)

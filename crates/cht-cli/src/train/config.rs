@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use cht_dst::{DensityDistribution, DstConfig, Method, RegrownWeights};
+use cht_dst::{DensityDistribution, DstConfig, Method, MlpRecipe, RegrownWeights, three_quarters};
 use cht_sparse::init::{TopologyInit, WeightInit};
 use cht_sparse::schedule::{TemperatureSchedule, ZetaSchedule};
 use serde::{Deserialize, Serialize};
@@ -338,51 +338,32 @@ impl RunConfig {
         if self.dst.update_every_epochs == 0 {
             bail!("invalid configuration: dst.update_every_epochs must be at least 1");
         }
-        if let Some(z) = self.dst.zeta {
-            if !(0.0..=1.0).contains(&z) {
-                bail!("invalid configuration: dst.zeta must be in [0, 1], got {z}");
-            }
+        if let Some(z) = self.dst.zeta
+            && !(0.0..=1.0).contains(&z)
+        {
+            bail!("invalid configuration: dst.zeta must be in [0, 1], got {z}");
         }
         Ok(())
     }
 
-    /// The scheduler configuration: the method's preset for an MLP (spec §7.2), then the knobs.
-    /// `steps_per_epoch` sets ΔT and `T_end` (0.75 of training for adaptive ζ / EM_S).
+    /// The scheduler configuration: the paper's MLP recipe ([`MlpRecipe`], spec §7.2), then the
+    /// knobs. `steps_per_epoch` sets ΔT and `T_end` (0.75 of training for adaptive ζ / EM_S).
     pub fn dst_config(&self, steps_per_epoch: u64) -> DstConfig {
         let d = &self.dst;
-        let method = d.method.method();
-        let total = steps_per_epoch * u64::from(self.train.epochs);
-        let interval = steps_per_epoch * u64::from(d.update_every_epochs);
-        let mut c = DstConfig::preset(method, d.density, interval, total, self.train.seed);
-        let adaptive = matches!(
-            c.removal.zeta,
-            ZetaSchedule::Cosine { .. } | ZetaSchedule::EmS { .. }
-        );
-        if adaptive {
-            c.t_end = total / 4 * 3 + total % 4 * 3 / 4;
-        }
-        if let ZetaSchedule::Cosine { t_end, .. } = &mut c.removal.zeta {
-            *t_end = c.t_end;
-        }
-        if let Some(decay) = &mut c.density_decay {
-            decay.interval = interval;
-            decay.pruning_t_end = c.t_end;
-        }
-        // The paper's MLP recipe: CSTI topology and SWI weights for the CH methods.
-        if matches!(
-            method,
-            Method::Cht | Method::ChtsP | Method::ChtsN | Method::Chtss
-        ) {
-            c.topology_init = TopologyInit::Csti {
-                dim: self.model.dim.round().max(1.0) as usize,
-            };
-        }
+        let recipe = MlpRecipe::new(d.method.method(), d.density)
+            .epochs(self.train.epochs)
+            .steps_per_epoch(steps_per_epoch)
+            .update_every_epochs(d.update_every_epochs)
+            .csti_dim(self.model.dim.round().max(1.0) as usize)
+            .seed(self.train.seed);
+        let total = recipe.total_steps();
+        let mut c = recipe.build();
         if let Some(kind) = d.zeta_schedule {
             let zeta = match c.removal.zeta {
                 ZetaSchedule::Fixed { zeta } | ZetaSchedule::Cosine { zeta, .. } => zeta,
                 ZetaSchedule::EmS { .. } => 0.3,
             };
-            let t_end = total / 4 * 3 + total % 4 * 3 / 4;
+            let t_end = three_quarters(total);
             c.removal.zeta = match kind {
                 ZetaKind::Fixed => ZetaSchedule::Fixed { zeta },
                 ZetaKind::Cosine => ZetaSchedule::Cosine { zeta, t_end },
@@ -585,7 +566,7 @@ mod tests {
 
     #[test]
     fn every_shipped_config_loads() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
         let mut n = 0;
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();

@@ -1,7 +1,8 @@
 //! `cht train` / `cht eval`: the MLP runner of the paper's image-classification experiments
-//! (spec §7.2). Read [`Run::train`] top to bottom: per epoch, shuffle, one submit per step (the
-//! topology update every ΔT steps is the only other submit, and that step skips the optimizer),
-//! read the loss every `log_every` steps, evaluate, write metrics, plots and an atomic checkpoint.
+//! (spec §7.2). Read [`Run::epoch`] top to bottom: shuffle, one submit per step (the topology
+//! update every ΔT steps is the only other submit, and that step skips the optimizer), read the
+//! loss every `log_every` steps, evaluate. The run loop around it (start or resume, metrics log,
+//! plots, atomic checkpoints) is the one every runner shares: [`crate::run`](mod@crate::run).
 
 pub(crate) mod checkpoint;
 pub mod config;
@@ -11,17 +12,18 @@ pub(crate) mod report;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use crate::run::{self, Runner};
 use anyhow::{Context, Result, bail};
-use cht_dst::{DstScheduler, LayerRef, RegrowScores, Topology};
-use cht_gpu::{DType, Device, SgdStep, Tensor};
-use cht_nn::{DenseLinear, Layer, LinearInit, Mlp, SparseLinear, Workspace};
+use cht_gpu::{Device, SgdStep, Tensor};
+use cht_nn::{Layer, Mlp, MlpInit, SparseMlp, SparseMlpConfig, Workspace};
 use cht_sparse::CsrPattern;
+use cht_sparse::init::TopologyInit;
 
 pub use checkpoint::Checkpoint;
 use config::RunConfig;
 use data::Data;
 pub use data::{fetch, web_subset};
-use report::{EpochMetrics, Reporter};
+use report::EpochMetrics;
 
 /// Command-line arguments of `cht train`.
 #[derive(clap::Args, Debug)]
@@ -49,19 +51,15 @@ pub struct EvalArgs {
     checkpoint: PathBuf,
 }
 
-const DEFAULT_CONFIG: &str = include_str!("../../../../configs/default.toml");
+const DEFAULT_CONFIG: &str = include_str!("../../configs/default.toml");
 
 /// `cht train`.
 pub fn train(device: &Device, args: &TrainArgs) -> Result<()> {
-    let (config, out, resume) = match &args.resume {
-        Some(dir) => {
-            let ckpt = Checkpoint::load(&checkpoint_path(dir))?;
-            ckpt.expect_format(checkpoint::FORMAT)?;
-            let config: RunConfig =
-                toml::from_str(ckpt.meta("config")?).context("checkpoint config")?;
-            (config, dir.clone(), Some(ckpt))
-        }
-        None => {
+    let start = run::start(
+        args.resume.as_deref(),
+        checkpoint::FORMAT,
+        |ckpt| toml::from_str(ckpt.meta("config")?).context("checkpoint config"),
+        || {
             let config = match &args.config {
                 Some(path) => RunConfig::load(path, &args.overrides)?,
                 None => {
@@ -74,44 +72,39 @@ pub fn train(device: &Device, args: &TrainArgs) -> Result<()> {
                 }
             };
             let out = args.out.clone().unwrap_or_else(|| {
-                let method = serde_json::to_value(config.dst.method)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default();
                 let dataset = serde_json::to_value(config.data.dataset)
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_owned))
                     .unwrap_or_default();
-                PathBuf::from("runs").join(format!("{dataset}-{method}-s{}", config.train.seed))
+                PathBuf::from("runs").join(format!(
+                    "{dataset}-{}-s{}",
+                    method_name(&config),
+                    config.train.seed
+                ))
             });
-            (config, out, None)
-        }
-    };
-    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    let data = Data::load(&config, config.data.fetch_if_missing)?;
-    let mut run = Run::new(device, config, data)?;
-    let mut reporter = Reporter::new(&out, resume.is_some())?;
-    if let Some(ckpt) = &resume {
-        run.restore(ckpt)?;
-        reporter.truncate_to(run.epoch)?;
-        eprintln!("resuming {} at epoch {}", out.display(), run.epoch);
-    } else {
-        std::fs::write(
-            out.join("config.toml"),
-            toml::to_string_pretty(&run.config)?,
-        )?;
-    }
-    run.train(&out, &mut reporter)
+            Ok((config, out))
+        },
+    )?;
+    let data = Data::load(&start.config, start.config.data.fetch_if_missing)?;
+    let mut run = Run::new(device, start.config, data)?;
+    run::run(&mut run, &start.out, start.resume.as_ref())
+}
+
+fn method_name(config: &RunConfig) -> String {
+    serde_json::to_value(config.dst.method)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 /// `cht eval`.
 pub fn eval(device: &Device, args: &EvalArgs) -> Result<()> {
-    let ckpt = Checkpoint::load(&checkpoint_path(&args.checkpoint))?;
+    let ckpt = Checkpoint::load(&run::checkpoint_path(&args.checkpoint))?;
     ckpt.expect_format(checkpoint::FORMAT)?;
     let config: RunConfig = toml::from_str(ckpt.meta("config")?).context("checkpoint config")?;
     let data = Data::load(&config, false)?;
     let mut run = Run::new(device, config, data)?;
-    run.restore(&ckpt)?;
+    run::Runner::restore(&mut run, &ckpt)?;
     let start = Instant::now();
     let (loss, acc) = run.evaluate()?;
     println!(
@@ -125,25 +118,12 @@ pub fn eval(device: &Device, args: &EvalArgs) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn checkpoint_path(p: &Path) -> PathBuf {
-    if p.is_dir() {
-        p.join("checkpoint.safetensors")
-    } else {
-        p.to_owned()
-    }
-}
-
-/// A training run: data, model, scheduler and device buffers.
+/// A training run: data, the model (network, scheduler and its device scratch) and buffers.
 struct Run<'d> {
     device: &'d Device,
     config: RunConfig,
     data: Data,
-    mlp: Mlp,
-    /// `None` for fully connected runs.
-    sched: Option<DstScheduler>,
-    topology: Option<Topology>,
-    /// Dense gradients of the sparse layers, captured on update steps for gradient regrowth.
-    dense_grads: Vec<Tensor>,
+    model: SparseMlp,
     ws: Workspace,
     eval_ws: Vec<Workspace>,
     /// Epochs completed.
@@ -157,8 +137,6 @@ impl<'d> Run<'d> {
         let hidden = (config.model.dim * inputs as f64).round() as usize;
         let classes = data.classes();
         let n_sparse = config.model.hidden_layers;
-        let mut shapes = vec![(hidden, inputs)];
-        shapes.extend(std::iter::repeat_n((hidden, hidden), n_sparse - 1));
         let steps_per_epoch = (data.train_len() / config.train.batch_size) as u64;
         if steps_per_epoch == 0 {
             bail!(
@@ -167,106 +145,48 @@ impl<'d> Run<'d> {
                 data.train_len()
             );
         }
-        let dst = config.dst_config(steps_per_epoch);
-        let seed = config.train.seed;
-        let torch_init = config.model.default_init == config::DefaultInit::Pytorch;
-        let mut layers = Vec::new();
-        let mut sched = None;
-        let mut densities = Vec::new();
-        if dst.method == cht_dst::Method::Fc {
-            for (l, &(out, inp)) in shapes.iter().enumerate() {
-                // The official FC hidden layers use `init_mode` (Kaiming) weights and the
-                // default bias.
-                let layer =
-                    DenseLinear::new(device, &format!("layer{l}"), out, inp, seed, l as u32)?;
-                if torch_init {
-                    layer.init_torch_bias(device, seed, l as u32)?;
-                }
-                layers.push(Layer::Dense(layer));
-            }
-        } else {
-            let mut s = DstScheduler::new(dst, &shapes)?;
-            let correlation = match s.config().topology_init {
-                cht_sparse::init::TopologyInit::Csti { .. } => Some(data.correlation()?),
-                _ => None,
-            };
-            let masks = s.initial_masks(correlation.as_ref())?;
-            // ITOP counts every link that was ever active, the initial ones included.
-            s.observe(&masks)?;
-            densities = masks.iter().map(cht_sparse::Mask::density).collect();
-            for (l, mask) in masks.iter().enumerate() {
-                let weights = s.initial_weights(l, mask)?;
-                let pattern = CsrPattern::from_mask(mask);
-                let layer = SparseLinear::from_parts(
-                    device,
-                    &format!("layer{l}"),
-                    &pattern,
-                    s.capacity(l),
-                    &weights,
-                )?;
-                if torch_init {
-                    layer.init_torch_bias(device, seed, l as u32)?;
-                }
-                layers.push(Layer::Sparse(layer));
-            }
-            sched = Some(s);
+        let mut sizes = vec![inputs];
+        sizes.extend(std::iter::repeat_n(hidden, n_sparse));
+        sizes.push(classes);
+        let mut mlp = SparseMlpConfig::new(sizes, config.dst_config(steps_per_epoch));
+        mlp.seed = config.train.seed;
+        if config.model.default_init == config::DefaultInit::Pytorch {
+            // The official code keeps PyTorch's default biases and dense classifier.
+            mlp.init = MlpInit::Pytorch;
         }
-        let classifier_init = if torch_init {
-            LinearInit::Torch
-        } else {
-            LinearInit::KaimingZeroBias
-        };
-        layers.push(Layer::Dense(DenseLinear::with_init(
-            device,
-            "classifier",
-            (classes, hidden),
-            seed,
-            n_sparse as u32,
-            classifier_init,
-        )?));
-        let mut mlp = Mlp::from_layers(device, layers)?;
-        if sched.is_some() {
+        if let TopologyInit::Csti { .. } = mlp.dst.topology_init
+            && mlp.dst.method != cht_dst::Method::Fc
+        {
+            mlp.correlation = Some(data.correlation()?);
+        }
+        let mut model = SparseMlp::new(device, &mlp)?;
+        if let Some(sched) = model.scheduler() {
             // Sparse layers run as CSR or masked-dense by density; "auto" is measured once (on
             // the largest sparse layer at the training batch) and recorded in the run's config.
-            let largest = *shapes
-                .iter()
+            let largest = sched
+                .shapes()
+                .into_iter()
                 .max_by_key(|(r, c)| r * c)
-                .expect("sparse layers");
+                .context("a sparse model has sparse layers")?;
             let policy = config.model.masked_dense_above.resolve(
                 device,
                 largest,
                 config.train.batch_size,
             )?;
-            mlp.set_execution(device, policy, &densities)?;
+            model.set_execution(device, policy)?;
         }
-        let topology = sched.as_ref().map(|s| s.topology(device, 1));
-        let needs_dense_grad = sched
-            .as_ref()
-            .and_then(|s| s.config().regrowth.as_ref())
-            .is_some_and(|r| r.scores == RegrowScores::Gradient);
-        let dense_grads = if needs_dense_grad {
-            shapes
-                .iter()
-                .map(|&(r, c)| device.zeros("dense_grad", r, c, DType::F32))
-                .collect()
-        } else {
-            Vec::new()
-        };
-        let ws = mlp.workspace(device, config.train.batch_size);
+        let ws = model.network().workspace(device, config.train.batch_size);
         let test_len = data.test_len();
         let eb = config.train.eval_batch.min(test_len).max(1);
-        let mut eval_ws = vec![mlp.workspace(device, eb)];
+        let mut eval_ws = vec![model.network().workspace(device, eb)];
         if !test_len.is_multiple_of(eb) {
-            eval_ws.push(mlp.workspace(device, test_len % eb));
+            eval_ws.push(model.network().workspace(device, test_len % eb));
         }
         Ok(Run {
             device,
             config,
             data,
-            mlp,
-            sched,
-            topology,
-            dense_grads,
+            model,
             ws,
             eval_ws,
             epoch: 0,
@@ -283,119 +203,63 @@ impl<'d> Run<'d> {
         (f64::from(t.lr) * (1.0 - progress * (1.0 - f64::from(t.lr_end_factor)))) as f32
     }
 
-    fn train(&mut self, out: &Path, reporter: &mut Reporter) -> Result<()> {
+    /// One epoch: shuffle, one submit per step (the loss read every `log_every` steps), then
+    /// the test set and the topology metrics.
+    fn epoch(&mut self) -> Result<EpochMetrics> {
         let t = self.config.train.clone();
         let steps = self.data.train_len() / t.batch_size;
-        let features = self.data.features();
-        let mut x = vec![0f32; features * t.batch_size];
-        while self.epoch < t.epochs {
-            let epoch = self.epoch;
-            let lr = self.lr(epoch);
-            let sgd = SgdStep::new(lr, t.momentum, t.weight_decay);
-            let order = self.data.shuffled(t.seed, epoch);
-            let bar = report::progress_bar(steps as u64, epoch + 1, t.epochs);
-            let start = Instant::now();
-            let (mut loss_sum, mut loss_n) = (0.0, 0u64);
-            let mut correct = 0.0;
-            for s in 0..steps {
-                let idx = &order[s * t.batch_size..(s + 1) * t.batch_size];
-                let labels = self.data.train_batch(idx, &mut x);
-                self.mlp.load_batch(self.device, &self.ws, &x, &labels)?;
-                let update = self.sched.as_mut().is_some_and(DstScheduler::step);
-                if update {
-                    self.topology_step()?;
-                } else {
-                    self.mlp.train_step(self.device, &self.ws, Some(sgd))?;
-                }
-                crate::testing::maybe_abort(s as u64 + u64::from(epoch) * steps as u64 + 1);
-                if (s + 1) % t.log_every as usize == 0 || s + 1 == steps {
-                    let m = self.mlp.take_metrics(self.device, &self.ws)?;
-                    loss_sum += m.loss * m.samples as f64;
-                    correct += m.accuracy * m.samples as f64;
-                    loss_n += m.samples;
-                    let rate = (s + 1) as f64 * t.batch_size as f64 / start.elapsed().as_secs_f64();
-                    bar.set_position(s as u64 + 1);
-                    bar.set_message(format!("loss {:.4}  {:.0} samples/s", m.loss, rate));
-                }
-            }
-            bar.finish_and_clear();
-            let train_s = start.elapsed().as_secs_f64();
-            let eval_start = Instant::now();
-            let (test_loss, test_acc) = self.evaluate()?;
-            let eval_s = eval_start.elapsed().as_secs_f64();
-            self.epoch += 1;
-            if self.best.is_none_or(|(b, _)| test_acc > b) {
-                self.best = Some((test_acc, self.epoch));
-            }
-            let (density, anp, itop) = self.topology_metrics()?;
-            let metrics = EpochMetrics {
-                epoch: self.epoch,
-                train_loss: loss_sum / loss_n.max(1) as f64,
-                train_acc: correct / loss_n.max(1) as f64,
-                test_loss,
-                test_acc,
-                lr: f64::from(lr),
-                density,
-                anp,
-                itop,
-                epoch_s: train_s + eval_s,
-                train_s,
-                eval_s,
-            };
-            reporter.epoch(&metrics, self.best, self.device)?;
-            if self.epoch.is_multiple_of(t.checkpoint_every) || self.epoch == t.epochs {
-                self.save(out)?;
+        let mut x = vec![0f32; self.data.features() * t.batch_size];
+        let epoch = self.epoch;
+        let lr = self.lr(epoch);
+        let sgd = SgdStep::new(lr, t.momentum, t.weight_decay);
+        let order = self.data.shuffled(t.seed, epoch);
+        let bar = report::progress_bar(steps as u64, epoch + 1, t.epochs);
+        let start = Instant::now();
+        let (mut loss_sum, mut loss_n) = (0.0, 0u64);
+        let mut correct = 0.0;
+        for s in 0..steps {
+            let idx = &order[s * t.batch_size..(s + 1) * t.batch_size];
+            let labels = self.data.train_batch(idx, &mut x);
+            self.model
+                .network()
+                .load_batch(self.device, &self.ws, &x, &labels)?;
+            // Every ΔT steps a topology update replaces the optimizer step.
+            self.model.train_step(self.device, &self.ws, sgd)?;
+            crate::testing::maybe_abort(s as u64 + u64::from(epoch) * steps as u64 + 1);
+            if (s + 1) % t.log_every as usize == 0 || s + 1 == steps {
+                let m = self.model.network().take_metrics(self.device, &self.ws)?;
+                loss_sum += m.loss * m.samples as f64;
+                correct += m.accuracy * m.samples as f64;
+                loss_n += m.samples;
+                let rate = (s + 1) as f64 * t.batch_size as f64 / start.elapsed().as_secs_f64();
+                bar.set_position(s as u64 + 1);
+                bar.set_message(format!("loss {:.4}  {:.0} samples/s", m.loss, rate));
             }
         }
-        reporter.finish(self.best, &self.config)?;
-        if let Some(s) = &self.sched {
-            eprint!("{}", s.summary());
+        bar.finish_and_clear();
+        let train_s = start.elapsed().as_secs_f64();
+        let eval_start = Instant::now();
+        let (test_loss, test_acc) = self.evaluate()?;
+        let eval_s = eval_start.elapsed().as_secs_f64();
+        self.epoch += 1;
+        if self.best.is_none_or(|(b, _)| test_acc > b) {
+            self.best = Some((test_acc, self.epoch));
         }
-        Ok(())
-    }
-
-    /// An update step: forward/backward (capturing dense gradients if regrowth needs them), no
-    /// optimizer step, then the topology update on the device.
-    fn topology_step(&mut self) -> Result<()> {
-        let capture: Vec<(usize, &Tensor)> = self.dense_grads.iter().enumerate().collect();
-        self.mlp
-            .train_step_capturing(self.device, &self.ws, None, &capture)?;
-        let (Some(sched), Some(topology)) = (self.sched.as_mut(), self.topology.as_ref()) else {
-            return Ok(());
-        };
-        let sparse: Vec<&SparseLinear> = self
-            .mlp
-            .layers
-            .iter()
-            .filter_map(|l| {
-                if let Layer::Sparse(s) = l {
-                    Some(s)
-                } else {
-                    None
-                }
-            })
-            .collect();
-        // Masked-dense layers hand their weights to the update in CSR order.
-        self.mlp.sync_to_csr(self.device)?;
-        let states: Vec<[&Tensor; 1]> = sparse.iter().map(|s| [&s.weight.state[0]]).collect();
-        let refs: Vec<LayerRef<'_>> = sparse
-            .iter()
-            .enumerate()
-            .map(|(l, s)| LayerRef {
-                pattern: &s.pattern,
-                values: &s.weight.value,
-                state: &states[l],
-                grad: Some(&s.weight.grad),
-                dense_grad: self.dense_grads.get(l),
-            })
-            .collect();
-        sched.update(self.device, topology, &refs)?;
-        // Patterns change only here: observing each new one makes ITOP exact whatever the
-        // evaluation interval.
-        let masks = self.observe_topology()?;
-        let densities: Vec<f64> = masks.iter().map(cht_sparse::Mask::density).collect();
-        self.mlp.after_topology_update(self.device, &densities)?;
-        Ok(())
+        let (density, anp, itop) = self.topology_metrics()?;
+        Ok(EpochMetrics {
+            epoch: self.epoch,
+            train_loss: loss_sum / loss_n.max(1) as f64,
+            train_acc: correct / loss_n.max(1) as f64,
+            test_loss,
+            test_acc,
+            lr: f64::from(lr),
+            density,
+            anp,
+            itop,
+            epoch_s: train_s + eval_s,
+            train_s,
+            eval_s,
+        })
     }
 
     /// Test loss and top-1 accuracy over the whole test set (one submit per batch, one readback).
@@ -415,52 +279,76 @@ impl<'d> Run<'d> {
             let idx: Vec<u32> = (start as u32..(start + b) as u32).collect();
             x.resize(self.data.features() * b, 0.0);
             let labels = self.data.test_batch(&idx, &mut x);
-            self.mlp.load_batch(self.device, ws, &x, &labels)?;
-            self.mlp.eval_step(self.device, ws)?;
+            self.model
+                .network()
+                .load_batch(self.device, ws, &x, &labels)?;
+            self.model.network().eval_step(self.device, ws)?;
             start += b;
         }
         for ws in &self.eval_ws {
-            let m = self.mlp.take_metrics(self.device, ws)?;
+            let m = self.model.network().take_metrics(self.device, ws)?;
             loss += m.loss * m.samples as f64;
             correct += m.accuracy * m.samples as f64;
         }
         Ok((loss / n as f64, correct / n as f64))
     }
 
-    /// Reads the sparse patterns back and adds them to the scheduler's ITOP and ANP record.
-    fn observe_topology(&mut self) -> Result<Vec<cht_sparse::Mask>> {
-        let Some(sched) = self.sched.as_mut() else {
-            return Ok(Vec::new());
-        };
-        let mut masks = Vec::new();
-        for layer in &self.mlp.layers {
-            if let Layer::Sparse(s) = layer {
-                masks.push(self.device.download_pattern(&s.pattern)?.to_mask());
-            }
-        }
-        sched.observe(&masks)?;
-        Ok(masks)
-    }
-
     /// Per-layer density, ANP and ITOP (one mask readback per epoch).
     fn topology_metrics(&mut self) -> Result<(Vec<f64>, Option<f64>, Option<f64>)> {
-        if self.sched.is_none() {
+        if self.model.scheduler().is_none() {
             return Ok((vec![1.0; self.config.model.hidden_layers], None, None));
         }
-        let masks = self.observe_topology()?;
-        let density = masks.iter().map(cht_sparse::Mask::density).collect();
-        let sched = self.sched.as_ref();
-        Ok((
-            density,
-            sched.and_then(DstScheduler::anp),
-            sched.map(DstScheduler::itop),
-        ))
+        self.model.observe(self.device)?;
+        Ok((self.model.densities(), self.model.anp(), self.model.itop()))
+    }
+}
+
+impl Runner for Run<'_> {
+    type Config = RunConfig;
+    type Metrics = EpochMetrics;
+    type Net = Mlp;
+    const FORMAT: &'static str = checkpoint::FORMAT;
+    const UNIT: &'static str = "epoch";
+
+    fn config(&self) -> &RunConfig {
+        &self.config
     }
 
-    fn save(&self, out: &Path) -> Result<()> {
-        let mut c = Checkpoint::default();
-        self.mlp.sync_to_csr(self.device)?;
-        for (l, layer) in self.mlp.layers.iter().enumerate() {
+    fn device(&self) -> &Device {
+        self.device
+    }
+
+    fn model(&self) -> &SparseMlp {
+        &self.model
+    }
+
+    fn progress(&self) -> (u64, u64) {
+        (u64::from(self.epoch), u64::from(self.config.train.epochs))
+    }
+
+    fn progress_of(m: &EpochMetrics) -> u64 {
+        u64::from(m.epoch)
+    }
+
+    fn round(&mut self) -> Result<Option<EpochMetrics>> {
+        let m = self.epoch()?;
+        report::print_epoch(&m, self.best, self.device);
+        Ok(Some(m))
+    }
+
+    fn checkpoint_due(&self) -> bool {
+        let t = &self.config.train;
+        self.epoch.is_multiple_of(t.checkpoint_every) || self.epoch == t.epochs
+    }
+
+    fn best(&self) -> serde_json::Value {
+        serde_json::json!(self.best)
+    }
+
+    fn save(&self, c: &mut Checkpoint) -> Result<()> {
+        let mlp = self.model.network();
+        mlp.sync_to_csr(self.device)?;
+        for (l, layer) in mlp.layers.iter().enumerate() {
             let name = |what: &str| format!("layer{l}.{what}");
             let read = |t: &Tensor| self.device.read_f32(t);
             match layer {
@@ -483,25 +371,15 @@ impl<'d> Run<'d> {
                 c.put_f32(&name("bias_momentum"), &[b.value.len()], read(&b.state[0])?);
             }
         }
-        c.metadata
-            .insert("format".into(), checkpoint::FORMAT.into());
-        c.metadata
-            .insert("config".into(), toml::to_string(&self.config)?);
-        c.metadata.insert("epoch".into(), self.epoch.to_string());
-        c.metadata
-            .insert("best".into(), serde_json::to_string(&self.best)?);
-        if let Some(s) = &self.sched {
-            c.metadata
-                .insert("scheduler".into(), serde_json::to_string(s)?);
-        }
-        c.put_history(self.device, self.topology.as_ref())?;
-        c.save(&out.join("checkpoint.safetensors"))
+        Ok(())
     }
 
     fn restore(&mut self, c: &Checkpoint) -> Result<()> {
         let bad = |what: String| anyhow::anyhow!("checkpoint does not match the model: {what}");
-        let mut densities = Vec::new();
-        for (l, layer) in self.mlp.layers.iter_mut().enumerate() {
+        let mut patterns = Vec::new();
+        // Weights and momenta first (CSR order of the saved patterns), then the patterns: the
+        // model rebuilds masked-dense layers from both.
+        for (l, layer) in self.model.network().layers.iter().enumerate() {
             let name = |what: &str| format!("layer{l}.{what}");
             let write = |t: &Tensor, v: &[f32], what: &str| -> Result<()> {
                 if v.len() != t.len() {
@@ -521,19 +399,7 @@ impl<'d> Run<'d> {
                     let col_idx = c.u32(&name("col_idx"))?.to_vec();
                     let p = CsrPattern::new(s.pattern.rows(), s.pattern.cols(), row_ptr, col_idx)
                         .map_err(|e| bad(format!("{}: {e}", name("pattern"))))?;
-                    if p.nnz() > s.pattern.capacity() {
-                        return Err(bad(format!(
-                            "{} links exceed the capacity {}",
-                            p.nnz(),
-                            s.pattern.capacity()
-                        )));
-                    }
-                    s.pattern = self.device.upload_pattern(
-                        &format!("layer{l}"),
-                        &p,
-                        s.pattern.capacity(),
-                    )?;
-                    densities.push(p.density());
+                    patterns.push(p);
                     write(&s.weight.value, c.f32(&name("values"))?, "values")?;
                     write(&s.weight.state[0], c.f32(&name("momentum"))?, "momentum")?;
                 }
@@ -547,15 +413,18 @@ impl<'d> Run<'d> {
                 write(&b.state[0], c.f32(&name("bias_momentum"))?, "bias_momentum")?;
             }
         }
-        // Masked-dense layers rebuild from the restored CSR side; executions follow the restored
-        // densities.
-        self.mlp.after_topology_update(self.device, &densities)?;
-        self.epoch = c.meta("epoch")?.parse().context("checkpoint epoch")?;
-        self.best = serde_json::from_str(c.meta("best")?).context("checkpoint best accuracy")?;
-        if let Some(s) = &mut self.sched {
-            *s =
-                serde_json::from_str(c.meta("scheduler")?).context("checkpoint scheduler state")?;
-        }
-        c.restore_history(self.device, self.topology.as_ref())
+        run::restore_model(c, self.device, &mut self.model, &patterns)?;
+        let (epoch, best) = run::restore_progress(c, Self::UNIT)?;
+        self.epoch = u32::try_from(epoch).context("checkpoint epoch")?;
+        self.best = best;
+        Ok(())
+    }
+
+    fn plots(&self, out: &Path, history: &[EpochMetrics]) -> Result<()> {
+        report::plots(out, history)
+    }
+
+    fn finish(&self, out: &Path, history: &[EpochMetrics]) -> Result<()> {
+        report::finish(out, history, self.best, &self.config)
     }
 }

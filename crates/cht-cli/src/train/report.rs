@@ -94,185 +94,157 @@ impl<T: Serialize + serde::de::DeserializeOwned> MetricsLog<T> {
     }
 }
 
-/// Writes the outputs of a run directory as epochs complete.
-#[derive(Debug)]
-pub struct Reporter {
-    out: PathBuf,
-    log: MetricsLog<EpochMetrics>,
+/// Prints one epoch's line.
+pub fn print_epoch(m: &EpochMetrics, best: Option<(f64, u32)>, device: &Device) {
+    let density: Vec<String> = m
+        .density
+        .iter()
+        .map(|d| format!("{:.2}%", d * 100.0))
+        .collect();
+    eprintln!(
+        "epoch {:>3}  train loss {:.4}  test loss {:.4}  test acc {:.2}% (best {:.2}%)  lr {:.5}  density [{}]{}{}  {:.1} s on {}",
+        m.epoch,
+        m.train_loss,
+        m.test_loss,
+        m.test_acc * 100.0,
+        best.map_or(0.0, |b| b.0 * 100.0),
+        m.lr,
+        density.join(", "),
+        m.anp
+            .map_or(String::new(), |a| format!("  ANP {:.1}%", a * 100.0)),
+        m.itop
+            .map_or(String::new(), |a| format!("  ITOP {:.1}%", a * 100.0)),
+        m.epoch_s,
+        device.name(),
+    );
 }
 
-impl Reporter {
-    /// A reporter for `out`; when `resuming`, the existing metrics are loaded.
-    pub fn new(out: &Path, resuming: bool) -> Result<Reporter> {
-        Ok(Reporter {
-            out: out.to_owned(),
-            log: MetricsLog::new(out, resuming)?,
-        })
-    }
-
-    /// Drops epochs after `epoch` (work lost by an interrupted run, redone after resuming).
-    pub fn truncate_to(&mut self, epoch: u32) -> Result<()> {
-        self.log.retain(|m| m.epoch <= epoch)
-    }
-
-    /// Records one epoch: appends to `metrics.jsonl`, prints a line, redraws the plots.
-    pub fn epoch(
-        &mut self,
-        m: &EpochMetrics,
-        best: Option<(f64, u32)>,
-        device: &Device,
-    ) -> Result<()> {
-        self.log.push(m.clone())?;
-        let density: Vec<String> = m
-            .density
-            .iter()
-            .map(|d| format!("{:.2}%", d * 100.0))
-            .collect();
+/// Writes `summary.json`: final and best test accuracy (the official code reports the best over
+/// epochs; both are given).
+pub fn finish(
+    out: &Path,
+    history: &[EpochMetrics],
+    best: Option<(f64, u32)>,
+    config: &RunConfig,
+) -> Result<()> {
+    let last = history.last();
+    let summary = serde_json::json!({
+        "dataset": config.data.dataset,
+        "method": config.dst.method,
+        "density": config.dst.density,
+        "seed": config.train.seed,
+        "epochs": last.map(|m| m.epoch),
+        "final_test_acc": last.map(|m| m.test_acc),
+        "final_test_loss": last.map(|m| m.test_loss),
+        "best_test_acc": best.map(|b| b.0),
+        "best_epoch": best.map(|b| b.1),
+        "final_anp": last.and_then(|m| m.anp),
+        "final_itop": last.and_then(|m| m.itop),
+        "mean_epoch_s": history.iter().map(|m| m.epoch_s).sum::<f64>() / history.len().max(1) as f64,
+        "mean_train_s": history.iter().map(|m| m.train_s).sum::<f64>() / history.len().max(1) as f64,
+    });
+    std::fs::write(
+        out.join("summary.json"),
+        serde_json::to_string_pretty(&summary)?,
+    )?;
+    if let (Some(m), Some(b)) = (last, best) {
         eprintln!(
-            "epoch {:>3}  train loss {:.4}  test loss {:.4}  test acc {:.2}% (best {:.2}%)  lr {:.5}  density [{}]{}{}  {:.1} s on {}",
-            m.epoch,
-            m.train_loss,
-            m.test_loss,
+            "done: final test accuracy {:.2}%, best {:.2}% (epoch {}); outputs in {}",
             m.test_acc * 100.0,
-            best.map_or(0.0, |b| b.0 * 100.0),
-            m.lr,
-            density.join(", "),
-            m.anp
-                .map_or(String::new(), |a| format!("  ANP {:.1}%", a * 100.0)),
-            m.itop
-                .map_or(String::new(), |a| format!("  ITOP {:.1}%", a * 100.0)),
-            m.epoch_s,
-            device.name(),
+            b.0 * 100.0,
+            b.1,
+            out.display()
         );
-        self.plots()
     }
+    Ok(())
+}
 
-    /// Writes `summary.json`: final and best test accuracy (the official code reports the best
-    /// over epochs; both are given).
-    pub fn finish(&self, best: Option<(f64, u32)>, config: &RunConfig) -> Result<()> {
-        let history = &self.log.history;
-        let last = history.last();
-        let summary = serde_json::json!({
-            "dataset": config.data.dataset,
-            "method": config.dst.method,
-            "density": config.dst.density,
-            "seed": config.train.seed,
-            "epochs": last.map(|m| m.epoch),
-            "final_test_acc": last.map(|m| m.test_acc),
-            "final_test_loss": last.map(|m| m.test_loss),
-            "best_test_acc": best.map(|b| b.0),
-            "best_epoch": best.map(|b| b.1),
-            "final_anp": last.and_then(|m| m.anp),
-            "final_itop": last.and_then(|m| m.itop),
-            "mean_epoch_s": history.iter().map(|m| m.epoch_s).sum::<f64>() / history.len().max(1) as f64,
-            "mean_train_s": history.iter().map(|m| m.train_s).sum::<f64>() / history.len().max(1) as f64,
-        });
-        std::fs::write(
-            self.out.join("summary.json"),
-            serde_json::to_string_pretty(&summary)?,
-        )?;
-        if let (Some(m), Some(b)) = (last, best) {
-            eprintln!(
-                "done: final test accuracy {:.2}%, best {:.2}% (epoch {}); outputs in {}",
-                m.test_acc * 100.0,
-                b.0 * 100.0,
-                b.1,
-                self.out.display()
-            );
-        }
-        Ok(())
+/// Redraws the accuracy, loss and topology plots from the whole history.
+pub fn plots(out: &Path, history: &[EpochMetrics]) -> Result<()> {
+    let pts = |f: &dyn Fn(&EpochMetrics) -> f64| -> Vec<(f64, f64)> {
+        history.iter().map(|m| (f64::from(m.epoch), f(m))).collect()
+    };
+    let test_acc = pts(&|m| m.test_acc * 100.0);
+    let train_acc = pts(&|m| m.train_acc * 100.0);
+    Chart {
+        title: "Accuracy",
+        x_label: "epoch",
+        y_label: "accuracy (%)",
+        series: vec![
+            Series {
+                label: "test",
+                points: &test_acc,
+                color: [31, 119, 180],
+            },
+            Series {
+                label: "train",
+                points: &train_acc,
+                color: [255, 127, 14],
+            },
+        ],
+        width: 800,
+        height: 500,
     }
-
-    fn plots(&self) -> Result<()> {
-        let pts = |f: &dyn Fn(&EpochMetrics) -> f64| -> Vec<(f64, f64)> {
-            self.log
-                .history
-                .iter()
-                .map(|m| (f64::from(m.epoch), f(m)))
-                .collect()
-        };
-        let test_acc = pts(&|m| m.test_acc * 100.0);
-        let train_acc = pts(&|m| m.train_acc * 100.0);
-        Chart {
-            title: "Accuracy",
-            x_label: "epoch",
-            y_label: "accuracy (%)",
-            series: vec![
-                Series {
-                    label: "test",
-                    points: &test_acc,
-                    color: [31, 119, 180],
-                },
-                Series {
-                    label: "train",
-                    points: &train_acc,
-                    color: [255, 127, 14],
-                },
-            ],
-            width: 800,
-            height: 500,
-        }
-        .save_png(&self.out.join("accuracy.png"))?;
-        let test_loss = pts(&|m| m.test_loss);
-        let train_loss = pts(&|m| m.train_loss);
-        Chart {
-            title: "Loss",
-            x_label: "epoch",
-            y_label: "cross-entropy",
-            series: vec![
-                Series {
-                    label: "test",
-                    points: &test_loss,
-                    color: [31, 119, 180],
-                },
-                Series {
-                    label: "train",
-                    points: &train_loss,
-                    color: [255, 127, 14],
-                },
-            ],
-            width: 800,
-            height: 500,
-        }
-        .save_png(&self.out.join("loss.png"))?;
-        let layers = self.log.history.first().map_or(0, |m| m.density.len());
-        let colors = [
-            [31, 119, 180],
-            [255, 127, 14],
-            [44, 160, 44],
-            [214, 39, 40],
-            [148, 103, 189],
-        ];
-        let density: Vec<Vec<(f64, f64)>> = (0..layers)
-            .map(|l| pts(&|m| m.density.get(l).copied().unwrap_or(0.0) * 100.0))
-            .collect();
-        let anp = pts(&|m| m.anp.unwrap_or(1.0) * 100.0);
-        let labels: Vec<String> = (0..layers).map(|l| format!("layer {l} density")).collect();
-        let mut series: Vec<Series<'_>> = density
-            .iter()
-            .enumerate()
-            .map(|(l, p)| Series {
-                label: &labels[l],
-                points: p,
-                color: colors[l % colors.len()],
-            })
-            .collect();
-        series.push(Series {
-            label: "ANP",
-            points: &anp,
-            color: [127, 127, 127],
-        });
-        Chart {
-            title: "Topology",
-            x_label: "epoch",
-            y_label: "percent",
-            series,
-            width: 800,
-            height: 500,
-        }
-        .save_png(&self.out.join("topology.png"))?;
-        Ok(())
+    .save_png(&out.join("accuracy.png"))?;
+    let test_loss = pts(&|m| m.test_loss);
+    let train_loss = pts(&|m| m.train_loss);
+    Chart {
+        title: "Loss",
+        x_label: "epoch",
+        y_label: "cross-entropy",
+        series: vec![
+            Series {
+                label: "test",
+                points: &test_loss,
+                color: [31, 119, 180],
+            },
+            Series {
+                label: "train",
+                points: &train_loss,
+                color: [255, 127, 14],
+            },
+        ],
+        width: 800,
+        height: 500,
     }
+    .save_png(&out.join("loss.png"))?;
+    let layers = history.first().map_or(0, |m| m.density.len());
+    let colors = [
+        [31, 119, 180],
+        [255, 127, 14],
+        [44, 160, 44],
+        [214, 39, 40],
+        [148, 103, 189],
+    ];
+    let density: Vec<Vec<(f64, f64)>> = (0..layers)
+        .map(|l| pts(&|m| m.density.get(l).copied().unwrap_or(0.0) * 100.0))
+        .collect();
+    let anp = pts(&|m| m.anp.unwrap_or(1.0) * 100.0);
+    let labels: Vec<String> = (0..layers).map(|l| format!("layer {l} density")).collect();
+    let mut series: Vec<Series<'_>> = density
+        .iter()
+        .enumerate()
+        .map(|(l, p)| Series {
+            label: &labels[l],
+            points: p,
+            color: colors[l % colors.len()],
+        })
+        .collect();
+    series.push(Series {
+        label: "ANP",
+        points: &anp,
+        color: [127, 127, 127],
+    });
+    Chart {
+        title: "Topology",
+        x_label: "epoch",
+        y_label: "percent",
+        series,
+        width: 800,
+        height: 500,
+    }
+    .save_png(&out.join("topology.png"))?;
+    Ok(())
 }
 
 /// A per-epoch progress bar (hidden when standard error is not a terminal).

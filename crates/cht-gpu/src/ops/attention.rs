@@ -13,7 +13,7 @@ use crate::tensor::{DType, Tensor, as_f32, as_f32_mut};
 /// Largest head dimension the kernels accept (`MAX_HD` in the shader).
 pub const MAX_HEAD_DIM: usize = 128;
 
-const SOURCE: &str = include_str!("../../../../shaders/attention.wgsl");
+const SOURCE: &str = include_str!("../../shaders/attention.wgsl");
 const FORWARD: Kernel = Kernel {
     family: "attention",
     source: SOURCE,

@@ -11,7 +11,7 @@ use crate::ops::{bytes, grid_1d};
 use crate::sparse::SparsePattern;
 use crate::tensor::{DType, Tensor, as_f32, as_f32_mut};
 
-const SOURCE: &str = include_str!("../../../../shaders/csr_build.wgsl");
+const SOURCE: &str = include_str!("../../shaders/csr_build.wgsl");
 const fn kernel(entry: &'static str, access: &'static [Access]) -> Kernel {
     Kernel {
         family: "csr_build",

@@ -11,7 +11,7 @@ use crate::gpu::{Access, Kernel};
 use crate::ops::{bytes, grid_1d};
 use crate::tensor::{DType, Tensor, as_f32, as_f32_mut};
 
-const SOURCE: &str = include_str!("../../../../shaders/embedding.wgsl");
+const SOURCE: &str = include_str!("../../shaders/embedding.wgsl");
 const GATHER: Kernel = Kernel {
     family: "embedding",
     source: SOURCE,

@@ -17,7 +17,7 @@ const ACCESS: &[Access] = &[
 ];
 const KERNEL: Kernel = Kernel {
     family: "gemm",
-    source: include_str!("../../../../shaders/gemm.wgsl"),
+    source: include_str!("../../shaders/gemm.wgsl"),
     entry: "gemm",
     access: ACCESS,
 };
@@ -34,7 +34,7 @@ const KERNEL_LARGE_V4: Kernel = Kernel {
     ..KERNEL
 };
 /// WGSL of the tensor-core kernels (`shaders/gemm_coop.wgsl`), public for validation tests.
-pub const TENSOR_CORE_WGSL: &str = include_str!("../../../../shaders/gemm_coop.wgsl");
+pub const TENSOR_CORE_WGSL: &str = include_str!("../../shaders/gemm_coop.wgsl");
 const KERNEL_COOP: Kernel = Kernel {
     family: "gemm_coop",
     source: TENSOR_CORE_WGSL,
@@ -420,7 +420,31 @@ fn resolve(choice: GemmKernel, g: &Gpu) -> Result<GemmKernel> {
 }
 
 impl Device {
-    /// `c = act(op(a)·op(b) + bias)` (optionally masked, optionally accumulated).
+    /// `c = act(op(a)·op(b) + bias)` (optionally masked, optionally accumulated). `c` is `[m, n]`,
+    /// `op(a)` `[m, k]`, `op(b)` `[k, n]`; other shapes or dtypes are an [`Error::Shape`] or
+    /// [`Error::DType`].
+    ///
+    /// On the CPU backend this runs the twin [`gemm_cpu`]; a GPU agrees with it up to rounding.
+    ///
+    /// ```rust
+    /// use cht_gpu::ops::gemm::{CpuMask, GemmShape, gemm_cpu};
+    /// use cht_gpu::{Activation, DType, Device, Gemm, Transpose};
+    ///
+    /// let dev = Device::cpu();
+    /// // c[2, 3] = relu(aᵀ·b + bias), with a stored as [4, 2], b [4, 3] and bias [2, 1].
+    /// let (a, bias) = ([0.5, -1.0, 2.0, 0.0, -0.5, 1.5, 1.0, 1.0], [0.25, -0.25]);
+    /// let b: Vec<f32> = (0..12).map(|i| i as f32 - 6.0).collect();
+    /// let (at, bt) = (dev.tensor_f32("a", 4, 2, &a)?, dev.tensor_f32("b", 4, 3, &b)?);
+    /// let (bias_t, c) = (dev.tensor_f32("bias", 2, 1, &bias)?, dev.zeros("c", 2, 3, DType::F32));
+    /// let plain = Gemm::new(Transpose::Yes, Transpose::No);
+    /// let cfg = Gemm { bias: Some(&bias_t), act: Activation::Relu, ..plain };
+    /// dev.gemm(&cfg, &at, &bt, &c)?;
+    /// let shape = GemmShape { m: 2, n: 3, k: 4, trans_a: Transpose::Yes, trans_b: Transpose::No };
+    /// let mut twin = vec![0.0; 6];
+    /// gemm_cpu(shape, &a, &b, Some(&bias), Activation::Relu, CpuMask::None, false, &mut twin);
+    /// assert_eq!(dev.read_f32(&c)?, twin);
+    /// # Ok::<(), cht_gpu::Error>(())
+    /// ```
     pub fn gemm(&self, cfg: &Gemm<'_>, a: &Tensor, b: &Tensor, c: &Tensor) -> Result<()> {
         const OP: &str = "gemm";
         let (m, n, k) = dims(cfg, a, b, c)?;

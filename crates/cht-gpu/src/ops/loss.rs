@@ -7,7 +7,7 @@ use crate::gpu::{Access, Kernel};
 use crate::ops::bytes;
 use crate::tensor::{DType, Tensor, as_f32, as_f32_mut};
 
-const SOURCE: &str = include_str!("../../../../shaders/loss.wgsl");
+const SOURCE: &str = include_str!("../../shaders/loss.wgsl");
 const XENT: Kernel = Kernel {
     family: "loss",
     source: SOURCE,

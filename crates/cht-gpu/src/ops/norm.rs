@@ -8,7 +8,7 @@ use crate::gpu::{Access, Kernel};
 use crate::ops::{WG, bytes, grid_1d};
 use crate::tensor::{DType, Tensor, as_f32, as_f32_mut};
 
-const SOURCE: &str = include_str!("../../../../shaders/norm.wgsl");
+const SOURCE: &str = include_str!("../../shaders/norm.wgsl");
 const FORWARD: Kernel = Kernel {
     family: "norm",
     source: SOURCE,

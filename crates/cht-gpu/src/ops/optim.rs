@@ -6,7 +6,7 @@ use crate::gpu::{Access, Kernel};
 use crate::ops::{bytes, grid_1d};
 use crate::tensor::{DType, Tensor, as_f32, as_f32_mut};
 
-const SOURCE: &str = include_str!("../../../../shaders/optim.wgsl");
+const SOURCE: &str = include_str!("../../shaders/optim.wgsl");
 const KERNEL: Kernel = Kernel {
     family: "optim",
     source: SOURCE,

@@ -20,7 +20,7 @@ use crate::ops::{bytes, grid_1d};
 use crate::sparse::SparsePattern;
 use crate::tensor::{DType, Tensor, as_f32_mut};
 
-const SOURCE: &str = include_str!("../../../../shaders/ch_link.wgsl");
+const SOURCE: &str = include_str!("../../shaders/ch_link.wgsl");
 const fn kernel(entry: &'static str, access: &'static [Access]) -> Kernel {
     Kernel {
         family: "ch_l3n",

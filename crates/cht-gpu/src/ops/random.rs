@@ -10,7 +10,7 @@ use crate::tensor::{DType, Tensor, as_f32_mut};
 
 const KERNEL: Kernel = Kernel {
     family: "random",
-    source: include_str!("../../../../shaders/random.wgsl"),
+    source: include_str!("../../shaders/random.wgsl"),
     entry: "fill_uniform",
     access: &[Access::ReadWrite],
 };

@@ -10,7 +10,7 @@ use crate::gpu::{Access, Kernel};
 use crate::ops::{bytes, grid_1d};
 use crate::tensor::{DType, Tensor, as_f32, as_f32_mut};
 
-const SOURCE: &str = include_str!("../../../../shaders/reduce.wgsl");
+const SOURCE: &str = include_str!("../../shaders/reduce.wgsl");
 const RW: &[Access] = &[Access::Read, Access::ReadWrite];
 const SUM_SQUARES: Kernel = Kernel {
     family: "reduce",

@@ -11,7 +11,7 @@ use crate::tensor::{DType, Tensor, as_f32, as_f32_mut};
 
 const KERNEL: Kernel = Kernel {
     family: "rope",
-    source: include_str!("../../../../shaders/rope.wgsl"),
+    source: include_str!("../../shaders/rope.wgsl"),
     entry: "rope",
     access: &[Access::Read, Access::Read, Access::Read, Access::ReadWrite],
 };

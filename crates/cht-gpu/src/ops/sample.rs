@@ -17,7 +17,7 @@ use crate::ops::csr_build::exclusive_scan_gpu;
 use crate::ops::{bytes, grid_1d_wg};
 use crate::tensor::{DType, Tensor, as_f32};
 
-const SOURCE: &str = include_str!("../../../../shaders/sample.wgsl");
+const SOURCE: &str = include_str!("../../shaders/sample.wgsl");
 const fn kernel(entry: &'static str, access: &'static [Access]) -> Kernel {
     Kernel {
         family: "sample",

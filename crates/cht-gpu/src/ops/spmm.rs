@@ -9,7 +9,7 @@ use crate::ops::{bytes, grid_1d};
 use crate::sparse::SparsePattern;
 use crate::tensor::{DType, Tensor, as_f32, as_f32_mut};
 
-const SOURCE: &str = include_str!("../../../../shaders/spmm.wgsl");
+const SOURCE: &str = include_str!("../../shaders/spmm.wgsl");
 const FORWARD: Kernel = Kernel {
     family: "spmm",
     source: SOURCE,
@@ -96,7 +96,25 @@ pub(crate) fn epilogue_flags(bias: Option<&Tensor>, act: Activation) -> u32 {
 
 impl Device {
     /// `y = act(W·x + bias)` for a sparse `W` (`values` in CSR order over `w`); `x` is
-    /// `[cols, batch]`, `y` is `[rows, batch]`, `bias` is `[rows, 1]`.
+    /// `[cols, batch]`, `y` is `[rows, batch]`, `bias` is `[rows, 1]`, `values` is
+    /// `[capacity, 1]`. Other shapes are an [`Error::Shape`](crate::Error::Shape).
+    ///
+    /// ```rust
+    /// use cht_gpu::{Activation, DType, Device};
+    /// use cht_sparse::{CsrPattern, Mask};
+    ///
+    /// let dev = Device::cpu();
+    /// // W [2, 3] with links (0, 0), (0, 2), (1, 1); x [3, 2] is features × batch.
+    /// let mask = Mask::from_bools(2, 3, vec![true, false, true, false, true, false])?;
+    /// let w = dev.upload_pattern("w", &CsrPattern::from_mask(&mask), 3)?;
+    /// let values = dev.tensor_f32("w.values", 3, 1, &[2.0, -1.0, 0.5])?;
+    /// let x = dev.tensor_f32("x", 3, 2, &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0])?;
+    /// let y = dev.zeros("y", 2, 2, DType::F32);
+    /// dev.spmm_forward(&w, &values, &x, None, Activation::None, &y)?;
+    /// // y[0, b] = 2·x[0, b] − x[2, b] and y[1, b] = 0.5·x[1, b].
+    /// assert_eq!(dev.read_f32(&y)?, vec![-3.0, -2.0, 1.5, 2.0]);
+    /// # Ok::<(), cht_gpu::Error>(())
+    /// ```
     pub fn spmm_forward(
         &self,
         w: &SparsePattern,

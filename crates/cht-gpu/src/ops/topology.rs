@@ -9,7 +9,7 @@ use crate::ops::{bytes, grid_1d};
 use crate::sparse::SparsePattern;
 use crate::tensor::{DType, Tensor, as_f32, as_f32_mut};
 
-const SOURCE: &str = include_str!("../../../../shaders/topology.wgsl");
+const SOURCE: &str = include_str!("../../shaders/topology.wgsl");
 const fn kernel(entry: &'static str, access: &'static [Access]) -> Kernel {
     Kernel {
         family: "topology",

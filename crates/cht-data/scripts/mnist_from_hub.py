@@ -1,0 +1,1 @@
+../../../scripts/mnist_from_hub.py
