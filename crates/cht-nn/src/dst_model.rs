@@ -319,7 +319,6 @@ impl<N: Network> DstModel<N> {
         if self.dst.is_none() {
             return Ok(Vec::new());
         }
-        self.net.sync_to_csr(device)?;
         self.net
             .sparse_layers()
             .iter()
