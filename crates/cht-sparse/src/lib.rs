@@ -11,6 +11,7 @@
 pub mod chain;
 mod csr;
 pub mod init;
+pub mod io;
 mod mask;
 pub mod mask_io;
 pub mod predict;
