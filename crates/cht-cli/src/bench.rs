@@ -266,13 +266,21 @@ fn kernels(options: &DeviceOptions, a: &KernelArgs) -> Result<()> {
         let backend = if d.is_gpu() { "gpu" } else { "cpu" };
         let adapter = d.name();
         if !a.json {
-            println!(
+            outln!(
                 "\n== {backend}: {adapter} (median of {} runs, ms) ==",
                 a.runs
             );
-            println!(
+            outln!(
                 "{:<8} {:>5} {:>5} {:>5} {:>7} {:>10} {:>10} {:>10} {:>8}",
-                "op", "in", "out", "batch", "density", "sparse", "masked", "dense", "dense/sp"
+                "op",
+                "in",
+                "out",
+                "batch",
+                "density",
+                "sparse",
+                "masked",
+                "dense",
+                "dense/sp"
             );
         }
         let mut rows = Vec::new();
@@ -306,7 +314,7 @@ fn kernels(options: &DeviceOptions, a: &KernelArgs) -> Result<()> {
                             dense_ms,
                         };
                         if a.json {
-                            println!(
+                            outln!(
                                 "{}",
                                 serde_json::json!({
                                     "op": op.name(), "in": inp, "out": out, "batch": batch,
@@ -316,7 +324,7 @@ fn kernels(options: &DeviceOptions, a: &KernelArgs) -> Result<()> {
                                 })
                             );
                         } else {
-                            println!(
+                            outln!(
                                 "{:<8} {:>5} {:>5} {:>5} {:>6.1}% {:>10.3} {:>10.3} {:>10.3} {:>7.1}x",
                                 op.name(),
                                 inp,
@@ -361,14 +369,14 @@ fn summary(rows: &[Row], backend: &str, adapter: &str, json: bool) {
         let crossover = t.iter().take_while(|x| x.1 < x.3).last().map(|x| x.0);
         if json {
             for &(density, s, m, dn) in &t {
-                println!(
+                outln!(
                     "{}",
                     serde_json::json!({"op": "fwd+dX+dW", "in": inp, "out": out, "batch": batch,
                         "density": density, "backend": backend, "adapter": adapter,
                         "sparse_ms": s, "masked_ms": m, "dense_ms": dn})
                 );
             }
-            println!(
+            outln!(
                 "{}",
                 serde_json::json!({"crossover_density": crossover, "in": inp, "out": out, "batch": batch, "backend": backend, "adapter": adapter})
             );
@@ -377,17 +385,17 @@ fn summary(rows: &[Row], backend: &str, adapter: &str, json: bool) {
                 .iter()
                 .map(|x| format!("{:.0}%: {:.1}x", x.0 * 100.0, x.3 / x.1))
                 .collect();
-            println!(
+            outln!(
                 "{inp}->{out} batch {batch}: fwd+dX+dW dense/sparse = {}",
                 ratios.join(", ")
             );
             match crossover {
-                Some(c) => println!(
+                Some(c) => outln!(
                     "  sparse/dense crossover: sparse is faster up to {:.0}% density (measured points)",
                     c * 100.0
                 ),
                 None => {
-                    println!("  sparse/dense crossover: dense is faster at every measured density")
+                    outln!("  sparse/dense crossover: dense is faster at every measured density")
                 }
             }
         }
@@ -472,14 +480,14 @@ fn scores(options: &DeviceOptions, a: &ScoreBenchArgs) -> Result<()> {
     let software = matches!(gpu.as_ref().map(Device::info),
         Some(cht_gpu::DeviceInfo::Gpu(s)) if s.device_type == "Cpu");
     if !a.json {
-        println!("link prediction on random masks, median of {} runs", a.runs);
-        println!(
+        outln!("link prediction on random masks, median of {} runs", a.runs);
+        outln!(
             "CPU backend: Rust, {threads} threads; GPU: {}; node-based scores take the products \
              above {}% density (both paths give the same bits)",
             gpu_name.as_deref().unwrap_or("none"),
             L3N_DENSE_ABOVE * 100.0
         );
-        println!(
+        outln!(
             "{:<9} {:>9} {:>7} {:>9} {:>9} {:>8} {:>9} {:>9} {:>8} {:>7}  peer",
             "predictor",
             "size",
@@ -540,7 +548,7 @@ fn scores(options: &DeviceOptions, a: &ScoreBenchArgs) -> Result<()> {
         let (peer_s, peer) = case.peer.unzip();
         let picked = if node { Some(picks) } else { None };
         if a.json {
-            println!(
+            outln!(
                 "{}",
                 serde_json::json!({"predictor": predictor.name(), "rows": rows, "cols": cols,
                     "density": density, "cpu_walk_s": walk, "cpu_products_s": products,
@@ -551,7 +559,7 @@ fn scores(options: &DeviceOptions, a: &ScoreBenchArgs) -> Result<()> {
             );
         } else {
             let f = |t: Option<f64>| t.map_or("-".to_owned(), |s| format!("{s:.3}"));
-            println!(
+            outln!(
                 "{:<9} {:>9} {:>6}% {:>9.3} {:>9} {:>8} {:>9} {:>9} {:>8} {:>7}  {}",
                 predictor.name(),
                 format!("{rows}x{cols}"),
@@ -602,14 +610,14 @@ fn topology_update(gpu: Option<&Device>, a: &ScoreBenchArgs) -> Result<()> {
                 })
         })?;
         if a.json {
-            println!(
+            outln!(
                 "{}",
                 serde_json::json!({"op": "topology_update", "method": "CHTs-n", "rows": 1568, "cols": 1568,
                     "density": 0.01, "backend": if d.is_gpu() { "gpu" } else { "cpu" }, "adapter": d.name(),
                     "ms": ms, "timing": how})
             );
         } else {
-            println!(
+            outln!(
                 "full CHTs-n topology update, 1568x1568 @ 1% on {}: {ms:.1} ms ({how})",
                 d.name()
             );
@@ -657,13 +665,19 @@ fn lm(options: &DeviceOptions, a: &LmBenchArgs) -> Result<()> {
     }
     let setting = a.masked_dense_above;
     if !a.json {
-        println!(
+        outln!(
             "language-model training steps (forward, loss, backward, clip, AdamW), {} timed steps each",
             a.steps
         );
-        println!(
+        outln!(
             "{:<10} {:<44} {:>8} {:>12} {:>8} {:>13} {:>15}",
-            "model", "device", "density", "tokens/s", "vs FC", "projections", "dispatches/step"
+            "model",
+            "device",
+            "density",
+            "tokens/s",
+            "vs FC",
+            "projections",
+            "dispatches/step"
         );
     }
     for (d, name, base) in cases {
@@ -683,7 +697,7 @@ fn lm(options: &DeviceOptions, a: &LmBenchArgs) -> Result<()> {
                 "-".into()
             };
             if a.json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::json!({"bench": "lm", "model": name, "device": d.name(),
                         "backend": if d.is_gpu() { "gpu" } else { "cpu" }, "d_model": base.d_model,
@@ -694,7 +708,7 @@ fn lm(options: &DeviceOptions, a: &LmBenchArgs) -> Result<()> {
                         "dispatches_per_step": d.is_gpu().then_some(r.dispatches)})
                 );
             } else {
-                println!(
+                outln!(
                     "{:<10} {:<44} {:>7.0}% {:>12.0} {:>7.2}x {:>13} {:>15}",
                     name,
                     d.name(),
@@ -707,7 +721,7 @@ fn lm(options: &DeviceOptions, a: &LmBenchArgs) -> Result<()> {
             }
         }
         if !a.json {
-            println!(
+            outln!(
                 "{:<10} masked-dense above {:.1} % density on this device",
                 "",
                 policy.crossover * 100.0
@@ -904,24 +918,24 @@ fn gemm_kernels(options: &DeviceOptions, a: &GemmBenchArgs) -> Result<()> {
     ];
     if !a.json {
         let tflops = |t: Option<f64>| t.map_or("unknown".to_owned(), |t| format!("{t} TFLOP/s"));
-        println!("dense GEMM on {}, median of {} runs", d.name(), a.runs);
-        println!(
+        outln!("dense GEMM on {}, median of {} runs", d.name(), a.runs);
+        outln!(
             "peak: f32 {}, f16 tensor {} (--peak-tflops / --peak-f16-tflops override)",
             tflops(peak.f32_tflops),
             tflops(peak.f16_tflops)
         );
         match tc.and_then(Device::tensor_core_kernel) {
-            Some(k) => println!("tensor cores: {k}"),
-            None => println!("tensor cores: not measured ({tc_note})"),
+            Some(k) => outln!("tensor cores: {k}"),
+            None => outln!("tensor cores: not measured ({tc_note})"),
         }
-        println!(
+        outln!(
             "GF/s (% of peak; f32 kernels against the f32 peak, tensor cores against the f16 one)"
         );
-        print!("{:<18} {:>6} {:>6} {:>6}", "product", "m", "n", "k");
+        out!("{:<18} {:>6} {:>6} {:>6}", "product", "m", "n", "k");
         for (name, _) in kernels {
-            print!(" {name:>17}");
+            out!(" {name:>17}");
         }
-        println!();
+        outln!();
     }
     for (what, m, n, k, ta, tb) in gemm_bench_shapes() {
         let (ar, ac) = if ta == Transpose::No { (m, k) } else { (k, m) };
@@ -968,7 +982,7 @@ fn gemm_kernels(options: &DeviceOptions, a: &GemmBenchArgs) -> Result<()> {
         };
         if a.json {
             let t = |t: Transpose| t == Transpose::Yes;
-            println!(
+            outln!(
                 "{}",
                 serde_json::json!({"bench": "gemm", "adapter": d.name(), "product": what,
                     "m": m, "n": n, "k": k, "trans_a": t(ta), "trans_b": t(tb),
@@ -982,18 +996,18 @@ fn gemm_kernels(options: &DeviceOptions, a: &GemmBenchArgs) -> Result<()> {
                     "skipped": skipped})
             );
         } else {
-            print!("{what:<18} {m:>6} {n:>6} {k:>6}");
+            out!("{what:<18} {m:>6} {n:>6} {k:>6}");
             for (i, g) in gflops.iter().enumerate() {
                 let cell = match (g, share(*g, i)) {
                     (Some(g), Some(s)) => format!("{g:.1} ({s:.1}%)"),
                     (Some(g), None) => format!("{g:.1}"),
                     (None, _) => "-".to_owned(),
                 };
-                print!(" {cell:>17}");
+                out!(" {cell:>17}");
             }
-            println!();
+            outln!();
             if let Some(why) = skipped {
-                println!("  (not measured: {why})");
+                outln!("  (not measured: {why})");
             }
         }
     }
@@ -1012,10 +1026,15 @@ fn gemm_operand(d: &Device, label: &str, rows: usize, cols: usize) -> Result<Ten
 fn gemm_cpu(options: &DeviceOptions, a: &GemmBenchArgs) -> Result<()> {
     let d = Device::open_blocking(options)?;
     if !a.json {
-        println!("dense GEMM on {}, median of {} runs", d.name(), a.runs);
-        println!(
+        outln!("dense GEMM on {}, median of {} runs", d.name(), a.runs);
+        outln!(
             "{:>8} {:>6} {:>6} {:>6} {:>10} {:>8}",
-            "product", "m", "n", "k", "ms", "GF/s"
+            "product",
+            "m",
+            "n",
+            "k",
+            "ms",
+            "GF/s"
         );
     }
     let (no, yes) = (Transpose::No, Transpose::Yes);
@@ -1036,13 +1055,13 @@ fn gemm_cpu(options: &DeviceOptions, a: &GemmBenchArgs) -> Result<()> {
         let (ms, _) = median_ms(&d, a.runs, |dev| dev.gemm(&cfg, &x, &y, &c))?;
         let gflops = 2.0 * (m * n * k) as f64 / (ms * 1e6);
         if a.json {
-            println!(
+            outln!(
                 "{}",
                 serde_json::json!({"bench": "gemm", "adapter": d.name(), "product": what,
                     "m": m, "n": n, "k": k, "ms": ms, "gflops": gflops})
             );
         } else {
-            println!("{what:>8} {m:>6} {n:>6} {k:>6} {ms:>10.3} {gflops:>8.1}");
+            outln!("{what:>8} {m:>6} {n:>6} {k:>6} {ms:>10.3} {gflops:>8.1}");
         }
     }
     Ok(())

@@ -45,7 +45,7 @@ pub fn run(device: &Device, a: &DemoArgs) -> Result<()> {
     config.seed = a.seed;
     let mlp = Mlp::new(device, &config)?;
     let links: usize = mlp.layers.iter().map(|l| l.n_weights()).sum();
-    println!(
+    outln!(
         "demo: MLP {:?}, hidden layers at {:.1}% density ({links} weights), batch {}, {} steps",
         config.sizes,
         a.density * 100.0,
@@ -65,7 +65,7 @@ pub fn run(device: &Device, a: &DemoArgs) -> Result<()> {
         if (step + 1) % a.log_every == 0 || step + 1 == a.steps {
             let m = mlp.take_metrics(device, &ws)?;
             let rate = f64::from(step + 1) * a.batch as f64 / start.elapsed().as_secs_f64();
-            println!(
+            outln!(
                 "step {:>6}  loss {:.4}  train acc {:5.1}%  {:>8.0} samples/s",
                 step + 1,
                 m.loss,
@@ -77,7 +77,7 @@ pub fn run(device: &Device, a: &DemoArgs) -> Result<()> {
         }
     }
     if let (Some(f), Some(l)) = (first, last) {
-        println!(
+        outln!(
             "loss {f:.4} → {l:.4} in {:.1} s on {}",
             start.elapsed().as_secs_f64(),
             device.name()

@@ -137,21 +137,21 @@ fn calibrated(device: &Device, shape: (usize, usize), batch: usize) -> Result<f6
     let file = cache_file();
     let mut cache: BTreeMap<String, Entry> = file
         .as_ref()
-        .and_then(|f| std::fs::read_to_string(f).ok())
+        .and_then(|f| cht_sparse::io::read_text_bounded(f, "crossover cache", 16 << 20).ok())
         .and_then(|t| serde_json::from_str(&t).ok())
         .unwrap_or_default();
     if let Some(e) = cache.get(&k) {
         log::info!("masked-dense crossover {:.3} (cached: {k})", e.crossover);
         return Ok(e.crossover);
     }
-    eprintln!(
+    errln!(
         "measuring the CSR / masked-dense crossover of a {}x{} layer at batch {batch} on {} (once; cached)",
         shape.0,
         shape.1,
         device.name()
     );
     let c = cht_nn::calibrate::calibrate_crossover(device, shape, batch, 3)?;
-    eprintln!(
+    errln!(
         "  CSR {} ms at densities {}; masked-dense {:.3} ms → masked-dense above {:.1} % density",
         c.csr_ms
             .iter()
@@ -178,7 +178,15 @@ fn calibrated(device: &Device, shape: (usize, usize), batch: usize) -> Result<f6
         let written = f
             .parent()
             .map_or(Ok(()), std::fs::create_dir_all)
-            .and_then(|()| std::fs::write(&f, serde_json::to_string_pretty(&cache)?));
+            .map_err(anyhow::Error::from)
+            .and_then(|()| {
+                let text = serde_json::to_string_pretty(&cache)?;
+                Ok(cht_sparse::io::write_atomic(
+                    &f,
+                    "crossover cache",
+                    text.as_bytes(),
+                )?)
+            });
         if let Err(e) = written {
             log::warn!("could not cache the crossover in {}: {e}", f.display());
         }

@@ -5,9 +5,13 @@
 //! `data web-subset` (the browser demo's data file), `score` (link prediction on a mask file),
 //! `bench kernels|scores|lm`, `demo` (generated data).
 
+#[macro_use]
+mod output;
+
 mod bench;
 mod demo;
 mod execution;
+mod footprint;
 mod lm;
 mod plot;
 mod run;
@@ -112,7 +116,7 @@ enum DataCommand {
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     if let Err(e) = run() {
-        eprintln!("error: {e:#}");
+        errln!("error: {e:#}");
         std::process::exit(2);
     }
 }
@@ -139,7 +143,7 @@ fn run() -> Result<()> {
         Command::Sample(args) => lm::sample(&open(&options)?, &args),
         Command::Data {
             what: DataCommand::Fetch { dataset, data_dir },
-        } => train::fetch(dataset, &data_dir).map(|dir| println!("{}", dir.display())),
+        } => train::fetch(dataset, &data_dir).map(|dir| outln!("{}", dir.display())),
         Command::Data {
             what:
                 DataCommand::WebSubset {
@@ -148,7 +152,7 @@ fn run() -> Result<()> {
                     train,
                     test,
                 },
-        } => train::web_subset(&data_dir, &out, train, test).map(|line| println!("{line}")),
+        } => train::web_subset(&data_dir, &out, train, test).map(|line| outln!("{line}")),
         Command::Demo(args) => demo::run(&open(&options)?, &args),
         Command::Score(args) => score::run(&args),
         Command::Bench { what } => bench::run(&options, &what),
@@ -158,7 +162,7 @@ fn run() -> Result<()> {
 /// Opens the device and says once which one is in use.
 pub(crate) fn open(options: &DeviceOptions) -> Result<Device> {
     let device = Device::open_blocking(options).context("opening the compute device")?;
-    eprintln!("device: {}", device.name());
+    errln!("device: {}", device.name());
     Ok(device)
 }
 
@@ -166,45 +170,45 @@ fn info(options: &DeviceOptions) -> Result<()> {
     let device = Device::open_blocking(options).context("opening the compute device")?;
     match device.info() {
         DeviceInfo::Gpu(a) => {
-            println!("backend:   GPU ({})", a.backend);
-            println!("adapter:   {}", a.name);
-            println!("type:      {}", a.device_type);
-            println!("driver:    {}", a.driver);
-            println!("features:  {:?}", a.features);
+            outln!("backend:   GPU ({})", a.backend);
+            outln!("adapter:   {}", a.name);
+            outln!("type:      {}", a.device_type);
+            outln!("driver:    {}", a.driver);
+            outln!("features:  {:?}", a.features);
             let l = &a.limits;
-            println!("limits (as requested: WebGPU defaults, larger buffers):");
-            println!(
+            outln!("limits (as requested: WebGPU defaults, larger buffers):");
+            outln!(
                 "  max_storage_buffer_binding_size      {}",
                 l.max_storage_buffer_binding_size
             );
-            println!(
+            outln!(
                 "  max_buffer_size                      {}",
                 l.max_buffer_size
             );
-            println!(
+            outln!(
                 "  max_storage_buffers_per_shader_stage {}",
                 l.max_storage_buffers_per_shader_stage
             );
-            println!(
+            outln!(
                 "  max_bind_groups                      {}",
                 l.max_bind_groups
             );
-            println!(
+            outln!(
                 "  max_compute_invocations_per_workgroup {}",
                 l.max_compute_invocations_per_workgroup
             );
-            println!(
+            outln!(
                 "  max_compute_workgroup_storage_size   {}",
                 l.max_compute_workgroup_storage_size
             );
-            println!(
+            outln!(
                 "  max_compute_workgroups_per_dimension {}",
                 l.max_compute_workgroups_per_dimension
             );
         }
         DeviceInfo::Cpu { threads } => {
-            println!("backend:   CPU (Rust twins of every kernel, {threads} threads)");
-            println!(
+            outln!("backend:   CPU (Rust twins of every kernel, {threads} threads)");
+            outln!(
                 "note:      no hardware GPU in use: software adapters such as lavapipe are skipped by\n           --backend auto (the CPU backend is faster); --backend gpu uses them"
             );
         }

@@ -5,11 +5,7 @@
 //! the `png` encoder. Output is deterministic: the same chart always gives the same bytes.
 
 use std::borrow::Cow;
-use std::ffi::OsString;
-use std::fs;
-use std::io::{self, Write};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::Path;
 
 /// One curve of a [`Chart`].
 #[derive(Debug, Clone, Copy)]
@@ -57,15 +53,12 @@ impl Chart<'_> {
 
     /// Renders the chart and writes it to `path` as a PNG.
     ///
-    /// The bytes go to a temporary file in the same directory, which is then renamed over
-    /// `path`, so a reader never sees a half-written image (rename within a directory is
-    /// atomic). On error the temporary file is removed.
+    /// Written atomically ([`cht_sparse::io::write_atomic`]): a reader never sees a half-written
+    /// image, and on error the temporary file is removed.
     pub fn save_png(&self, path: &Path) -> Result<(), PlotError> {
         let bytes = self.render_png()?;
-        write_atomic(path, &bytes).map_err(|source| PlotError::Io {
-            path: path.to_owned(),
-            source,
-        })
+        cht_sparse::io::write_atomic(path, "plot", &bytes)?;
+        Ok(())
     }
 }
 
@@ -99,14 +92,9 @@ pub enum PlotError {
     #[error("PNG encoding failed")]
     Encode(#[from] png::EncodingError),
     /// Writing the file failed.
-    #[error("cannot write {}", path.display())]
-    Io {
-        /// The destination path.
-        path: PathBuf,
-        /// The underlying error.
-        #[source]
-        source: io::Error,
-    },
+    /// The file cannot be written (see [`cht_sparse::io::write_atomic`]).
+    #[error(transparent)]
+    Io(#[from] cht_sparse::io::FileError),
 }
 
 /// The largest accepted width or height, in pixels.
@@ -652,43 +640,6 @@ fn format_scientific(v: f64, step_decade: i32) -> String {
     format!("{text}e{exp}")
 }
 
-/// Writes to a fresh temporary file beside `path`, then renames it over `path`.
-fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    // Distinguishes temporary files of concurrent saves within this process.
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let name = path.file_name().ok_or_else(|| {
-        io::Error::new(io::ErrorKind::InvalidInput, "the path does not name a file")
-    })?;
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let mut tmp_name = OsString::from(".");
-    tmp_name.push(name);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    tmp_name.push(format!(".{}.{n}.tmp", std::process::id()));
-    let tmp = dir.join(tmp_name);
-    let result = write_then_rename(&tmp, path, bytes);
-    if result.is_err() {
-        // Best effort: the original error matters more than a failed cleanup.
-        let _ = fs::remove_file(&tmp);
-    }
-    result
-}
-
-fn write_then_rename(tmp: &Path, path: &Path, bytes: &[u8]) -> io::Result<()> {
-    // `create_new` never clobbers a file that happens to have the temporary name.
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(tmp)?;
-    file.write_all(bytes)?;
-    // Flush to disk before the rename, or a crash could leave `path` naming an empty file.
-    file.sync_all()?;
-    drop(file);
-    fs::rename(tmp, path)
-}
-
 /// Width in pixels of `text` in the embedded font.
 fn text_width(text: &str) -> i64 {
     let n = text.chars().count() as i64;
@@ -1014,6 +965,8 @@ static FONT: [(char, [u8; 9]); 95] = [
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::ffi::OsString;
+    use std::fs;
 
     /// Decodes a PNG into (width, height, RGB bytes), failing on anything but 8-bit RGB.
     fn decode(bytes: &[u8]) -> (u32, u32, Vec<u8>) {
@@ -1253,7 +1206,7 @@ mod tests {
             .collect();
         assert_eq!(names, vec![OsString::from("curve.png")]);
         let err = c.save_png(&dir.join("missing").join("x.png")).unwrap_err();
-        assert!(matches!(err, PlotError::Io { .. }), "{err:?}");
+        assert!(matches!(err, PlotError::Io(_)), "{err:?}");
         fs::remove_dir_all(&dir).unwrap();
     }
 

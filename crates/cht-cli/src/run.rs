@@ -9,20 +9,48 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use cht_gpu::Device;
 use cht_nn::{DstModel, Network};
 use cht_sparse::CsrPattern;
+use cht_sparse::io::write_atomic;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::train::checkpoint::Checkpoint;
 use crate::train::report::MetricsLog;
 
+/// A run configuration: TOML, and checked the same way wherever it comes from (a file, `--set`,
+/// the built-in default or a checkpoint).
+pub(crate) trait RunConfigFile: Serialize + DeserializeOwned {
+    /// Reads the configuration from TOML `text` with `key=value` overrides and validates it;
+    /// `origin` names the text in errors.
+    fn parse(text: &str, origin: &str, overrides: &[String]) -> Result<Self>;
+}
+
+impl RunConfigFile for crate::train::config::RunConfig {
+    fn parse(text: &str, origin: &str, overrides: &[String]) -> Result<Self> {
+        crate::train::config::RunConfig::parse(text, origin, overrides)
+    }
+}
+
+impl RunConfigFile for crate::lm::config::LmRunConfig {
+    fn parse(text: &str, origin: &str, overrides: &[String]) -> Result<Self> {
+        crate::lm::config::LmRunConfig::parse(text, origin, overrides)
+    }
+}
+
+/// The configuration saved in a checkpoint, validated as a new one would be: an edited
+/// checkpoint (`batch_size = 0`, `lr = nan`, …) is refused before anything is built from it.
+pub(crate) fn config_of_checkpoint<C: RunConfigFile>(ckpt: &Checkpoint) -> Result<C> {
+    let origin = format!("the configuration saved in {}", ckpt.path());
+    C::parse(ckpt.meta("config")?, &origin, &[])
+}
+
 /// What a runner plugs into [`run`].
 pub(crate) trait Runner {
     /// The run's configuration (written to `config.toml` and into every checkpoint).
-    type Config: Serialize + DeserializeOwned;
+    type Config: RunConfigFile;
     /// One line of `metrics.jsonl`.
     type Metrics: Serialize + DeserializeOwned;
     /// The network its [`DstModel`] trains.
@@ -64,12 +92,72 @@ pub(crate) trait Runner {
     fn finish(&self, out: &Path, history: &[Self::Metrics]) -> Result<()>;
 }
 
-/// Where a run starts: its configuration, directory and (when resuming) the checkpoint.
+/// Where a run starts: its configuration, directory (locked for this process) and (when
+/// resuming) the checkpoint.
 #[derive(Debug)]
 pub(crate) struct Start<C> {
     pub config: C,
     pub out: PathBuf,
     pub resume: Option<Checkpoint>,
+    /// Held until the run ends: a second process on the same directory is refused.
+    pub _lock: RunLock,
+}
+
+/// An exclusive lock on a run directory (`.lock` inside, an advisory `flock`-style lock that the
+/// operating system releases when the process ends, even by `kill -9`), so that two processes
+/// never interleave one `metrics.jsonl` or overwrite each other's checkpoints.
+#[derive(Debug)]
+pub(crate) struct RunLock {
+    _file: std::fs::File,
+}
+
+impl RunLock {
+    /// Locks `dir` (which exists), or says which process holds it.
+    pub(crate) fn acquire(dir: &Path) -> Result<RunLock> {
+        use std::io::{Read, Seek, Write};
+        let path = dir.join(".lock");
+        if let Ok(meta) = std::fs::symlink_metadata(&path)
+            && !meta.is_file()
+        {
+            bail!(
+                "{} exists and is not a regular file; remove it to use this run directory",
+                path.display()
+            );
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("opening the run lock {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = Read::by_ref(&mut file).take(32).read_to_string(&mut holder);
+                let holder = holder.trim();
+                let by = if holder.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (pid {holder})")
+                };
+                bail!(
+                    "{} is in use by another cht process{by}; wait for it to finish or pass another --out",
+                    dir.display()
+                );
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("locking {}", path.display()));
+            }
+        }
+        // Who holds it, for the message above (best effort: the lock is what counts).
+        let _ = file
+            .set_len(0)
+            .and_then(|()| file.rewind())
+            .and_then(|()| write!(file, "{}", std::process::id()));
+        Ok(RunLock { _file: file })
+    }
 }
 
 /// Resolves a run's start: `resume` names a run directory (or its checkpoint file) whose
@@ -81,28 +169,38 @@ pub(crate) fn start<C>(
     config_of: impl FnOnce(&Checkpoint) -> Result<C>,
     fresh: impl FnOnce() -> Result<(C, PathBuf)>,
 ) -> Result<Start<C>> {
-    let start = match resume {
+    let (config, out, resume) = match resume {
         Some(dir) => {
+            let dir = if dir.is_dir() {
+                dir
+            } else {
+                dir.parent().unwrap_or(Path::new("."))
+            };
+            // Locked before the checkpoint is read: another process may be writing it.
+            let lock = RunLock::acquire(dir)?;
             let ckpt = Checkpoint::load(&checkpoint_path(dir))?;
             ckpt.expect_format(format)?;
-            Start {
-                config: config_of(&ckpt)?,
+            let config = config_of(&ckpt)?;
+            return Ok(Start {
+                config,
                 out: dir.to_owned(),
                 resume: Some(ckpt),
-            }
+                _lock: lock,
+            });
         }
         None => {
             let (config, out) = fresh()?;
-            Start {
-                config,
-                out,
-                resume: None,
-            }
+            (config, out, None)
         }
     };
-    std::fs::create_dir_all(&start.out)
-        .with_context(|| format!("creating {}", start.out.display()))?;
-    Ok(start)
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let lock = RunLock::acquire(&out)?;
+    Ok(Start {
+        config,
+        out,
+        resume,
+        _lock: lock,
+    })
 }
 
 /// The checkpoint file of a run directory (or the file itself).
@@ -128,11 +226,12 @@ pub(crate) fn run<R: Runner>(
             runner.restore(c)?;
             let done = runner.progress().0;
             log.retain(|m| R::progress_of(m) <= done)?;
-            eprintln!("resuming {} at {} {done}", out.display(), R::UNIT);
+            errln!("resuming {} at {} {done}", out.display(), R::UNIT);
         }
-        None => std::fs::write(
-            out.join("config.toml"),
-            toml::to_string_pretty(runner.config())?,
+        None => write_atomic(
+            &out.join("config.toml"),
+            "config",
+            toml::to_string_pretty(runner.config())?.as_bytes(),
         )?,
     }
     runner.check()?;
@@ -150,7 +249,7 @@ pub(crate) fn run<R: Runner>(
         }
     }
     runner.finish(out, &log.history)?;
-    eprint!("{}", runner.model().summary());
+    err!("{}", runner.model().summary());
     Ok(())
 }
 
@@ -169,21 +268,52 @@ fn save<R: Runner>(runner: &R, out: &Path) -> Result<()> {
         meta.insert("scheduler".into(), serde_json::to_string(s)?);
     }
     c.put_history(runner.device(), model.topology())?;
+    // A diverged model (ReLU can hide NaN weights behind a plausible loss) must not replace
+    // the last good checkpoint.
+    if let Some((name, value)) = c.first_non_finite() {
+        let (done, _) = runner.progress();
+        bail!(
+            "training diverged: {name} holds {value} after {} {done}; the last good checkpoint in {} was kept (lower train.lr, or check the data)",
+            R::UNIT,
+            out.display()
+        );
+    }
     c.save(&out.join("checkpoint.safetensors"))
 }
 
+/// Stops a run whose loss is not finite, naming where: `at` is e.g. `step 1234 (epoch 2)`.
+/// The run loop has written no checkpoint since the last good one, so that one is kept.
+pub(crate) fn check_loss(what: &str, loss: f64, at: impl std::fmt::Display) -> Result<()> {
+    if loss.is_finite() {
+        return Ok(());
+    }
+    bail!(
+        "training diverged: the {what} is {loss} at {at}; stopped without writing a checkpoint (the last good one is kept); lower train.lr or check the data"
+    )
+}
+
 /// Restores a model's sparse `patterns` (the values and optimizer states were written before),
-/// its scheduler state and historical weights from a checkpoint; mismatches read as "checkpoint
-/// does not match the model".
+/// its scheduler state (which must have taken `steps` optimizer steps, and is checked with
+/// [`cht_dst::DstScheduler::check_resumable`]) and historical weights from a checkpoint;
+/// mismatches read as "checkpoint does not match the model".
 pub(crate) fn restore_model<N: Network>(
     c: &Checkpoint,
     device: &Device,
     model: &mut DstModel<N>,
     patterns: &[CsrPattern],
+    steps: u64,
 ) -> Result<()> {
     let scheduler = match model.scheduler() {
         Some(_) => {
-            Some(serde_json::from_str(c.meta("scheduler")?).context("checkpoint scheduler state")?)
+            let s: cht_dst::DstScheduler =
+                serde_json::from_str(c.meta("scheduler")?).context("checkpoint scheduler state")?;
+            if s.step_count() != steps {
+                bail!(
+                    "checkpoint does not match the model: the scheduler has taken {} steps, the run {steps}",
+                    s.step_count()
+                );
+            }
+            Some(s)
         }
         None => None,
     };

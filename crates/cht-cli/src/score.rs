@@ -33,7 +33,7 @@ pub fn run(a: &ScoreArgs) -> Result<()> {
         Some(path) if is_npy(path) => std::fs::write(path, format_npy(rows, cols, &s)),
         Some(path) => std::fs::write(path, format_text(rows, cols, &s)),
         None => {
-            print!("{}", format_text(rows, cols, &s));
+            out!("{}", format_text(rows, cols, &s));
             Ok(())
         }
     }
@@ -44,7 +44,7 @@ pub fn run(a: &ScoreArgs) -> Result<()> {
         )
     })?;
     if let Some(path) = &a.output {
-        eprintln!(
+        errln!(
             "{}: {rows}x{cols} mask, {} links, {} candidates scored > 0 → {}",
             a.method.name(),
             mask.nnz(),

@@ -11,7 +11,7 @@ pub fn maybe_abort(step: u64) {
             .and_then(|v| v.parse().ok())
     });
     if *limit == Some(step) {
-        eprintln!("CHT_ABORT_AFTER_STEPS={step}: aborting");
+        errln!("CHT_ABORT_AFTER_STEPS={step}: aborting");
         std::process::abort();
     }
 }

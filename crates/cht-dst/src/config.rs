@@ -454,6 +454,18 @@ impl DstConfig {
                 "regrowth.l3n_dense_above must be a density ≥ 0, got {crossover}"
             ));
         }
+        // The schedules are evaluated at the start, the middle and the end of the updates, so
+        // that a bad removal temperature or ζ is reported now rather than at the first update.
+        let sparsity = 1.0 - self.density;
+        for t in [0, self.interval, self.t_end / 2, self.t_end] {
+            let temperature = self.removal.temperature.temperature(t, self.t_end)?;
+            if !(temperature.is_finite() && temperature > 0.0) {
+                return bad(format!(
+                    "the removal temperature must be positive and finite, it is {temperature} at step {t}"
+                ));
+            }
+            self.removal.zeta.zeta(t, sparsity)?;
+        }
         Ok(())
     }
 }

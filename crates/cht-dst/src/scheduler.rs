@@ -121,6 +121,69 @@ impl DstScheduler {
         })
     }
 
+    /// Checks that `self`, a scheduler read back from a checkpoint (or anywhere untrusted), can
+    /// continue the run that `fresh` — the scheduler built from the run's validated configuration
+    /// for the same model — starts: the same configuration, layers, shapes and link capacities,
+    /// link counts within capacity, ITOP records of the right size and consistent counters.
+    /// An edited or corrupted state is refused here instead of failing (or silently training
+    /// something else) later.
+    pub fn check_resumable(&self, fresh: &DstScheduler) -> Result<()> {
+        let bad = |m: String| Err(Error::Config(format!("the saved scheduler state {m}")));
+        if self.config != fresh.config {
+            return bad("was made for another DST configuration than the run's".into());
+        }
+        if self.side_by_side != fresh.side_by_side {
+            return bad("describes another kind of model (chain vs side-by-side layers)".into());
+        }
+        if self.shapes() != fresh.shapes() {
+            return bad(format!(
+                "manages layers {:?}, the model has {:?}",
+                self.shapes(),
+                fresh.shapes()
+            ));
+        }
+        for (l, (s, f)) in self.layers.iter().zip(&fresh.layers).enumerate() {
+            if s.capacity != f.capacity || s.scale.to_bits() != f.scale.to_bits() {
+                return bad(format!(
+                    "gives layer {l} {} link slots (scale {}), the run's configuration {} (scale {})",
+                    s.capacity, s.scale, f.capacity, f.scale
+                ));
+            }
+            if s.nnz == 0 || s.nnz > s.capacity {
+                return bad(format!(
+                    "gives layer {l} {} links, outside 1..={}",
+                    s.nnz, s.capacity
+                ));
+            }
+        }
+        let trackers_fit = self.itop.len() == self.layers.len()
+            && self
+                .itop
+                .iter()
+                .zip(&self.layers)
+                .all(|(t, s)| t.is_consistent() && t.entries() == s.rows * s.cols);
+        if !trackers_fit {
+            return bad("has ITOP records that do not fit the layers".into());
+        }
+        if let Some(last) = &self.last
+            && (last.layers.len() != self.layers.len() || last.step > self.step)
+        {
+            return bad("has a last-update report that does not fit the layers or step".into());
+        }
+        if u64::from(self.updates) > self.step {
+            return bad(format!(
+                "counts {} updates in {} steps",
+                self.updates, self.step
+            ));
+        }
+        if self.anp.is_some_and(|a| !(0.0..=1.0).contains(&a))
+            || (self.side_by_side && self.anp.is_some())
+        {
+            return bad("has an active-neuron rate outside [0, 1]".into());
+        }
+        Ok(())
+    }
+
     /// Marks the layers as side by side (e.g. a Transformer's projections) rather than a chain in
     /// which each layer feeds the next: ANP (spec §4.3) is then not defined and stays `None`.
     pub fn side_by_side(mut self) -> DstScheduler {

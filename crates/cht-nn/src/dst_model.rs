@@ -422,14 +422,8 @@ impl<N: Network> DstModel<N> {
                 layers.len()
             )));
         }
-        if let Some(s) = &scheduler
-            && s.shapes() != dst.scheduler.shapes()
-        {
-            return Err(Error::Config(format!(
-                "the restored scheduler manages layers {:?}, the model {:?}",
-                s.shapes(),
-                dst.scheduler.shapes()
-            )));
+        if let Some(s) = &scheduler {
+            s.check_resumable(&dst.scheduler)?;
         }
         for (l, (layer, p)) in layers.iter().zip(patterns).enumerate() {
             let bad =

@@ -207,6 +207,19 @@ pub struct ItopTracker {
 }
 
 impl ItopTracker {
+    /// Whether the record is internally consistent (one bit per entry, none past the end): false
+    /// for a tracker deserialised from edited data.
+    pub fn is_consistent(&self) -> bool {
+        let Some(entries) = self.rows.checked_mul(self.cols) else {
+            return false;
+        };
+        if self.words.len() != entries.div_ceil(64) {
+            return false;
+        }
+        let tail = entries % 64;
+        tail == 0 || self.words.last().is_none_or(|w| w >> tail == 0)
+    }
+
     /// A tracker for a `rows × cols` layer with nothing observed yet.
     pub fn new(rows: usize, cols: usize) -> ItopTracker {
         ItopTracker {

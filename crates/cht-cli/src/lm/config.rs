@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use cht_data::TokenizerKind;
 use cht_dst::{DstConfig, LlmRecipe, RegrownWeights, Regrowth, Selection};
 use cht_nn::{LmConfig, LrSchedule};
@@ -11,7 +11,7 @@ use cht_sparse::init::{TopologyInit, WeightInit};
 use cht_sparse::schedule::{TemperatureSchedule, ZetaSchedule};
 use serde::{Deserialize, Serialize};
 
-use crate::train::config::{MethodName, RemovalScoreName, ZetaKind, load_toml};
+use crate::train::config::{MethodName, RemovalScoreName, ZetaKind, load_toml, parse_toml};
 
 /// Everything a language-model run needs. Unknown keys are errors.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -205,7 +205,16 @@ impl LmRunConfig {
     /// Reads a TOML file with `key=value` overrides and validates it.
     pub fn load(path: &Path, overrides: &[String]) -> Result<LmRunConfig> {
         let config: LmRunConfig = load_toml(path, overrides)?;
-        config.validate()?;
+        config
+            .validate()
+            .with_context(|| path.display().to_string())?;
+        Ok(config)
+    }
+
+    /// [`LmRunConfig::load`] on text (a checkpoint's copy); `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str, overrides: &[String]) -> Result<LmRunConfig> {
+        let config: LmRunConfig = parse_toml(text, origin, overrides)?;
+        config.validate().with_context(|| origin.to_owned())?;
         Ok(config)
     }
 
@@ -231,12 +240,18 @@ impl LmRunConfig {
             ),
             (t.lr.is_finite() && t.lr > 0.0, "train.lr must be positive"),
             (
-                (0.0..1.0).contains(&t.beta1) && (0.0..1.0).contains(&t.beta2) && t.eps > 0.0,
+                (0.0..1.0).contains(&t.beta1)
+                    && (0.0..1.0).contains(&t.beta2)
+                    && t.eps.is_finite()
+                    && t.eps > 0.0,
                 "train.beta1 and train.beta2 must be in [0, 1) and train.eps positive",
             ),
             (
-                t.weight_decay >= 0.0 && t.clip >= 0.0,
-                "train.weight_decay and train.clip must not be negative",
+                t.weight_decay.is_finite()
+                    && t.weight_decay >= 0.0
+                    && t.clip.is_finite()
+                    && t.clip >= 0.0,
+                "train.weight_decay and train.clip must be finite and not negative",
             ),
             (
                 t.log_every >= 1 && t.eval_every >= 1 && t.checkpoint_every >= 1,
@@ -276,6 +291,9 @@ impl LmRunConfig {
         if !(self.data.val_fraction > 0.0 && self.data.val_fraction < 1.0) {
             bail!("invalid configuration: data.val_fraction must be in (0, 1)");
         }
+        self.dst_config()
+            .validate()
+            .map_err(|e| anyhow::anyhow!("invalid configuration: dst: {e}"))?;
         Ok(())
     }
 

@@ -19,6 +19,7 @@ use cht_sparse::CsrPattern;
 use cht_sparse::rng::{Counter, RngKey, Stream};
 use serde::{Deserialize, Serialize};
 
+use crate::footprint::Footprint;
 use crate::plot::{Chart, Series};
 use crate::run::{self, Runner};
 use crate::train::checkpoint::{Checkpoint, LM_FORMAT};
@@ -109,7 +110,7 @@ pub fn train(device: &Device, args: &LmTrainArgs) -> Result<()> {
         Ok((config, out))
     })?;
     let corpus = load_corpus(&start.config, start.resume.as_ref())?;
-    eprintln!(
+    errln!(
         "corpus {}: {} training and {} validation tokens, vocabulary {}",
         start.config.data.corpus.display(),
         corpus.train.len(),
@@ -137,15 +138,14 @@ pub fn sample(device: &Device, args: &SampleArgs) -> Result<()> {
     let mut run = LmRun::new(device, config, corpus)?;
     Runner::restore(&mut run, &ckpt)?;
     let text = run.generate(args)?;
-    println!("{text}");
+    outln!("{text}");
     Ok(())
 }
 
 /// The configuration a checkpoint was trained with. Checkpoints written before `model.bias`
 /// existed have projection biases: their config reads as `bias = true`.
 fn checkpoint_config(ckpt: &Checkpoint) -> Result<LmRunConfig> {
-    let mut config: LmRunConfig =
-        toml::from_str(ckpt.meta("config")?).context("checkpoint config")?;
+    let mut config: LmRunConfig = run::config_of_checkpoint(ckpt)?;
     if !config.model.bias && ckpt.has_f32("block0.q.bias") {
         config.model.bias = true;
     }
@@ -212,6 +212,7 @@ impl<'d> LmRun<'d> {
         let dense_init = LinearInit::Normal {
             std: config::LLAMA_INIT_STD as f32,
         };
+        footprint(&lm_config, config.dense()).check(device, "the language model")?;
         let mut model = SparseLm::new(device, &lm_config, &config.dst_config(), dense_init)?;
         if let Some(sched) = model.scheduler() {
             // Projections run as CSR or masked-dense by density; "auto" is measured once (on the
@@ -300,6 +301,7 @@ impl<'d> LmRun<'d> {
             let w = &mut self.window;
             if log_now || eval_now {
                 let m = self.model.network().take_metrics(self.device, &self.ws)?;
+                run::check_loss("training loss", m.loss, format_args!("step {}", self.step))?;
                 w.train_s += step_start.elapsed().as_secs_f64();
                 w.loss_sum += m.loss * m.samples as f64;
                 w.loss_n += m.samples;
@@ -323,6 +325,11 @@ impl<'d> LmRun<'d> {
     fn validate(&mut self) -> Result<StepMetrics> {
         let tokens_per_step = (self.config.train.batch * self.config.model.seq) as f64;
         let (val_loss, val_acc) = self.evaluate()?;
+        run::check_loss(
+            "validation loss",
+            val_loss,
+            format_args!("step {}", self.step),
+        )?;
         let val_ppl = val_loss.exp();
         if self.best.is_none_or(|(b, _)| val_ppl < b) {
             self.best = Some((val_ppl, self.step));
@@ -357,8 +364,8 @@ impl<'d> LmRun<'d> {
             m.elapsed_s,
         );
         match &self.bar {
-            Some(bar) => bar.suspend(|| eprintln!("{line}")),
-            None => eprintln!("{line}"),
+            Some(bar) => bar.suspend(|| errln!("{line}")),
+            None => errln!("{line}"),
         }
         Ok(m)
     }
@@ -416,12 +423,13 @@ impl<'d> LmRun<'d> {
             "mean_tokens_per_s": history.iter().map(|m| m.tokens_per_s).sum::<f64>() / history.len().max(1) as f64,
             "device": self.device.name(),
         });
-        std::fs::write(
-            out.join("summary.json"),
-            serde_json::to_string_pretty(&summary)?,
+        cht_sparse::io::write_atomic(
+            &out.join("summary.json"),
+            "summary",
+            serde_json::to_string_pretty(&summary)?.as_bytes(),
         )?;
         if let Some(m) = last {
-            eprintln!(
+            errln!(
                 "done: validation perplexity {:.3} (best {:.3}); outputs in {}",
                 m.val_ppl,
                 self.best.map_or(f64::NAN, |b| b.0),
@@ -577,9 +585,21 @@ impl Runner for LmRun<'_> {
                 patterns.push(p);
             }
         }
-        run::restore_model(c, device, &mut self.model, &patterns)?;
-        (self.step, self.best) = run::restore_progress(c, Self::UNIT)?;
-        self.adam_t = c.meta("adam_t")?.parse().context("checkpoint adam_t")?;
+        let (step, best) = run::restore_progress(c, Self::UNIT)?;
+        if step > self.config.train.steps {
+            bail!(
+                "checkpoint step {step} is beyond the run's {} steps",
+                self.config.train.steps
+            );
+        }
+        run::restore_model(c, device, &mut self.model, &patterns, step)?;
+        let adam_t: u32 = c.meta("adam_t")?.parse().context("checkpoint adam_t")?;
+        if u64::from(adam_t) > step {
+            bail!(
+                "checkpoint adam_t {adam_t} counts more optimizer steps than the {step} steps taken"
+            );
+        }
+        (self.step, self.best, self.adam_t) = (step, best, adam_t);
         Ok(())
     }
 
@@ -593,6 +613,49 @@ impl Runner for LmRun<'_> {
         }
         self.summary(out, history)
     }
+}
+
+/// The language model's memory (see [`crate::footprint`]): embeddings and head with gradients
+/// and AdamW moments; per projection its values, gradients, moments and index structures (dense
+/// wherever it may run masked-dense), mask and ITOP record; the activations of one step
+/// (per block, the attention matrices included) and the logits.
+fn footprint(c: &cht_nn::LmConfig, dense: bool) -> Footprint {
+    let mut f = Footprint::new();
+    let (v, d, ff, t) = (c.vocab, c.d_model, c.ffn, c.batch.saturating_mul(c.seq));
+    for _ in 0..8 {
+        f.buffer(4, &[v, d]);
+    }
+    let projections = [(d, d), (d, d), (d, d), (d, d), (ff, d), (ff, d), (d, ff)];
+    for _ in 0..c.layers.min(1 << 20) {
+        for &(rows, cols) in &projections {
+            let nnz = if dense {
+                rows.saturating_mul(cols)
+            } else {
+                (c.density * rows as f64 * cols as f64).ceil() as usize
+            };
+            for _ in 0..7 {
+                f.buffer(4, &[nnz]);
+            }
+            if !dense {
+                f.buffer(4, &[rows, cols]);
+                f.host(1, &[rows, cols]).host(1, &[rows, cols.div_ceil(8)]);
+            }
+        }
+        for _ in 0..10 {
+            f.buffer(4, &[t, d]);
+        }
+        for _ in 0..4 {
+            f.buffer(4, &[t, ff]);
+        }
+        f.buffer(4, &[c.batch, c.heads, c.seq, c.seq])
+            .buffer(4, &[c.batch, c.heads, c.seq, c.seq]);
+    }
+    if c.layers > 1 << 20 {
+        // More blocks than any machine holds: scale instead of looping.
+        f.host(1, &[c.layers, 1 << 30]);
+    }
+    f.buffer(4, &[t, v]).buffer(4, &[t, v]);
+    f
 }
 
 fn method_name(c: &LmRunConfig) -> String {

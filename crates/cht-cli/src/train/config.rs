@@ -294,17 +294,31 @@ impl RunConfig {
     /// taken as strings) and validates the result.
     pub fn load(path: &Path, overrides: &[String]) -> Result<RunConfig> {
         let config: RunConfig = load_toml(path, overrides)?;
-        config.validate()?;
+        config
+            .validate()
+            .with_context(|| path.display().to_string())?;
+        Ok(config)
+    }
+
+    /// [`RunConfig::load`] on text (the built-in default, a checkpoint's copy); `origin` names
+    /// it in errors.
+    pub fn parse(text: &str, origin: &str, overrides: &[String]) -> Result<RunConfig> {
+        let config: RunConfig = parse_toml(text, origin, overrides)?;
+        config.validate().with_context(|| origin.to_owned())?;
         Ok(config)
     }
 
     /// Checks values serde cannot.
     pub fn validate(&self) -> Result<()> {
         let t = &self.train;
-        let checks: [(bool, &str); 9] = [
+        let checks: [(bool, &str); 10] = [
             (t.epochs >= 1, "train.epochs must be at least 1"),
             (t.batch_size >= 1, "train.batch_size must be at least 1"),
             (t.lr.is_finite() && t.lr > 0.0, "train.lr must be positive"),
+            (
+                t.weight_decay.is_finite() && t.weight_decay >= 0.0,
+                "train.weight_decay must be a finite number ≥ 0",
+            ),
             (
                 (0.0..=1.0).contains(&t.lr_end_factor),
                 "train.lr_end_factor must be in [0, 1]",
@@ -322,7 +336,7 @@ impl RunConfig {
                 "train.eval_batch, log_every and checkpoint_every must be at least 1",
             ),
             (
-                self.model.dim > 0.0 && self.model.hidden_layers >= 1,
+                self.model.dim.is_finite() && self.model.dim > 0.0 && self.model.hidden_layers >= 1,
                 "model.dim must be positive and model.hidden_layers at least 1",
             ),
             (
@@ -343,6 +357,11 @@ impl RunConfig {
         {
             bail!("invalid configuration: dst.zeta must be in [0, 1], got {z}");
         }
+        // The scheduler's own checks (removal temperature, ζ schedule, …), now rather than at
+        // the first topology update; the steps per epoch only scale the schedules.
+        self.dst_config(1)
+            .validate()
+            .map_err(|e| anyhow::anyhow!("invalid configuration: dst: {e}"))?;
         Ok(())
     }
 
@@ -415,17 +434,31 @@ impl RunConfig {
     }
 }
 
-/// Reads a TOML file into `T`, applying `key=value` overrides (dotted paths, TOML values; bare
-/// words are taken as strings); errors name the file and the offending key. Shared by `cht
-/// train` and `cht lm train`.
+/// The largest configuration file read (1 MiB; the paper's recipes are about 1 KiB).
+pub(crate) const CONFIG_LIMIT: u64 = 1 << 20;
+
+/// Reads a TOML file (a regular file of at most [`CONFIG_LIMIT`] bytes) into `T`, applying
+/// `key=value` overrides; see [`parse_toml`]. Shared by `cht train` and `cht lm train`.
 pub(crate) fn load_toml<T: serde::de::DeserializeOwned>(
     path: &Path,
     overrides: &[String],
 ) -> Result<T> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading config {}", path.display()))?;
-    let mut value: toml::Table =
-        toml::from_str(&text).with_context(|| format!("{}: not valid TOML", path.display()))?;
+    let text = cht_sparse::io::read_text_bounded(path, "config", CONFIG_LIMIT)?;
+    parse_toml(&text, &path.display().to_string(), overrides)
+}
+
+/// Parses TOML `text` into `T`, applying `key=value` overrides (dotted paths, TOML values; bare
+/// words are taken as strings); errors name `origin` (a file, the built-in default, a
+/// checkpoint), the line and column and the offending key, without echoing the line (which may
+/// be megabytes long).
+pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(
+    text: &str,
+    origin: &str,
+    overrides: &[String],
+) -> Result<T> {
+    let mut value: toml::Table = toml::from_str(text).map_err(|e: toml::de::Error| {
+        anyhow::anyhow!("{origin}: not valid TOML: {}", toml_error(text, &e))
+    })?;
     for o in overrides {
         apply_override(&mut value, o)?;
     }
@@ -437,9 +470,29 @@ pub(crate) fn load_toml<T: serde::de::DeserializeOwned>(
                 .span()
                 .map(|span| key_at(&merged, span.start))
                 .unwrap_or_default();
-            anyhow::anyhow!("{}: {}{}", path.display(), key, e.message())
+            anyhow::anyhow!("{origin}: {key}{}", short(e.message()))
         })
         .with_context(|| "invalid configuration")
+}
+
+/// `line L, column C: message` of a TOML syntax error (the message cut to one short line).
+fn toml_error(text: &str, e: &toml::de::Error) -> String {
+    let at = e.span().map_or(String::new(), |span| {
+        let before = text.get(..span.start).unwrap_or(text);
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        format!("line {line}, column {column}: ")
+    });
+    format!("{at}{}", short(e.message()))
+}
+
+/// The first line of `message`, at most 200 characters.
+fn short(message: &str) -> String {
+    let line = message.lines().next().unwrap_or_default();
+    match line.char_indices().nth(200) {
+        Some((cut, _)) => format!("{}…", &line[..cut]),
+        None => line.to_owned(),
+    }
 }
 
 /// The dotted key of the TOML line containing byte `at` (`[section]` + `key`), for messages.
@@ -475,11 +528,15 @@ fn apply_override(root: &mut toml::Table, spec: &str) -> Result<()> {
         .split_once('=')
         .with_context(|| format!("--set {spec:?}: expected key=value"))?;
     let value: toml::Value = match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
-        Ok(mut t) => t.remove("v").expect("parsed key"),
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or_else(|| toml::Value::String(raw.trim().to_owned())),
         Err(_) => toml::Value::String(raw.trim().to_owned()),
     };
     let keys: Vec<&str> = path.trim().split('.').collect();
-    let (last, parents) = keys.split_last().expect("split gives at least one element");
+    let (last, parents) = keys
+        .split_last()
+        .with_context(|| format!("--set {spec:?}: expected key=value"))?;
     let mut table = root;
     for k in parents {
         table = table

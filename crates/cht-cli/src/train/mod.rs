@@ -12,6 +12,7 @@ pub(crate) mod report;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use crate::footprint::Footprint;
 use crate::run::{self, Runner};
 use anyhow::{Context, Result, bail};
 use cht_gpu::{Device, SgdStep, Tensor};
@@ -58,18 +59,15 @@ pub fn train(device: &Device, args: &TrainArgs) -> Result<()> {
     let start = run::start(
         args.resume.as_deref(),
         checkpoint::FORMAT,
-        |ckpt| toml::from_str(ckpt.meta("config")?).context("checkpoint config"),
+        run::config_of_checkpoint,
         || {
             let config = match &args.config {
                 Some(path) => RunConfig::load(path, &args.overrides)?,
-                None => {
-                    let tmp = std::env::temp_dir()
-                        .join(format!("cht-default-{}.toml", std::process::id()));
-                    std::fs::write(&tmp, DEFAULT_CONFIG)?;
-                    let c = RunConfig::load(&tmp, &args.overrides);
-                    let _ = std::fs::remove_file(&tmp);
-                    c?
-                }
+                None => RunConfig::parse(
+                    DEFAULT_CONFIG,
+                    "the built-in default configuration (configs/default.toml)",
+                    &args.overrides,
+                )?,
             };
             let out = args.out.clone().unwrap_or_else(|| {
                 let dataset = serde_json::to_value(config.data.dataset)
@@ -90,6 +88,44 @@ pub fn train(device: &Device, args: &TrainArgs) -> Result<()> {
     run::run(&mut run, &start.out, start.resume.as_ref())
 }
 
+/// The MLP's memory (see [`crate::footprint`]): per sparse layer its links with their values,
+/// momenta, gradients and index structures, its mask and ITOP record on the host, and a dense
+/// matrix wherever it may run masked-dense; dense layers' weights, momenta and gradients; the
+/// activations of the larger of the training and evaluation batches.
+fn footprint(config: &RunConfig, sizes: &[usize]) -> Footprint {
+    let mut f = Footprint::new();
+    let dense = config.dst.method == config::MethodName::Fc;
+    let may_run_dense = match config.model.masked_dense_above {
+        crate::execution::MaskedDenseAbove::Never => false,
+        crate::execution::MaskedDenseAbove::Density(x) => config.dst.density > x,
+        crate::execution::MaskedDenseAbove::Auto => true,
+    };
+    let batch = config.train.batch_size.max(config.train.eval_batch);
+    f.buffer(4, &[batch, sizes[0]]);
+    let layers = sizes.len() - 1;
+    for (l, w) in sizes.windows(2).enumerate() {
+        let (cols, rows) = (w[0], w[1]);
+        if !dense && l + 1 < layers {
+            let nnz = (config.dst.density * rows as f64 * cols as f64).ceil() as usize;
+            for _ in 0..6 {
+                f.buffer(4, &[nnz]);
+            }
+            f.host(1, &[rows, cols]).host(1, &[rows, cols.div_ceil(8)]);
+            if may_run_dense {
+                f.buffer(4, &[rows, cols]).buffer(4, &[rows, cols]);
+            }
+        } else {
+            for _ in 0..3 {
+                f.buffer(4, &[rows, cols]);
+            }
+        }
+        for _ in 0..3 {
+            f.buffer(4, &[batch, rows]);
+        }
+    }
+    f
+}
+
 fn method_name(config: &RunConfig) -> String {
     serde_json::to_value(config.dst.method)
         .ok()
@@ -101,13 +137,14 @@ fn method_name(config: &RunConfig) -> String {
 pub fn eval(device: &Device, args: &EvalArgs) -> Result<()> {
     let ckpt = Checkpoint::load(&run::checkpoint_path(&args.checkpoint))?;
     ckpt.expect_format(checkpoint::FORMAT)?;
-    let config: RunConfig = toml::from_str(ckpt.meta("config")?).context("checkpoint config")?;
+    let config: RunConfig = run::config_of_checkpoint(&ckpt)?;
     let data = Data::load(&config, false)?;
     let mut run = Run::new(device, config, data)?;
+    run::Runner::check(&run)?;
     run::Runner::restore(&mut run, &ckpt)?;
     let start = Instant::now();
     let (loss, acc) = run.evaluate()?;
-    println!(
+    outln!(
         "epoch {}: test loss {loss:.4}, test accuracy {:.2}% ({} samples, {:.1} s on {})",
         run.epoch,
         acc * 100.0,
@@ -148,6 +185,7 @@ impl<'d> Run<'d> {
         let mut sizes = vec![inputs];
         sizes.extend(std::iter::repeat_n(hidden, n_sparse));
         sizes.push(classes);
+        footprint(&config, &sizes).check(device, "the MLP")?;
         let mut mlp = SparseMlpConfig::new(sizes, config.dst_config(steps_per_epoch));
         mlp.seed = config.train.seed;
         if config.model.default_init == config::DefaultInit::Pytorch {
@@ -228,6 +266,12 @@ impl<'d> Run<'d> {
             crate::testing::maybe_abort(s as u64 + u64::from(epoch) * steps as u64 + 1);
             if (s + 1) % t.log_every as usize == 0 || s + 1 == steps {
                 let m = self.model.network().take_metrics(self.device, &self.ws)?;
+                let step = u64::from(epoch) * steps as u64 + s as u64 + 1;
+                run::check_loss(
+                    "training loss",
+                    m.loss,
+                    format_args!("step {step} (epoch {})", epoch + 1),
+                )?;
                 loss_sum += m.loss * m.samples as f64;
                 correct += m.accuracy * m.samples as f64;
                 loss_n += m.samples;
@@ -240,6 +284,11 @@ impl<'d> Run<'d> {
         let train_s = start.elapsed().as_secs_f64();
         let eval_start = Instant::now();
         let (test_loss, test_acc) = self.evaluate()?;
+        run::check_loss(
+            "test loss",
+            test_loss,
+            format_args!("the end of epoch {}", epoch + 1),
+        )?;
         let eval_s = eval_start.elapsed().as_secs_f64();
         self.epoch += 1;
         if self.best.is_none_or(|(b, _)| test_acc > b) {
@@ -330,6 +379,22 @@ impl Runner for Run<'_> {
         u64::from(m.epoch)
     }
 
+    fn check(&self) -> Result<()> {
+        let (train, test) = (self.data.train_len(), self.data.test_len());
+        let batch = self.config.train.batch_size;
+        if train < batch {
+            bail!(
+                "the training set has {train} samples, fewer than one batch (train.batch_size = {batch}); lower train.batch_size or raise data.train_limit"
+            );
+        }
+        if test == 0 {
+            bail!(
+                "the test set is empty: there is nothing to evaluate (check the data files or data.test_limit)"
+            );
+        }
+        Ok(())
+    }
+
     fn round(&mut self) -> Result<Option<EpochMetrics>> {
         let m = self.epoch()?;
         report::print_epoch(&m, self.best, self.device);
@@ -413,9 +478,20 @@ impl Runner for Run<'_> {
                 write(&b.state[0], c.f32(&name("bias_momentum"))?, "bias_momentum")?;
             }
         }
-        run::restore_model(c, self.device, &mut self.model, &patterns)?;
         let (epoch, best) = run::restore_progress(c, Self::UNIT)?;
-        self.epoch = u32::try_from(epoch).context("checkpoint epoch")?;
+        let epoch = u32::try_from(epoch)
+            .ok()
+            .filter(|&e| e <= self.config.train.epochs)
+            .with_context(|| {
+                format!(
+                    "checkpoint epoch {epoch} is beyond the run's {} epochs",
+                    self.config.train.epochs
+                )
+            })?;
+        let steps_per_epoch = (self.data.train_len() / self.config.train.batch_size) as u64;
+        let steps = u64::from(epoch) * steps_per_epoch;
+        run::restore_model(c, self.device, &mut self.model, &patterns, steps)?;
+        self.epoch = epoch;
         self.best = best;
         Ok(())
     }

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use cht_gpu::Device;
+use cht_sparse::io::{read_text_bounded, write_atomic};
 use serde::{Deserialize, Serialize};
 
 use super::config::RunConfig;
@@ -49,22 +50,24 @@ pub struct MetricsLog<T> {
 }
 
 impl<T: Serialize + serde::de::DeserializeOwned> MetricsLog<T> {
-    /// The log of `out`; when `resuming`, the existing lines are loaded, otherwise it starts empty.
+    /// The log of `out`; when `resuming`, the existing lines are loaded (a regular file of at
+    /// most [`METRICS_LIMIT`] bytes), otherwise it starts empty.
     pub fn new(out: &Path, resuming: bool) -> Result<MetricsLog<T>> {
         let mut history = Vec::new();
         let path = out.join("metrics.jsonl");
         if resuming && path.exists() {
-            for line in std::fs::read_to_string(&path)?
-                .lines()
-                .filter(|l| !l.trim().is_empty())
-            {
+            let text = read_text_bounded(&path, "metrics log", METRICS_LIMIT)?;
+            for (n, line) in text.lines().enumerate() {
+                if line.trim().is_empty() {
+                    continue;
+                }
                 history.push(
                     serde_json::from_str(line)
-                        .with_context(|| format!("{}: bad line", path.display()))?,
+                        .with_context(|| format!("{}: bad line {}", path.display(), n + 1))?,
                 );
             }
         } else {
-            std::fs::write(&path, "")?;
+            write_atomic(&path, "metrics log", b"")?;
         }
         Ok(MetricsLog { path, history })
     }
@@ -78,21 +81,26 @@ impl<T: Serialize + serde::de::DeserializeOwned> MetricsLog<T> {
             text.push_str(&serde_json::to_string(m)?);
             text.push('\n');
         }
-        std::fs::write(&self.path, text)?;
+        write_atomic(&self.path, "metrics log", text.as_bytes())?;
         Ok(())
     }
 
-    /// Appends a line.
+    /// Appends a line (the run directory is locked: no other process writes it).
     pub fn push(&mut self, m: T) -> Result<()> {
         let mut f = std::fs::OpenOptions::new()
             .append(true)
             .create(true)
-            .open(&self.path)?;
-        writeln!(f, "{}", serde_json::to_string(&m)?)?;
+            .open(&self.path)
+            .with_context(|| format!("opening {}", self.path.display()))?;
+        writeln!(f, "{}", serde_json::to_string(&m)?)
+            .with_context(|| format!("appending to {}", self.path.display()))?;
         self.history.push(m);
         Ok(())
     }
 }
+
+/// The largest `metrics.jsonl` read back on resume (256 MiB: a million lines).
+pub const METRICS_LIMIT: u64 = 256 << 20;
 
 /// Prints one epoch's line.
 pub fn print_epoch(m: &EpochMetrics, best: Option<(f64, u32)>, device: &Device) {
@@ -101,7 +109,7 @@ pub fn print_epoch(m: &EpochMetrics, best: Option<(f64, u32)>, device: &Device) 
         .iter()
         .map(|d| format!("{:.2}%", d * 100.0))
         .collect();
-    eprintln!(
+    errln!(
         "epoch {:>3}  train loss {:.4}  test loss {:.4}  test acc {:.2}% (best {:.2}%)  lr {:.5}  density [{}]{}{}  {:.1} s on {}",
         m.epoch,
         m.train_loss,
@@ -143,12 +151,13 @@ pub fn finish(
         "mean_epoch_s": history.iter().map(|m| m.epoch_s).sum::<f64>() / history.len().max(1) as f64,
         "mean_train_s": history.iter().map(|m| m.train_s).sum::<f64>() / history.len().max(1) as f64,
     });
-    std::fs::write(
-        out.join("summary.json"),
-        serde_json::to_string_pretty(&summary)?,
+    write_atomic(
+        &out.join("summary.json"),
+        "summary",
+        serde_json::to_string_pretty(&summary)?.as_bytes(),
     )?;
     if let (Some(m), Some(b)) = (last, best) {
-        eprintln!(
+        errln!(
             "done: final test accuracy {:.2}%, best {:.2}% (epoch {}); outputs in {}",
             m.test_acc * 100.0,
             b.0 * 100.0,

@@ -1,0 +1,44 @@
+//! The CLI's stdout and stderr. `println!` panics when the reader of a pipe has gone
+//! (`cht score … | head`, `cht train … 2>&1 | head -1`); these macros end the process quietly
+//! instead: with status 0 when stdout closed (the reader has what it asked for), 2 when stderr
+//! closed (the command did not get to finish its work).
+
+/// `println!` that survives a closed pipe.
+macro_rules! outln {
+    () => { $crate::output::write(false, format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::output::write(false, format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+/// `print!` that survives a closed pipe.
+macro_rules! out {
+    ($($arg:tt)*) => { $crate::output::write(false, format_args!($($arg)*)) };
+}
+
+/// `eprintln!` that survives a closed pipe.
+macro_rules! errln {
+    () => { $crate::output::write(true, format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::output::write(true, format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+/// `eprint!` that survives a closed pipe.
+macro_rules! err {
+    ($($arg:tt)*) => { $crate::output::write(true, format_args!($($arg)*)) };
+}
+
+use std::io::{self, Write};
+
+/// Writes `args` to stderr or stdout; a closed pipe ends the process (see the module docs), any
+/// other error (a detached terminal) is ignored as `println!`'s callers cannot act on it.
+pub(crate) fn write(stderr: bool, args: std::fmt::Arguments<'_>) {
+    let result = if stderr {
+        io::stderr().lock().write_fmt(args)
+    } else {
+        let mut out = io::stdout().lock();
+        out.write_fmt(args).and_then(|()| out.flush())
+    };
+    if let Err(e) = result
+        && e.kind() == io::ErrorKind::BrokenPipe
+    {
+        std::process::exit(if stderr { 2 } else { 0 });
+    }
+}
