@@ -201,33 +201,39 @@ impl MnistSubset {
             return Err("not an MNIST subset file (bad magic); run `cht data web-subset`".into());
         }
         let word = |i: usize| {
-            let b = &bytes[8 + 4 * i..12 + 4 * i];
-            u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize
+            let b = bytes.get(8 + 4 * i..12 + 4 * i).unwrap_or(&[0; 4]);
+            u64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         };
         let (n_train, n_test, rows, cols) = (word(0), word(1), word(2), word(3));
-        if rows != SIDE || cols != SIDE {
+        if rows != SIDE as u64 || cols != SIDE as u64 {
             return Err(format!("images are {rows}×{cols}, the demo needs 28×28"));
         }
         if n_train == 0 || n_test == 0 {
             return Err("the subset has no training or no test images".into());
         }
-        let expected = 24 + (n_train + n_test) * (1 + PIXELS);
-        if bytes.len() != expected {
+        // In u64 (at most 2^33 · 785 < 2^43): on wasm32 a usize product of header counts would
+        // wrap, and a crafted file could then match the length and send offsets out of bounds.
+        let expected = 24 + (n_train + n_test) * (1 + PIXELS as u64);
+        if bytes.len() as u64 != expected {
             return Err(format!(
                 "the subset file has {} bytes, its header promises {expected}",
                 bytes.len()
             ));
         }
-        let mut at = 24;
+        // Every count now fits the bytes present, so in a usize too.
+        let size = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        let (n_train, n_test) = (size(n_train), size(n_test));
+        let mut at = 24usize;
         let mut take = |n: usize| {
-            let v = bytes[at..at + n].to_vec();
-            at += n;
+            let end = at.saturating_add(n);
+            let v = bytes.get(at..end).unwrap_or_default().to_vec();
+            at = end;
             v
         };
         let train_y = take(n_train);
         let test_y = take(n_test);
-        let train_x = take(n_train * PIXELS);
-        let test_x = take(n_test * PIXELS);
+        let train_x = take(n_train.saturating_mul(PIXELS));
+        let test_x = take(n_test.saturating_mul(PIXELS));
         if let Some(&y) = train_y.iter().chain(&test_y).find(|&&y| y > 9) {
             return Err(format!("label {y} is not a digit"));
         }

@@ -153,3 +153,18 @@ async fn trained_run_gives_the_native_masks() {
     let cpu = trained_fingerprint(Device::cpu()).await.unwrap();
     assert_eq!(cpu, TRAINED_FINGERPRINT, "wasm CPU");
 }
+
+/// A crafted 809-byte subset claiming 2^32 − 1 training and 2 test images: in 32-bit arithmetic
+/// `24 + (n_train + n_test) · 785` wraps to exactly 809, and the offsets then ran out of bounds
+/// (a trap in the browser). It must be an error, as it is natively
+/// (`crates/cht-data/tests/fuzz-corpus/web-subset/offsets-wrap-in-32-bits.bin`).
+#[wasm_bindgen_test]
+fn a_subset_whose_offsets_wrap_in_32_bits_is_an_error() {
+    let mut bytes = b"CHTMNIST".to_vec();
+    for v in [u32::MAX, 2, 28, 28] {
+        bytes.extend(v.to_le_bytes());
+    }
+    bytes.resize(809, 0);
+    let err = MnistSubset::parse(&bytes).unwrap_err();
+    assert!(err.contains("promises"), "{err}");
+}

@@ -2,8 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
-use cht_sparse::mask_io::{format_npy, format_text, parse_npy, parse_text};
+use anyhow::{Context, Result, anyhow};
+use cht_sparse::io::write_atomic;
+use cht_sparse::mask_io::{MaskFileError, format_npy, format_text};
 use cht_sparse::predict::{Predictor, scores};
 use cht_sparse::{CsrPattern, Mask};
 
@@ -30,8 +31,8 @@ pub fn run(a: &ScoreArgs) -> Result<()> {
     let s = scores(&pattern, a.method);
     let (rows, cols) = (mask.rows(), mask.cols());
     match &a.output {
-        Some(path) if is_npy(path) => std::fs::write(path, format_npy(rows, cols, &s)),
-        Some(path) => std::fs::write(path, format_text(rows, cols, &s)),
+        Some(path) if is_npy(path) => write_atomic(path, "scores", &format_npy(rows, cols, &s)),
+        Some(path) => write_atomic(path, "scores", format_text(rows, cols, &s).as_bytes()),
         None => {
             out!("{}", format_text(rows, cols, &s));
             Ok(())
@@ -60,18 +61,13 @@ fn is_npy(path: &Path) -> bool {
         .is_some_and(|e| e.eq_ignore_ascii_case("npy"))
 }
 
-/// Reads a mask file, with the file name in every error.
+/// Reads a mask file (`.npy` or text, told apart by the `.npy` magic; a regular file of at most
+/// [`cht_sparse::mask_io::MAX_MASK_FILE_BYTES`]), with the file name in every error.
 pub fn read_mask(path: &Path) -> Result<Mask> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading mask {}", path.display()))?;
-    let parsed = if is_npy(path) || bytes.starts_with(b"\x93NUMPY") {
-        parse_npy(&bytes)
-    } else {
-        let text = std::str::from_utf8(&bytes)
-            .with_context(|| format!("{}: not a text or .npy mask", path.display()))?;
-        parse_text(text)
-    };
-    match parsed {
-        Ok(m) => Ok(m),
-        Err(e) => bail!("{}: {e}", path.display()),
+    // Formatted once: the library's messages already name the file and the cause.
+    match cht_sparse::mask_io::read_mask(path) {
+        Ok(mask) => Ok(mask),
+        Err(e @ MaskFileError::File(_)) => Err(anyhow!("{e}")).context("reading mask"),
+        Err(e) => Err(anyhow!("{e}")),
     }
 }

@@ -11,10 +11,10 @@
 //! the file name.
 
 use std::fmt;
-use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
+use cht_sparse::io::{FileError, read_bounded};
 use flate2::read::MultiGzDecoder;
 
 /// The largest file, compressed or decompressed, that [`read`] accepts: 512 MiB.
@@ -172,6 +172,9 @@ pub enum IdxError {
         /// The limit in bytes.
         limit: u64,
     },
+    /// Not a regular file (a directory, FIFO or device), or another refusal of the bounded reader.
+    #[error(transparent)]
+    File(FileError),
     /// The file starts with the gzip magic but is not a valid gzip stream.
     #[error("{path}: corrupt gzip data: {source}; delete the file and fetch the data again")]
     Gzip {
@@ -189,24 +192,21 @@ pub fn read(path: &Path, kind: IdxKind) -> Result<IdxArray, IdxError> {
 }
 
 /// Reads an IDX file of `kind` (plain or gzip), accepting at most `max_bytes` both for the file and
-/// for its decompressed content.
+/// for its decompressed content. Only regular files are read (see [`cht_sparse::io::read_bounded`]).
 pub fn read_with_limit(path: &Path, kind: IdxKind, max_bytes: u64) -> Result<IdxArray, IdxError> {
-    let io_error = |source| IdxError::Io {
-        path: path.to_owned(),
-        source,
-    };
-    let file = File::open(path).map_err(io_error)?;
-    let mut raw = Vec::new();
-    // `take` bounds the read even when the file grows or lies about its length.
-    file.take(max_bytes.saturating_add(1))
-        .read_to_end(&mut raw)
-        .map_err(io_error)?;
-    if raw.len() as u64 > max_bytes {
-        return Err(IdxError::TooLarge {
+    // A regular file of at most `max_bytes`, refused before opening otherwise (a FIFO would
+    // block, a device never end).
+    let raw = read_bounded(path, "IDX", max_bytes).map_err(|e| match e {
+        FileError::Io { source, .. } => IdxError::Io {
             path: path.to_owned(),
-            limit: max_bytes,
-        });
-    }
+            source,
+        },
+        FileError::TooLarge { limit, .. } => IdxError::TooLarge {
+            path: path.to_owned(),
+            limit,
+        },
+        other => IdxError::File(other),
+    })?;
     parse(path, raw, kind, max_bytes)
 }
 
@@ -316,8 +316,9 @@ fn decode(path: &Path, mut bytes: Vec<u8>, kind: IdxKind) -> Result<IdxArray, Id
             kind,
         });
     }
+    // At most 4 + 4 · 255 bytes: no overflow.
     let header = 4 + 4 * usize::from(rank);
-    let Some(dim_bytes) = bytes.get(4..header) else {
+    let (Some(dim_bytes), Some(data)) = (bytes.get(4..header), bytes.get(header..)) else {
         return Err(IdxError::ShortHeader {
             path: path(),
             found: bytes.len(),
@@ -326,11 +327,12 @@ fn decode(path: &Path, mut bytes: Vec<u8>, kind: IdxKind) -> Result<IdxArray, Id
     };
     let dims: Vec<u32> = dim_bytes
         .chunks_exact(4)
-        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+        .map(|c| u32::from_be_bytes(<[u8; 4]>::try_from(c).unwrap_or_default()))
         .collect();
-    // Compared with the bytes present, never used to allocate.
+    // Compared with the bytes present, never used to allocate; in u128, so no product of at
+    // most 255 dimensions below 2^32 is lost (the product saturates beyond 2^128).
     let claimed = claimed_len(&dims);
-    let found = (bytes.len() - header) as u128;
+    let found = data.len() as u128;
     if found < claimed {
         return Err(IdxError::Truncated {
             path: path(),
@@ -556,6 +558,19 @@ mod tests {
         for path in write_both(&dir, "empty", &[]) {
             let err = read(&path, IdxKind::Labels).unwrap_err();
             assert!(matches!(err, IdxError::Empty { .. }), "{err}");
+        }
+    }
+
+    #[test]
+    fn only_regular_files_are_read() {
+        let dir = TempDir::new("idx-special");
+        let err = read(dir.path(), IdxKind::Labels).unwrap_err();
+        assert!(matches!(err, IdxError::File(_)), "{err}");
+        assert!(err.to_string().contains("a directory"), "{err}");
+        #[cfg(unix)]
+        {
+            let err = read(Path::new("/dev/zero"), IdxKind::Labels).unwrap_err();
+            assert!(err.to_string().contains("character device"), "{err}");
         }
     }
 

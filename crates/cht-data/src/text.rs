@@ -8,8 +8,21 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use cht_sparse::io::{FileError, read_bounded};
 use cht_sparse::rng::{Counter, RngKey, Stream};
 use serde::{Deserialize, Serialize};
+
+/// The largest corpus [`Corpus::load`] reads: 2 GiB (tiny-shakespeare is 1 MB).
+pub const MAX_CORPUS_BYTES: u64 = 2 << 30;
+
+/// The largest vocabulary of either tokenizer: 65 536 tokens (character level: distinct
+/// characters; BPE: 256 bytes plus at most 65 280 merges).
+pub const MAX_VOCAB: usize = 65_536;
+
+/// The most bytes one BPE token may stand for: 65 536. Training never learns a longer token and a
+/// loaded tokenizer with one is rejected, so decoding `n` tokens yields at most `n · 65 536`
+/// bytes, however the merges nest.
+pub const MAX_TOKEN_BYTES: usize = 1 << 16;
 
 /// What can go wrong with a corpus or a tokenizer; messages name the file and what to do.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +81,18 @@ pub enum TextError {
     /// Bad tokenizer settings.
     #[error("{0}")]
     Config(String),
+    /// The corpus is not a regular file, or larger than [`MAX_CORPUS_BYTES`].
+    #[error(
+        "{source}; pass the path of a text file of at most {MAX_CORPUS_BYTES} bytes as data.corpus"
+    )]
+    File {
+        /// What the bounded reader refused.
+        #[source]
+        source: FileError,
+    },
+    /// A tokenizer (from a checkpoint or a file) that no training could have produced.
+    #[error("invalid tokenizer: {0}")]
+    InvalidTokenizer(String),
 }
 
 /// Which tokenizer to build from a corpus.
@@ -81,7 +106,25 @@ pub enum TokenizerKind {
 }
 
 /// A tokenizer, serialisable so that a checkpoint carries its own.
+///
+/// Deserialisation validates (see [`Tokenizer::validate`]), so a tokenizer read from a checkpoint
+/// or any file is one that training could have produced: a character vocabulary that is
+/// non-empty, sorted, without repeats and at most [`MAX_VOCAB`] long; BPE merges (at most
+/// [`MAX_VOCAB`] − 256) where merge `i` only combines tokens below `256 + i` and no token stands
+/// for more than [`MAX_TOKEN_BYTES`] bytes.
+///
+/// ```rust
+/// use cht_data::Tokenizer;
+///
+/// let ok: Tokenizer = serde_json::from_str(r#"{"Bpe":{"merges":[[104,105],[256,33]]}}"#)?;
+/// assert_eq!(ok.decode(&[257])?, "hi!");
+/// // Merge 0 (token 256) may not use itself.
+/// assert!(serde_json::from_str::<Tokenizer>(r#"{"Bpe":{"merges":[[256,1]]}}"#).is_err());
+/// assert!(serde_json::from_str::<Tokenizer>(r#"{"Char":{"chars":["b","a"]}}"#).is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "RawTokenizer")]
 pub enum Tokenizer {
     /// Character level: the sorted characters of the corpus.
     Char {
@@ -95,8 +138,83 @@ pub enum Tokenizer {
     },
 }
 
+/// What a serialised tokenizer holds before it is validated (the same JSON as [`Tokenizer`]).
+#[derive(Deserialize)]
+enum RawTokenizer {
+    Char { chars: Vec<char> },
+    Bpe { merges: Vec<(u32, u32)> },
+}
+
+impl TryFrom<RawTokenizer> for Tokenizer {
+    type Error = TextError;
+
+    fn try_from(raw: RawTokenizer) -> Result<Tokenizer, TextError> {
+        let tokenizer = match raw {
+            RawTokenizer::Char { chars } => Tokenizer::Char { chars },
+            RawTokenizer::Bpe { merges } => Tokenizer::Bpe { merges },
+        };
+        tokenizer.validate()?;
+        Ok(tokenizer)
+    }
+}
+
 impl Tokenizer {
-    /// The character vocabulary of `text` (at least one character).
+    /// Checks what deserialisation checks (see [`Tokenizer`]); the variants' fields are public, so
+    /// a tokenizer built by hand may need it. [`Tokenizer::encode`] and [`Tokenizer::decode`] never
+    /// panic either way, but only a valid tokenizer decodes every id below its vocabulary size.
+    pub fn validate(&self) -> Result<(), TextError> {
+        let bad = |m: String| Err(TextError::InvalidTokenizer(m));
+        match self {
+            Tokenizer::Char { chars } => {
+                if chars.is_empty() {
+                    return bad("the character vocabulary is empty".into());
+                }
+                if chars.len() > MAX_VOCAB {
+                    return bad(format!(
+                        "{} characters, more than the limit of {MAX_VOCAB}",
+                        chars.len()
+                    ));
+                }
+                if let Some(i) = chars.windows(2).position(|w| w.first() >= w.get(1)) {
+                    return bad(format!(
+                        "the characters are not sorted without repeats (at position {})",
+                        i + 1
+                    ));
+                }
+            }
+            Tokenizer::Bpe { merges } => {
+                if merges.len() > MAX_VOCAB - 256 {
+                    return bad(format!(
+                        "{} merges, more than the limit of {}",
+                        merges.len(),
+                        MAX_VOCAB - 256
+                    ));
+                }
+                // Bytes each token stands for, in u64 (sums of two values ≤ MAX_TOKEN_BYTES).
+                let mut len: Vec<u64> = vec![1; 256];
+                for (i, &(a, b)) in merges.iter().enumerate() {
+                    let id = 256 + i;
+                    let (Some(&la), Some(&lb)) = (len.get(a as usize), len.get(b as usize)) else {
+                        return bad(format!(
+                            "merge {i} (token {id}) combines ({a}, {b}), but only tokens below \
+                             {id} exist before it"
+                        ));
+                    };
+                    let l = la + lb;
+                    if l > MAX_TOKEN_BYTES as u64 {
+                        return bad(format!(
+                            "merge {i} (token {id}) stands for {l} bytes, more than the limit of \
+                             {MAX_TOKEN_BYTES}"
+                        ));
+                    }
+                    len.push(l);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The character vocabulary of `text` (at least one character, at most [`MAX_VOCAB`]).
     ///
     /// ```rust
     /// use cht_data::Tokenizer;
@@ -116,15 +234,22 @@ impl Tokenizer {
         if chars.is_empty() {
             return Err(TextError::Config("the corpus is empty".into()));
         }
+        if chars.len() > MAX_VOCAB {
+            return Err(TextError::Config(format!(
+                "the corpus has {} distinct characters, more than the {MAX_VOCAB} a character-level \
+                 vocabulary may hold; use `data.tokenizer = \"bpe\"`",
+                chars.len()
+            )));
+        }
         Ok(Tokenizer::Char { chars })
     }
 
     /// Learns byte-level BPE merges on `text` until the vocabulary has `vocab` tokens (or no pair
     /// occurs twice). Words (a letter run with its leading space, or a single other byte) are the
     /// units, so merges never cross word boundaries; ties go to the smallest pair, so training is
-    /// deterministic.
+    /// deterministic. Pairs that would make a token longer than [`MAX_TOKEN_BYTES`] are not merged.
     pub fn train_bpe(text: &[u8], vocab: usize) -> Result<Tokenizer, TextError> {
-        if !(257..=65_536).contains(&vocab) {
+        if !(257..=MAX_VOCAB).contains(&vocab) {
             return Err(TextError::Config(format!(
                 "data.bpe_vocab must be in 257..=65536 (256 bytes plus merges), got {vocab}"
             )));
@@ -139,22 +264,32 @@ impl Tokenizer {
             .collect();
         words.sort_unstable();
         let mut merges = Vec::new();
+        // Bytes each token stands for.
+        let mut token_len: Vec<usize> = vec![1; 256];
+        let len_of = |lens: &[usize], t: u32| lens.get(t as usize).copied().unwrap_or(usize::MAX);
         while 256 + merges.len() < vocab {
             let mut pairs: HashMap<(u32, u32), u64> = HashMap::new();
             for (w, n) in &words {
                 for p in w.windows(2) {
-                    *pairs.entry((p[0], p[1])).or_default() += n;
+                    if let [a, b] = *p {
+                        *pairs.entry((a, b)).or_default() += n;
+                    }
                 }
             }
             let best = pairs
                 .into_iter()
-                .filter(|&(_, n)| n >= 2)
+                .filter(|&((a, b), n)| {
+                    n >= 2
+                        && len_of(&token_len, a).saturating_add(len_of(&token_len, b))
+                            <= MAX_TOKEN_BYTES
+                })
                 .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)));
             let Some((pair, _)) = best else { break };
             let id = 256 + merges.len() as u32;
             for (w, _) in &mut words {
                 merge_pair(w, pair, id);
             }
+            token_len.push(len_of(&token_len, pair.0).saturating_add(len_of(&token_len, pair.1)));
             merges.push(pair);
         }
         Ok(Tokenizer::Bpe { merges })
@@ -212,11 +347,20 @@ impl Tokenizer {
             return Err(TextError::UnknownToken { token, vocab });
         }
         match self {
-            Tokenizer::Char { chars } => Ok(ids.iter().map(|&i| chars[i as usize]).collect()),
+            Tokenizer::Char { chars } => ids
+                .iter()
+                .map(|&t| {
+                    chars
+                        .get(t as usize)
+                        .copied()
+                        .ok_or(TextError::UnknownToken { token: t, vocab })
+                })
+                .collect(),
             Tokenizer::Bpe { merges } => {
                 let mut bytes = Vec::new();
+                let mut stack = Vec::new();
                 for &t in ids {
-                    expand(t, merges, &mut bytes);
+                    expand(t, merges, &mut stack, &mut bytes)?;
                 }
                 Ok(String::from_utf8_lossy(&bytes).into_owned())
             }
@@ -253,10 +397,15 @@ impl Corpus {
     /// Reads, tokenises and splits the corpus at `path`. The character vocabulary covers the
     /// whole text (so validation has no unknown characters); BPE merges are learnt on the
     /// training part only.
+    ///
+    /// The file must be a regular file of at most [`MAX_CORPUS_BYTES`].
     pub fn load(path: &Path, options: &CorpusOptions) -> Result<Corpus, TextError> {
-        let bytes = std::fs::read(path).map_err(|source| TextError::Read {
-            path: path.to_owned(),
-            source,
+        let bytes = read_bounded(path, "corpus", MAX_CORPUS_BYTES).map_err(|e| match e {
+            FileError::Io { source, .. } => TextError::Read {
+                path: path.to_owned(),
+                source,
+            },
+            source => TextError::File { source },
         })?;
         Corpus::from_bytes(path, &bytes, options)
     }
@@ -290,7 +439,7 @@ impl Corpus {
                     what: "the corpus",
                     tokens: 0,
                     seq: options.seq,
-                    needed: 2 * (options.seq + 1),
+                    needed: options.seq.saturating_add(1).saturating_mul(2),
                 })?
             }
             TokenizerKind::Bpe => Tokenizer::train_bpe(train_text, options.bpe_vocab)?,
@@ -298,13 +447,14 @@ impl Corpus {
         let train = tokenizer.encode_bytes(train_text)?;
         let val = tokenizer.encode_bytes(val_text)?;
         for (what, part) in [("the training part", &train), ("the validation part", &val)] {
-            if part.len() < options.seq + 1 {
+            let needed = options.seq.saturating_add(1);
+            if part.len() < needed {
                 return Err(TextError::TooShort {
                     path: path.to_owned(),
                     what,
                     tokens: part.len(),
                     seq: options.seq,
-                    needed: options.seq + 1,
+                    needed,
                 });
             }
         }
@@ -418,14 +568,37 @@ fn bpe_word(word: &[u8], rank: &HashMap<(u32, u32), u32>) -> Vec<u32> {
     }
 }
 
-fn expand(t: u32, merges: &[(u32, u32)], out: &mut Vec<u8>) {
-    if t < 256 {
-        out.push(t as u8);
-    } else {
-        let (a, b) = merges[(t - 256) as usize];
-        expand(a, merges, out);
-        expand(b, merges, out);
+/// Appends the bytes of token `t`, iteratively (an explicit stack, so a deep chain of merges
+/// cannot overflow the call stack). Every merge may only refer to smaller tokens, so this ends
+/// even for a tokenizer built by hand; a merge that does not is an error.
+fn expand(
+    t: u32,
+    merges: &[(u32, u32)],
+    stack: &mut Vec<u32>,
+    out: &mut Vec<u8>,
+) -> Result<(), TextError> {
+    stack.clear();
+    stack.push(t);
+    while let Some(t) = stack.pop() {
+        if let Ok(byte) = u8::try_from(t) {
+            out.push(byte);
+            continue;
+        }
+        let merge = usize::try_from(t - 256).ok().and_then(|i| merges.get(i));
+        match merge {
+            Some(&(a, b)) if a < t && b < t => {
+                stack.push(b);
+                stack.push(a);
+            }
+            _ => {
+                return Err(TextError::InvalidTokenizer(format!(
+                    "token {t} does not expand to bytes (its merge refers to itself, a later \
+                     token or nothing)"
+                )));
+            }
+        }
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -476,6 +649,44 @@ mod tests {
     }
 
     #[test]
+    fn deserialised_tokenizers_are_validated_and_the_format_is_unchanged() {
+        let bpe = Tokenizer::train_bpe(TEXT.repeat(20).as_bytes(), 300).unwrap();
+        let json = serde_json::to_string(&bpe).unwrap();
+        assert!(json.starts_with(r#"{"Bpe":{"merges":[["#), "{json}");
+        assert_eq!(serde_json::from_str::<Tokenizer>(&json).unwrap(), bpe);
+        let chars = Tokenizer::char_level("ba").unwrap();
+        let json = serde_json::to_string(&chars).unwrap();
+        assert_eq!(json, r#"{"Char":{"chars":["a","b"]}}"#);
+        assert_eq!(serde_json::from_str::<Tokenizer>(&json).unwrap(), chars);
+        for (bad, needle) in [
+            (r#"{"Char":{"chars":[]}}"#, "empty"),
+            (r#"{"Char":{"chars":["a","a"]}}"#, "repeats"),
+            (r#"{"Bpe":{"merges":[[256,1]]}}"#, "below 256"),
+            (r#"{"Bpe":{"merges":[[1,2],[258,1]]}}"#, "below 257"),
+            (r#"{"Bpe":{"merges":[[4294967295,1]]}}"#, "below 256"),
+        ] {
+            let err = serde_json::from_str::<Tokenizer>(bad).unwrap_err();
+            assert!(err.to_string().contains(needle), "{bad}: {err}");
+        }
+        // Each merge doubling the last: 2^17 bytes for one token is over the limit.
+        let mut merges = vec![(97, 97)];
+        merges.extend((0..16).map(|i| (256 + i, 256 + i)));
+        let err = Tokenizer::Bpe { merges }.validate().unwrap_err();
+        assert!(err.to_string().contains("131072 bytes"), "{err}");
+        // A tokenizer built by hand with a self-reference decodes to an error, not a crash.
+        let cyclic = Tokenizer::Bpe {
+            merges: vec![(256, 97)],
+        };
+        assert!(cyclic.validate().is_err());
+        assert!(cyclic.decode(&[256]).is_err());
+        // Training never learns a token longer than MAX_TOKEN_BYTES.
+        let long = "a".repeat(3 * MAX_TOKEN_BYTES);
+        let t = Tokenizer::train_bpe(long.as_bytes(), 300).unwrap();
+        t.validate().unwrap();
+        assert_eq!(t.decode(&t.encode(&long).unwrap()).unwrap(), long);
+    }
+
+    #[test]
     fn corpus_splits_contiguously_and_checks_its_length() {
         let path = Path::new("mem.txt");
         let c =
@@ -498,6 +709,11 @@ mod tests {
         assert!(Corpus::from_bytes(path, TEXT.as_bytes(), &bad).is_err());
         let err = Corpus::load(Path::new("/nonexistent/input.txt"), &bad).unwrap_err();
         assert!(err.to_string().contains("data.corpus"), "{err}");
+        let err = Corpus::load(&std::env::temp_dir(), &bad).unwrap_err();
+        assert!(
+            err.to_string().contains("a directory") && err.to_string().contains("data.corpus"),
+            "{err}"
+        );
         let c = Corpus::from_bytes(
             path,
             TEXT.repeat(5).as_bytes(),

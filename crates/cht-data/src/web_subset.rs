@@ -12,16 +12,21 @@
 //!
 //! Images are raw `u8` pixels, sample after sample, each row-major, exactly as in the IDX files.
 //! The file length is exactly `24 + (n_train + n_test) · (1 + rows · cols)`; [`decode`] rejects
-//! anything else, so a truncated download is caught.
+//! anything else, so a truncated download is caught. Both splits hold at least one image (the
+//! page needs both). Every offset is computed in checked `u64` arithmetic and converted to `usize`
+//! only once it is known to lie within the bytes present, so the decoder behaves the same where
+//! `usize` has 32 bits (wasm32) as where it has 64.
 
-use std::ffi::OsString;
 use std::fs;
-use std::io::{self, Write};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::Path;
+
+use cht_sparse::io::{FileError, read_bounded, write_atomic};
 
 use crate::mnist::{CLASSES, SIDE};
 use crate::{Dataset, DatasetKind, Error, Result, Split};
+
+/// The largest web subset [`read`] accepts: 256 MiB (all of MNIST is 55 MB in this layout).
+pub const MAX_FILE_BYTES: u64 = 256 << 20;
 
 /// The first eight bytes of the file.
 pub const MAGIC: &[u8; 8] = b"CHTMNIST";
@@ -76,6 +81,15 @@ pub enum WebSubsetError {
         /// The label found.
         label: u8,
     },
+    /// A split without images: the page needs both a training and a test split.
+    #[error("the {split} split has no images; the page needs at least one of each")]
+    EmptySplit {
+        /// `train` or `test`.
+        split: &'static str,
+    },
+    /// The file could not be read (missing, not a regular file, too large).
+    #[error(transparent)]
+    File(FileError),
     /// The splits to encode are not consistent 28 × 28 data sets.
     #[error("data set {name} cannot be written: {why}")]
     Unencodable {
@@ -88,17 +102,24 @@ pub enum WebSubsetError {
 
 /// The file bytes of `train` and `test` in the layout of the module documentation.
 ///
-/// Errors if a split is not 28 × 28 with 10 classes, has more than `u32::MAX` samples, or its
-/// images, labels and `n` disagree.
+/// Errors if a split is empty, is not 28 × 28 with 10 classes, has more than `u32::MAX` samples,
+/// or its images, labels and `n` disagree.
 pub fn encode(train: &Dataset, test: &Dataset) -> Result<Vec<u8>, WebSubsetError> {
     for set in [train, test] {
-        let why = if (set.rows, set.cols) != (SIDE, SIDE) {
+        let why = if set.n == 0 {
+            Some(
+                "it has no images (the page needs at least one training and one test image)"
+                    .to_owned(),
+            )
+        } else if (set.rows, set.cols) != (SIDE, SIDE) {
             Some(format!("images are {}×{}, not 28×28", set.rows, set.cols))
         } else if set.classes != CLASSES {
             Some(format!("{} classes, not 10", set.classes))
         } else if u32::try_from(set.n).is_err() {
             Some(format!("{} samples do not fit a u32", set.n))
-        } else if set.labels.len() != set.n || set.images.len() != set.n * set.features() {
+        } else if set.labels.len() != set.n
+            || Some(set.images.len()) != set.n.checked_mul(set.features())
+        {
             Some("images, labels and n disagree".to_owned())
         } else {
             None
@@ -110,16 +131,11 @@ pub fn encode(train: &Dataset, test: &Dataset) -> Result<Vec<u8>, WebSubsetError
             });
         }
     }
-    let mut out = Vec::with_capacity(
-        HEADER_LEN
-            + train.labels.len()
-            + test.labels.len()
-            + train.images.len()
-            + test.images.len(),
-    );
+    let mut out = Vec::new();
     out.extend_from_slice(MAGIC);
     for v in [train.n, test.n, SIDE, SIDE] {
-        out.extend_from_slice(&(v as u32).to_le_bytes());
+        // Checked above: every count fits a u32.
+        out.extend_from_slice(&u32::try_from(v).unwrap_or(u32::MAX).to_le_bytes());
     }
     out.extend_from_slice(&train.labels);
     out.extend_from_slice(&test.labels);
@@ -129,28 +145,30 @@ pub fn encode(train: &Dataset, test: &Dataset) -> Result<Vec<u8>, WebSubsetError
 }
 
 /// Parses the bytes of a web subset into MNIST training and test splits (named `mnist-train` and
-/// `mnist-test`). Checks the magic, the 28 × 28 size, the exact length and the labels; never
-/// panics and allocates only as much as the input holds.
+/// `mnist-test`). Checks the magic, the 28 × 28 size, that both splits have images, the exact
+/// length and the labels; never panics and allocates only as much as the input holds.
 pub fn decode(bytes: &[u8]) -> Result<(Dataset, Dataset), WebSubsetError> {
-    if bytes.len() < HEADER_LEN {
+    let (Some(magic), Some(words)) = (bytes.get(..8), bytes.get(8..HEADER_LEN)) else {
         return Err(WebSubsetError::ShortHeader { found: bytes.len() });
-    }
-    if &bytes[..8] != MAGIC {
+    };
+    if magic != MAGIC {
         return Err(WebSubsetError::BadMagic {
-            found: String::from_utf8_lossy(&bytes[..8]).into_owned(),
+            found: String::from_utf8_lossy(magic).into_owned(),
         });
     }
-    let word = |i: usize| {
-        let at = 8 + 4 * i;
-        u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
-    };
-    let (n_train, n_test, rows, cols) = (word(0), word(1), word(2), word(3));
-    if (rows as usize, cols as usize) != (SIDE, SIDE) {
+    let mut header = words
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes(<[u8; 4]>::try_from(c).unwrap_or_default()));
+    let mut word = || header.next().unwrap_or_default();
+    let (n_train, n_test, rows, cols) = (word(), word(), word(), word());
+    if (u64::from(rows), u64::from(cols)) != (SIDE as u64, SIDE as u64) {
         return Err(WebSubsetError::ImageSize { rows, cols });
     }
-    // In u64, so huge header counts cannot overflow.
+    // Every size and offset in u64 (at most 2^33 · 785 < 2^43: no overflow), compared with the
+    // length before anything becomes a usize.
+    let features = (SIDE * SIDE) as u64;
     let samples = u64::from(n_train) + u64::from(n_test);
-    let expected = HEADER_LEN as u64 + samples * (1 + (SIDE * SIDE) as u64);
+    let expected = HEADER_LEN as u64 + samples * (1 + features);
     if bytes.len() as u64 != expected {
         return Err(WebSubsetError::Length {
             n_train,
@@ -159,12 +177,36 @@ pub fn decode(bytes: &[u8]) -> Result<(Dataset, Dataset), WebSubsetError> {
             expected,
         });
     }
-    let (n_train, n_test) = (n_train as usize, n_test as usize);
-    let features = SIDE * SIDE;
-    let (labels, images) = bytes[HEADER_LEN..].split_at(n_train + n_test);
-    let (train_labels, test_labels) = labels.split_at(n_train);
-    let (train_images, test_images) = images.split_at(n_train * features);
-    let split = |split: Split, n: usize, labels: &[u8], images: &[u8]| {
+    if n_train == 0 || n_test == 0 {
+        return Err(WebSubsetError::EmptySplit {
+            split: if n_train == 0 { "training" } else { "test" },
+        });
+    }
+    // Offsets of the four parts, all ≤ `expected` = the length, so they fit a usize.
+    let bounds = [
+        HEADER_LEN as u64,
+        HEADER_LEN as u64 + u64::from(n_train),
+        HEADER_LEN as u64 + samples,
+        HEADER_LEN as u64 + samples + u64::from(n_train) * features,
+        expected,
+    ];
+    let part = |i: usize| -> Result<&[u8], WebSubsetError> {
+        let at = |k: usize| {
+            bounds
+                .get(k)
+                .and_then(|&b| usize::try_from(b).ok())
+                .unwrap_or(usize::MAX)
+        };
+        bytes.get(at(i)..at(i + 1)).ok_or(WebSubsetError::Length {
+            n_train,
+            n_test,
+            found: bytes.len(),
+            expected,
+        })
+    };
+    let (train_labels, test_labels, train_images, test_images) =
+        (part(0)?, part(1)?, part(2)?, part(3)?);
+    let split = |split: Split, labels: &[u8], images: &[u8]| {
         if let Some((index, &label)) = labels
             .iter()
             .enumerate()
@@ -182,21 +224,21 @@ pub fn decode(bytes: &[u8]) -> Result<(Dataset, Dataset), WebSubsetError> {
             split,
             images: images.to_vec(),
             labels: labels.to_vec(),
-            n,
+            n: labels.len(),
             rows: SIDE,
             cols: SIDE,
             classes: CLASSES,
         })
     };
     Ok((
-        split(Split::Train, n_train, train_labels, train_images)?,
-        split(Split::Test, n_test, test_labels, test_images)?,
+        split(Split::Train, train_labels, train_images)?,
+        split(Split::Test, test_labels, test_images)?,
     ))
 }
 
-/// Writes the web subset of `train` and `test` to `path`: parent folders are created, and the
-/// bytes go to a temporary file beside `path` that is then renamed over it, so the page never
-/// fetches a half-written file. Returns the file size in bytes.
+/// Writes the web subset of `train` and `test` to `path` (both splits non-empty): parent folders
+/// are created, and the file is replaced atomically ([`cht_sparse::io::write_atomic`]), so the
+/// page never fetches a half-written file. Returns the file size in bytes.
 pub fn write(path: &Path, train: &Dataset, test: &Dataset) -> Result<u64> {
     let bytes = encode(train, test).map_err(|source| Error::WebSubset {
         path: path.to_owned(),
@@ -207,50 +249,35 @@ pub fn write(path: &Path, train: &Dataset, test: &Dataset) -> Result<u64> {
         _ => Path::new("."),
     };
     fs::create_dir_all(dir).map_err(Error::io(dir, "create the directory"))?;
-    let name = path.file_name().ok_or_else(|| Error::Io {
-        path: path.to_owned(),
-        action: "write",
-        source: io::Error::new(io::ErrorKind::InvalidInput, "the path does not name a file"),
-    })?;
-    // Distinguishes temporary files of concurrent writes within this process.
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut tmp_name = OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(
-        ".{}.{}.tmp",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let tmp: PathBuf = dir.join(tmp_name);
-    let result = write_then_rename(&tmp, path, &bytes);
-    if result.is_err() {
-        // Best effort: the original error matters more than a failed cleanup.
-        let _ = fs::remove_file(&tmp);
-    }
-    result.map_err(Error::io(path, "write"))?;
+    write_atomic(path, "web subset", &bytes).map_err(|e| file_error(path, e))?;
     Ok(bytes.len() as u64)
 }
 
-/// Reads and decodes the web subset at `path` (see [`decode`]).
+/// Reads and decodes the web subset at `path` (see [`decode`]): a regular file of at most
+/// [`MAX_FILE_BYTES`].
 pub fn read(path: &Path) -> Result<(Dataset, Dataset)> {
-    let bytes = fs::read(path).map_err(Error::io(path, "read"))?;
+    let bytes =
+        read_bounded(path, "web subset", MAX_FILE_BYTES).map_err(|e| file_error(path, e))?;
     decode(&bytes).map_err(|source| Error::WebSubset {
         path: path.to_owned(),
         source,
     })
 }
 
-fn write_then_rename(tmp: &Path, path: &Path, bytes: &[u8]) -> io::Result<()> {
-    // `create_new` never clobbers a file that happens to have the temporary name.
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(tmp)?;
-    file.write_all(bytes)?;
-    // Flush to disk before the rename, or a crash could leave `path` naming an empty file.
-    file.sync_all()?;
-    drop(file);
-    fs::rename(tmp, path)
+/// An I/O failure as before ([`Error::Io`]); a refusal of the bounded reader or writer (not a
+/// regular file, too large) as a [`WebSubsetError::File`].
+fn file_error(path: &Path, e: FileError) -> Error {
+    match e {
+        FileError::Io { action, source, .. } => Error::Io {
+            path: path.to_owned(),
+            action,
+            source,
+        },
+        other => Error::WebSubset {
+            path: path.to_owned(),
+            source: WebSubsetError::File(other),
+        },
+    }
 }
 
 #[cfg(test)]
@@ -301,11 +328,37 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, ["mnist-subset.bin"]);
-        // Rewriting replaces the file; an empty split is allowed.
-        let empty = synthetic(Split::Test, 0, 0);
-        write(&path, &synthetic(Split::Train, 2, 1), &empty).unwrap();
+        // Rewriting replaces the file.
+        write(
+            &path,
+            &synthetic(Split::Train, 2, 1),
+            &synthetic(Split::Test, 1, 0),
+        )
+        .unwrap();
         let (a, b) = read(&path).unwrap();
-        assert_eq!((a.n, b.n), (2, 0));
+        assert_eq!((a.n, b.n), (2, 1));
+        // An empty split is refused, by the writer (leaving the file) and by the reader.
+        let empty = synthetic(Split::Test, 0, 0);
+        let err = write(&path, &synthetic(Split::Train, 2, 1), &empty).unwrap_err();
+        assert!(err.to_string().contains("no images"), "{err}");
+        let err = write(&path, &empty, &synthetic(Split::Test, 2, 1)).unwrap_err();
+        assert!(err.to_string().contains("no images"), "{err}");
+        assert_eq!(read(&path).unwrap().1.n, 1);
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[12..16].copy_from_slice(&0u32.to_le_bytes());
+        bytes.truncate(24 + 2 * 785);
+        assert!(matches!(
+            decode(&bytes),
+            Err(WebSubsetError::EmptySplit { split: "test" })
+        ));
+        // Special files are refused, not read or replaced.
+        #[cfg(unix)]
+        {
+            let err = read(Path::new("/dev/zero")).unwrap_err();
+            assert!(err.to_string().contains("not a regular file"), "{err}");
+            let err = write(Path::new("/dev/null"), &a, &b).unwrap_err();
+            assert!(err.to_string().contains("not a regular file"), "{err}");
+        }
     }
 
     #[test]
