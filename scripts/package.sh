@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Proves that cht publishes:
-#  1. every crate of the workspace but the browser demo packages (`cargo package`, which also
+#  1. every crate of the workspace but the browser demo and the fuzz harness (publish = false) packages (`cargo package`, which also
 #     builds each package from its own `.crate` contents);
 #  2. a crate outside the workspace (scripts/external-crate), depending on `cht-train = "0.1.0"`
 #     like a user of crates.io, builds from the unpacked `.crate` files alone (never the source
@@ -31,7 +31,7 @@ rm -rf "${CARGO_HOME:-$HOME/.cargo}"/registry/src/-*/cht-*-[0-9]*
 # The verification builds are debug builds nobody debugs: without debug info they are faster and
 # take a fraction of the disk.
 CARGO_PROFILE_DEV_DEBUG=false \
-  cargo package --workspace --exclude cht-web --allow-dirty -q --target-dir "$work/target"
+  cargo package --workspace --exclude cht-web --exclude cht-fuzz --allow-dirty -q --target-dir "$work/target"
 
 crates=("$work"/target/package/*.crate)
 [ -e "${crates[0]}" ] || { echo "package: no .crate in $work/target/package" >&2; exit 1; }

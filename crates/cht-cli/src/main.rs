@@ -12,6 +12,8 @@ mod bench;
 mod demo;
 mod execution;
 mod footprint;
+#[cfg(test)]
+mod fuzz;
 mod lm;
 mod plot;
 mod run;
@@ -20,6 +22,11 @@ mod testing;
 mod train;
 
 use anyhow::{Context, Result};
+
+// The fuzz tests bound each case's largest allocation: they count them in the test binary.
+#[cfg(test)]
+#[global_allocator]
+static ALLOC: cht_fuzz::CountingAlloc = cht_fuzz::CountingAlloc;
 use cht_gpu::{BackendChoice, Device, DeviceInfo, DeviceOptions};
 use clap::{Parser, Subcommand};
 

@@ -52,7 +52,7 @@ pub struct EvalArgs {
     checkpoint: PathBuf,
 }
 
-const DEFAULT_CONFIG: &str = include_str!("../../configs/default.toml");
+pub(crate) const DEFAULT_CONFIG: &str = include_str!("../../configs/default.toml");
 
 /// `cht train`.
 pub fn train(device: &Device, args: &TrainArgs) -> Result<()> {
