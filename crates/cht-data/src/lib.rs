@@ -160,6 +160,10 @@ pub enum Error {
         #[source]
         source: WebSubsetError,
     },
+    /// A file that is not a regular file (a directory, device or FIFO) where one is read or
+    /// written, or one over a reader's size limit.
+    #[error(transparent)]
+    File(#[from] cht_sparse::io::FileError),
     /// The fetch step found something unexpected (e.g. a download without the expected file).
     #[error("{0}")]
     Fetch(String),

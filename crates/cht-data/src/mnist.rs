@@ -468,7 +468,14 @@ fn write_file(dir: &Path, name: &str, bytes: &[u8], compression: Compression) ->
                 .map_err(Error::io(path, "compress"))?
         }
     };
-    std::fs::write(&path, bytes).map_err(Error::io(path, "write"))
+    cht_sparse::io::write_atomic(&path, "IDX", &bytes).map_err(|e| match e {
+        cht_sparse::io::FileError::Io { source, .. } => Error::Io {
+            path: path.clone(),
+            action: "write",
+            source,
+        },
+        other => Error::File(other),
+    })
 }
 
 #[cfg(test)]

@@ -170,6 +170,9 @@ pub fn write_atomic(path: &Path, what: &'static str, bytes: &[u8]) -> Result<(),
         .write_all(bytes)
         .and_then(|()| file.sync_all())
         .and_then(|()| {
+            // Closed before the rename (where `File` has no destructor, wasm32, there is nothing
+            // to close).
+            #[allow(clippy::drop_non_drop)]
             drop(file);
             fs::rename(&tmp, path)
         });
