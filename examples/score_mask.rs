@@ -14,14 +14,8 @@ use cht_train::sparse::rng::{RngKey, Stream};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mask = match std::env::args().nth(1) {
-        Some(path) => {
-            let bytes = std::fs::read(&path)?;
-            if path.ends_with(".npy") {
-                mask_io::parse_npy(&bytes)?
-            } else {
-                mask_io::parse_text(&String::from_utf8(bytes)?)?
-            }
-        }
+        // `.npy` or text (told apart by the NumPy magic), a regular file of at most 1 GiB.
+        Some(path) => mask_io::read_mask(path.as_ref())?,
         None => {
             let key = RngKey::new(7, Stream::TopologyInit, 0, 0);
             CsrPattern::random(300, 200, 0.05, key)?.to_mask()

@@ -16,7 +16,6 @@ use cht_sparse::schedule::TemperatureSchedule;
 pub const SIDE: usize = 28;
 /// Pixels per image.
 pub const PIXELS: usize = SIDE * SIDE;
-const MAGIC: &[u8; 8] = b"CHTMNIST";
 const MEAN: f32 = 0.1307;
 const STD: f32 = 0.3081;
 
@@ -195,53 +194,16 @@ pub struct MnistSubset {
 }
 
 impl MnistSubset {
-    /// Parses the file: `CHTMNIST`, u32 LE n_train, n_test, rows, cols, the labels, the images.
+    /// Parses the file written by `cht data web-subset` with the one decoder of that format,
+    /// [`cht_data::web_subset::decode`] (sizes in u64, so a crafted header cannot wrap 32-bit
+    /// offsets here; every failure is an error, never a trap).
     pub fn parse(bytes: &[u8]) -> Result<MnistSubset, String> {
-        if bytes.len() < 24 || &bytes[..8] != MAGIC {
-            return Err("not an MNIST subset file (bad magic); run `cht data web-subset`".into());
-        }
-        let word = |i: usize| {
-            let b = bytes.get(8 + 4 * i..12 + 4 * i).unwrap_or(&[0; 4]);
-            u64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        };
-        let (n_train, n_test, rows, cols) = (word(0), word(1), word(2), word(3));
-        if rows != SIDE as u64 || cols != SIDE as u64 {
-            return Err(format!("images are {rows}×{cols}, the demo needs 28×28"));
-        }
-        if n_train == 0 || n_test == 0 {
-            return Err("the subset has no training or no test images".into());
-        }
-        // In u64 (at most 2^33 · 785 < 2^43): on wasm32 a usize product of header counts would
-        // wrap, and a crafted file could then match the length and send offsets out of bounds.
-        let expected = 24 + (n_train + n_test) * (1 + PIXELS as u64);
-        if bytes.len() as u64 != expected {
-            return Err(format!(
-                "the subset file has {} bytes, its header promises {expected}",
-                bytes.len()
-            ));
-        }
-        // Every count now fits the bytes present, so in a usize too.
-        let size = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
-        let (n_train, n_test) = (size(n_train), size(n_test));
-        let mut at = 24usize;
-        let mut take = |n: usize| {
-            let end = at.saturating_add(n);
-            let v = bytes.get(at..end).unwrap_or_default().to_vec();
-            at = end;
-            v
-        };
-        let train_y = take(n_train);
-        let test_y = take(n_test);
-        let train_x = take(n_train.saturating_mul(PIXELS));
-        let test_x = take(n_test.saturating_mul(PIXELS));
-        if let Some(&y) = train_y.iter().chain(&test_y).find(|&&y| y > 9) {
-            return Err(format!("label {y} is not a digit"));
-        }
+        let (train, test) = cht_data::web_subset::decode(bytes).map_err(|e| e.to_string())?;
         Ok(MnistSubset {
-            train_x,
-            train_y,
-            test_x,
-            test_y,
+            train_x: train.images,
+            train_y: train.labels,
+            test_x: test.images,
+            test_y: test.labels,
         })
     }
 

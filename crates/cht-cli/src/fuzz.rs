@@ -7,6 +7,7 @@
 //! `tests/fuzz-corpus/<reader>/` hold inputs that once failed.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use cht_dst::DstScheduler;
 use cht_fuzz::{CountingAlloc, Fuzz};
@@ -15,6 +16,24 @@ use crate::lm::config::LmRunConfig;
 use crate::run::config_of_checkpoint;
 use crate::train::checkpoint::{Checkpoint, FORMAT};
 use crate::train::config::RunConfig;
+
+/// Counts the inputs a reader accepted, printed after the run: mutations that stay valid are what
+/// reach the code past the parser.
+#[derive(Default)]
+struct Accepted(AtomicU64);
+
+impl Accepted {
+    fn count(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn report(&self, name: &str) {
+        println!(
+            "fuzz {name}: {} inputs accepted",
+            self.0.load(Ordering::Relaxed)
+        );
+    }
+}
 
 fn corpus(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -63,20 +82,24 @@ fn use_mlp_config(c: &RunConfig) {
 
 #[test]
 fn mlp_configurations_never_panic() {
+    let accepted = Accepted::default();
     let check = |bytes: &[u8]| {
         let text = String::from_utf8_lossy(bytes);
         if let Ok(c) = RunConfig::parse(&text, "fuzz", &[]) {
             use_mlp_config(&c);
+            accepted.count();
         }
         bounded(bytes);
     };
     let fuzz = Fuzz::new("mlp-config").seeds(configs(false));
     fuzz.replay(&corpus("mlp-config"), check);
     fuzz.run(check);
+    accepted.report("mlp-config");
 }
 
 #[test]
 fn lm_configurations_never_panic() {
+    let accepted = Accepted::default();
     let check = |bytes: &[u8]| {
         let text = String::from_utf8_lossy(bytes);
         if let Ok(c) = LmRunConfig::parse(&text, "fuzz", &[]) {
@@ -84,12 +107,14 @@ fn lm_configurations_never_panic() {
             dst.validate().expect("validate() accepted it");
             let _ = c.lm_config(65);
             let _ = c.lr_schedule().lr(c.train.steps / 2);
+            accepted.count();
         }
         bounded(bytes);
     };
     let fuzz = Fuzz::new("lm-config").seeds(configs(true));
     fuzz.replay(&corpus("lm-config"), check);
     fuzz.run(check);
+    accepted.report("lm-config");
 }
 
 /// The default configuration's scheduler for [`MLP_SHAPES`], as a run at step 60 has it.
@@ -122,8 +147,10 @@ fn checkpoint_seed() -> Vec<u8> {
 
 #[test]
 fn checkpoints_never_panic() {
+    let accepted = Accepted::default();
     let check = |bytes: &[u8]| {
         if let Ok(c) = Checkpoint::from_bytes(bytes) {
+            accepted.count();
             let _ = c.first_non_finite();
             if let Ok(config) = config_of_checkpoint::<RunConfig>(&c) {
                 use_mlp_config(&config);
@@ -143,15 +170,18 @@ fn checkpoints_never_panic() {
     let fuzz = Fuzz::new("checkpoint").seeds(vec![checkpoint_seed()]);
     fuzz.replay(&corpus("checkpoint"), check);
     fuzz.run(check);
+    accepted.report("checkpoint");
 }
 
 #[test]
 fn scheduler_states_never_panic_and_accepted_ones_are_usable() {
     let (_, fresh) = scheduler_seed();
+    let accepted = Accepted::default();
     let check = |bytes: &[u8]| {
         if let Ok(mut s) = serde_json::from_slice::<DstScheduler>(bytes)
             && s.check_resumable(&fresh).is_ok()
         {
+            accepted.count();
             // Everything a resumed run asks of its scheduler before the next update.
             let _ = s.summary();
             let _ = (s.itop(), s.anp(), s.next_step_is_update());
@@ -166,4 +196,5 @@ fn scheduler_states_never_panic_and_accepted_ones_are_usable() {
     let fuzz = Fuzz::new("scheduler").seeds(vec![serde_json::to_vec(&fresh).unwrap()]);
     fuzz.replay(&corpus("scheduler"), check);
     fuzz.run(check);
+    accepted.report("scheduler");
 }

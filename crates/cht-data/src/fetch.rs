@@ -227,8 +227,10 @@ fn run(cmd: &mut Command, advice: &str, progress: &mut dyn FnMut(&str)) -> Resul
     };
     // Stderr is drained on its own thread so that neither pipe can fill up and block the child.
     let stderr_reader = std::thread::spawn(move || {
+        // The first 64 KiB are enough for a message; the rest is drained, not kept.
         let mut bytes = Vec::new();
-        let _ = stderr.read_to_end(&mut bytes);
+        let _ = (&mut stderr).take(64 << 10).read_to_end(&mut bytes);
+        let _ = std::io::copy(&mut stderr, &mut std::io::sink());
         String::from_utf8_lossy(&bytes).into_owned()
     });
     for chunk in BufReader::new(stdout).split(b'\n') {
