@@ -80,7 +80,12 @@ fn chts_learns_the_synthetic_task_and_reports_topology() {
 
 #[test]
 fn bad_subset_files_and_configs_are_errors() {
-    assert!(MnistSubset::parse(b"").unwrap_err().contains("magic"));
+    assert!(MnistSubset::parse(b"").unwrap_err().contains("too short"));
+    assert!(
+        MnistSubset::parse(&[b'x'; 40])
+            .unwrap_err()
+            .contains("not a CHTMNIST file")
+    );
     let mut bytes = b"CHTMNIST".to_vec();
     for v in [2u32, 1, 28, 28] {
         bytes.extend_from_slice(&v.to_le_bytes());
@@ -89,7 +94,7 @@ fn bad_subset_files_and_configs_are_errors() {
     assert!(
         MnistSubset::parse(&bytes)
             .unwrap_err()
-            .contains("header promises")
+            .contains("truncated or corrupt")
     );
     bytes.truncate(24);
     bytes.extend_from_slice(&[3, 11, 4]);
@@ -97,7 +102,7 @@ fn bad_subset_files_and_configs_are_errors() {
     assert!(
         MnistSubset::parse(&bytes)
             .unwrap_err()
-            .contains("not a digit")
+            .contains("is not a class 0..10")
     );
     let bad = DemoConfig {
         density: 0.0,
