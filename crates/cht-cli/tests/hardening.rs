@@ -24,24 +24,29 @@ fn refused(code: i32, text: &str, needles: &[&str]) {
     }
 }
 
-/// A trained 1-epoch MLP run directory (its checkpoint is at epoch 1).
-fn trained(name: &str, extra_set: &[&str]) -> (PathBuf, PathBuf) {
-    let d = dir(name);
-    let config = write_config(&d, &data_dir(&d), "");
-    let out = d.join("run");
+/// `cht train --config CONFIG --out OUT --set S…` with `env`.
+fn train(config: &Path, out: &Path, sets: &[&str], env: &[(&str, &str)]) -> (i32, String) {
     let mut args = vec![
         "train",
         "--config",
         config.to_str().unwrap(),
         "--out",
         out.to_str().unwrap(),
-        "--set",
-        "train.epochs=1",
     ];
-    for s in extra_set {
+    for s in sets {
         args.extend(["--set", s]);
     }
-    let (code, text) = cht(&args, &[]);
+    cht(&args, env)
+}
+
+/// A trained 1-epoch MLP run directory (its checkpoint is at epoch 1).
+fn trained(name: &str, extra_set: &[&str]) -> (PathBuf, PathBuf) {
+    let d = dir(name);
+    let config = write_config(&d, &data_dir(&d), "");
+    let out = d.join("run");
+    let mut sets = vec!["train.epochs=1"];
+    sets.extend(extra_set);
+    let (code, text) = train(&config, &out, &sets, &[]);
     assert_eq!(code, 0, "{text}");
     (d, out)
 }
@@ -160,18 +165,7 @@ fn sizes_that_cannot_fit_are_refused_before_anything_is_allocated() {
         "model.hidden_layers=1000000",
     ] {
         let out = d.join("run");
-        let (code, text) = cht(
-            &[
-                "train",
-                "--config",
-                config.to_str().unwrap(),
-                "--out",
-                out.to_str().unwrap(),
-                "--set",
-                set,
-            ],
-            &[],
-        );
+        let (code, text) = train(&config, &out, &[set], &[]);
         refused(code, &text, &["the MLP"]);
     }
     let (code, text) = cht(
@@ -224,31 +218,14 @@ fn a_diverging_run_stops_naming_the_step_and_keeps_the_last_good_checkpoint() {
     let d = dir("diverge");
     let config = write_config(&d, &data_dir(&d), "");
     let out = d.join("run");
-    let (code, text) = cht(
-        &[
-            "train",
-            "--config",
-            config.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--set",
-            "train.lr=1e30",
-        ],
-        &[],
-    );
+    let (code, text) = train(&config, &out, &["train.lr=1e30"], &[]);
     refused(code, &text, &["training diverged", "at step"]);
     assert!(!out.join("checkpoint.safetensors").exists());
     // Mid-run: the epoch-1 checkpoint of a 2-epoch run stays byte for byte.
-    let (code, text) = cht(
-        &[
-            "train",
-            "--config",
-            config.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--set",
-            "train.epochs=2",
-        ],
+    let (code, text) = train(
+        &config,
+        &out,
+        &["train.epochs=2"],
         &[("CHT_ABORT_AFTER_STEPS", "70")],
     );
     assert_ne!(code, 0, "{text}");
@@ -343,18 +320,7 @@ fn identical_runs_write_identical_checkpoints_and_never_follow_planted_links() {
         std::fs::create_dir_all(&out).unwrap();
         // The temporary name the checkpoint writer used to write through.
         std::os::unix::fs::symlink(&victim, out.join("checkpoint.safetensors.tmp")).unwrap();
-        let (code, text) = cht(
-            &[
-                "train",
-                "--config",
-                config.to_str().unwrap(),
-                "--out",
-                out.to_str().unwrap(),
-                "--set",
-                "train.epochs=1",
-            ],
-            &[],
-        );
+        let (code, text) = train(&config, &out, &["train.epochs=1"], &[]);
         assert_eq!(code, 0, "{text}");
         checkpoints.push(std::fs::read(out.join("checkpoint.safetensors")).unwrap());
     }
