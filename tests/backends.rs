@@ -19,7 +19,9 @@
 //!   `Unimplemented("write_value_type CooperativeMatrix …")` for the matrix types, and has
 //!   `unimplemented!()` for cooperative stores (run under `catch_unwind`); the failure is required
 //!   here, so a naga that fixes it is noticed. GL has no cooperative matrices. On both, precision
-//!   f16-tc is refused when the device is opened and the f32 GEMM kernels (translated here) run.
+//!   f16-tc is refused when the device is opened and the f32 GEMM kernels (translated here) run:
+//!   the last test checks that on the adapter in use (lavapipe, and llvmpipe under
+//!   `WGPU_BACKEND=gl` in scripts/test.sh).
 
 mod common;
 
@@ -287,4 +289,61 @@ fn every_pipeline_validates_and_translates_for_vulkan_metal_dx12_and_gl() {
             .collect();
         assert_eq!(away, expected, "{backend}: entries selected away");
     }
+}
+
+#[test]
+fn the_adapter_in_use_refuses_the_kernels_its_backend_cannot_express_and_runs_the_f32_gemm() {
+    // Run on every driver of scripts/test.sh (lavapipe, then GL): asking for tensor cores where
+    // the selection refuses them (GL, DX12, adapters without cooperative matrices) is an error
+    // naming the reason when the device is opened, and the default device's GEMM (`Auto`) runs an
+    // f32 kernel that matches the twin.
+    use cht_train::gpu::{
+        BackendChoice, Device, DeviceInfo, DeviceOptions, Gemm, GemmKernel, Precision, Transpose,
+    };
+    let Some(g) = common::gpu() else {
+        return;
+    };
+    let DeviceInfo::Gpu(adapter) = g.info() else {
+        panic!("gpu() gave a CPU device");
+    };
+    let options = DeviceOptions::from_env()
+        .unwrap()
+        .with_backend(BackendChoice::Gpu)
+        .with_precision(Precision::F16TensorCores);
+    match (Device::open_blocking(&options), &adapter.tensor_cores) {
+        (Ok(d), Ok(kernel)) => {
+            assert!(
+                matches!(adapter.backend.as_str(), "Vulkan" | "Metal"),
+                "{}",
+                adapter.backend
+            );
+            assert_eq!(d.tensor_core_kernel(), Some(*kernel));
+        }
+        (Err(e), Err(why)) => {
+            let e = e.to_string();
+            assert!(e.contains("f16-tc") && e.contains(why.as_str()), "{e}");
+            eprintln!(
+                "{}: tensor cores refused: {why}",
+                adapter.backend_in_words()
+            );
+        }
+        (opened, selection) => panic!(
+            "opening for f16-tc ({:?}) disagrees with the selection ({selection:?})",
+            opened.map(|_| ())
+        ),
+    }
+    assert_eq!(g.tensor_core_kernel(), None, "default precision is f32");
+    let (m, n, k) = (67, 45, 33);
+    let cpu = common::cpu();
+    let mut results = Vec::new();
+    for d in [g, &cpu] {
+        let a = d.tensor_f32("a", m, k, &common::randn(m * k, 1)).unwrap();
+        let b = d.tensor_f32("b", k, n, &common::randn(k * n, 2)).unwrap();
+        let c = d.tensor_f32("c", m, n, &common::poison(m * n)).unwrap();
+        let mut cfg = Gemm::new(Transpose::No, Transpose::No);
+        cfg.kernel = GemmKernel::Auto;
+        d.gemm(&cfg, &a, &b, &c).unwrap();
+        results.push(d.read_f32(&c).unwrap());
+    }
+    common::assert_close("Auto GEMM vs twin", &results[0], &results[1], 1e-5);
 }
