@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing cht needs, idempotently:
 #  - lavapipe (Mesa's software Vulkan driver) so GPU tests run on a real driver without a GPU;
+#  - Mesa's EGL and llvmpipe, the second real driver (wgpu's GL backend) of the kernel tests;
 #  - Chromium and ChromeDriver from Debian, for the browser tests;
 #  - the wasm32 Rust target, so the browser crate is compiled too (scripts/web.sh installs the
 #    matching wasm-bindgen-cli).
@@ -26,6 +27,18 @@ if ! (vulkaninfo --summary 2>/dev/null | grep -q llvmpipe); then
   as_root apt-get update -qq
   as_root apt-get install -y -qq --no-install-recommends \
     mesa-vulkan-drivers libvulkan1 vulkan-tools libegl1 libgles2 libegl-mesa0 >/dev/null
+fi
+
+# The GL tests' driver: Mesa's llvmpipe through EGL (wgpu's GL backend, WGPU_BACKEND=gl). EGL
+# itself (libegl1 + Mesa's vendor library libegl-mesa0), GLES/GL dispatch, and the DRI driver that
+# holds llvmpipe (swrast_dri.so, in libgl1-mesa-dri on Debian 12).
+if ! ldconfig -p | grep 'libEGL_mesa\.so' >/dev/null \
+  || ! ls /usr/lib/*/dri/swrast_dri.so >/dev/null 2>&1; then
+  echo "install-deps: installing Mesa's EGL and llvmpipe (libegl1 libegl-mesa0 libgles2 libgl1-mesa-dri)"
+  export DEBIAN_FRONTEND=noninteractive
+  as_root apt-get update -qq
+  as_root apt-get install -y -qq --no-install-recommends \
+    libegl1 libegl-mesa0 libgles2 libgl1-mesa-dri >/dev/null
 fi
 
 if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then

@@ -23,6 +23,21 @@ cargo run --release -q -p cht-cli -- --backend gpu info
 echo "== tests (GPU kernels vs CPU twins, end-to-end training on GPU and CPU)"
 cargo test --release --workspace
 
+# A second real driver: wgpu's GL backend (WGPU_BACKEND=gl: Mesa's llvmpipe through EGL here). Only
+# the kernel tests (every WGSL kernel against its CPU twin), the topology tests (updates bit-identical
+# on GPU and CPU) and the DST equality tests (the scheduler's updates equal on GPU and CPU) run again:
+# they exercise every kernel the rest of the suite uses, at a fraction of its time; and the backends
+# test, whose GPU part checks that this adapter refuses the tensor-core kernel (GL has no
+# cooperative matrices) and runs the f32 GEMM instead. One test thread:
+# wgpu's GL backend serialises every GL call on one context and panics when a thread waits for it
+# more than 6 s (wgpu-hal 30 gles/egl.rs, CONTEXT_LOCK_TIMEOUT_SECS), which parallel tests exceed
+# while llvmpipe compiles shaders. Metal and DX12 cannot run here: tests/backends.rs (in the step
+# above) translates every kernel for them with naga.
+echo "== GL: the adapter, then the kernel, topology, DST-equality and backend-selection tests on it"
+WGPU_BACKEND=gl cargo run --release -q -p cht-cli -- --backend gpu info
+WGPU_BACKEND=gl cargo test --release --test kernels --test topology --test dst --test backends \
+  -- --test-threads=1
+
 echo "== examples: each runs to its end (train_mlp on the GPU adapter checks its accuracy)"
 CHT_BACKEND=gpu cargo run --release -q --example train_mlp
 cargo run --release -q --example score_mask

@@ -6,9 +6,10 @@
 //!   127, 129, 200}, and k = 0). Outputs start as NaN so a kernel that writes nothing fails.
 //! * The tensor-core shaders (`shaders/gemm_coop.wgsl`), which lavapipe cannot run: parsed and
 //!   validated by naga with the cooperative-matrix, f16 and subgroup capabilities for every entry
-//!   point and override combination the launcher creates, then written as SPIR-V and MSL. HLSL is
+//!   point and override combination the launcher creates; the SPIR-V and MSL must hold the
+//!   cooperative products. (tests/backends.rs translates every kernel for every backend.) HLSL is
 //!   not written: naga 30's HLSL writer has `unimplemented!()` for cooperative stores, so the
-//!   launcher never selects the kernel on DX12 (checked below).
+//!   launcher never selects the kernel on DX12 (checked below and in tests/backends.rs).
 //! * The tensor-core kernel against the twin on adapters that offer cooperative matrices (skipped,
 //!   with the reason printed, elsewhere).
 
@@ -23,7 +24,7 @@ use cht_train::gpu::{
     Activation, BackendChoice, Device, DeviceOptions, Gemm, GemmKernel, MaskOn, Precision,
     Transpose,
 };
-use common::{cpu, gpu, poison, randn};
+use common::{cpu, gpu, poison, randn, shaders};
 
 /// Unit roundoff of f32.
 const U32: f32 = 1.0 / (1u64 << 24) as f32;
@@ -389,104 +390,14 @@ fn tensor_core_selection_follows_the_adapter_and_refuses_dx12() {
     assert!(select_tensor_core_kernel(wgpu::Backend::Vulkan, all, &[], 32).is_err());
 }
 
-/// WebGPU's default limits, which every kernel must fit.
-const MAX_WORKGROUP_BYTES: u32 = 16 * 1024;
-const MAX_INVOCATIONS: u32 = 256;
-
-/// Validates `module` for `entry` with `constants`, checks the WebGPU limits, and returns the
-/// processed module (overrides applied, compacted to the entry point) and its info.
-fn process(
-    what: &str,
-    module: &naga::Module,
-    info: &naga::valid::ModuleInfo,
-    entry: &str,
-    constants: &[(&str, f64)],
-) -> (naga::Module, naga::valid::ModuleInfo) {
-    let mut pc = naga::back::PipelineConstants::default();
-    for &(name, value) in constants {
-        pc.insert(name.to_owned(), value);
-    }
-    let (m, i) = naga::back::pipeline_constants::process_overrides(
-        module,
-        info,
-        Some((naga::ShaderStage::Compute, entry)),
-        &pc,
-    )
-    .unwrap_or_else(|e| panic!("{what}: override processing failed: {e:?}"));
-    let (m, i) = (m.into_owned(), i.into_owned());
-    let ep = m
-        .entry_points
-        .iter()
-        .find(|ep| ep.name == entry)
-        .unwrap_or_else(|| panic!("{what}: no entry point"));
-    let invocations: u32 = ep.workgroup_size.iter().product();
-    assert!(
-        invocations <= MAX_INVOCATIONS,
-        "{what}: {invocations} invocations"
-    );
-    let mut layouter = naga::proc::Layouter::default();
-    layouter.update(m.to_ctx()).unwrap();
-    let bytes: u32 = m
-        .global_variables
-        .iter()
-        .filter(|(_, v)| v.space == naga::AddressSpace::WorkGroup)
-        .map(|(_, v)| layouter[v.ty].size)
-        .sum();
-    assert!(
-        bytes <= MAX_WORKGROUP_BYTES,
-        "{what}: {bytes} bytes of workgroup memory"
-    );
-    (m, i)
-}
-
-fn parse(
-    what: &str,
-    source: &str,
-    caps: naga::valid::Capabilities,
-) -> (naga::Module, naga::valid::ModuleInfo) {
-    let module = naga::front::wgsl::parse_str(source)
-        .unwrap_or_else(|e| panic!("{what}: {}", e.emit_to_string(source)));
-    let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps)
-        .validate(&module)
-        .unwrap_or_else(|e| panic!("{what}: validation failed: {e:?}"));
-    (module, info)
-}
-
-#[test]
-fn f32_kernels_fit_webgpu_default_limits() {
-    let (module, info) = parse(
-        "gemm.wgsl",
-        include_str!("../shaders/gemm.wgsl"),
-        naga::valid::Capabilities::empty(),
-    );
-    for entry in ["gemm", "gemm_tiled", "gemm_large", "gemm_large_v4"] {
-        for ta in [0.0, 1.0] {
-            for tb in [0.0, 1.0] {
-                for (ma, mc) in [(0.0, 0.0), (1.0, 0.0), (0.0, 1.0)] {
-                    let constants = [
-                        ("TRANS_A", ta),
-                        ("TRANS_B", tb),
-                        ("MASK_A", ma),
-                        ("MASK_C", mc),
-                    ];
-                    process(
-                        &format!("{entry} {constants:?}"),
-                        &module,
-                        &info,
-                        entry,
-                        &constants,
-                    );
-                }
-            }
-        }
-    }
-}
-
 #[test]
 fn tensor_core_shaders_validate_and_translate_for_every_pipeline() {
+    // Every pipeline of every kernel is validated and translated for every backend in
+    // tests/backends.rs (with the shared helpers of tests/common/shaders.rs); this checks what
+    // the tensor-core translations must contain, and that the module needs its capabilities.
     use naga::valid::Capabilities as Caps;
     let caps = Caps::COOPERATIVE_MATRIX | Caps::SHADER_FLOAT16 | Caps::SUBGROUP;
-    let (module, info) = parse("gemm_coop.wgsl", TENSOR_CORE_WGSL, caps);
+    let (module, info) = shaders::parse("gemm_coop.wgsl", TENSOR_CORE_WGSL, caps);
     // Without the capabilities (a device opened with precision f32) the module is rejected, which
     // is why it is only created on devices opened for tensor cores.
     assert!(
@@ -501,37 +412,15 @@ fn tensor_core_shaders_validate_and_translate_for_every_pipeline() {
         "entries × workgroups × transposes × masks"
     );
     let mut entries = std::collections::BTreeSet::new();
+    let layout = shaders::Layout {
+        read_only: &[true, true, true, true, false],
+    };
     for (entry, constants) in &pipelines {
         let what = format!("{entry} {constants:?}");
-        let (m, i) = process(&what, &module, &info, entry, constants);
-        // Re-validate the specialised module as a backend sees it.
-        naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps)
-            .validate(&m)
-            .unwrap_or_else(|e| panic!("{what}: specialised module invalid: {e:?}"));
+        let (m, i) = shaders::process(&what, &module, &info, entry, constants, caps);
         // SPIR-V (Vulkan), with and without the runtime bounds checks wgpu may add.
-        for unchecked in [false, true] {
-            let mut options = naga::back::spv::Options {
-                lang_version: (1, 6),
-                ..Default::default()
-            };
-            if unchecked {
-                options.bounds_check_policies = naga::proc::BoundsCheckPolicies::default();
-                options.force_loop_bounding = false;
-            } else {
-                let checked = naga::proc::BoundsCheckPolicy::ReadZeroSkipWrite;
-                options.bounds_check_policies = naga::proc::BoundsCheckPolicies {
-                    index: checked,
-                    buffer: checked,
-                    image_load: checked,
-                    binding_array: checked,
-                };
-            }
-            let pipeline = naga::back::spv::PipelineOptions {
-                shader_stage: naga::ShaderStage::Compute,
-                entry_point: (*entry).to_owned(),
-            };
-            let words = naga::back::spv::write_vec(&m, &i, &options, Some(&pipeline))
-                .unwrap_or_else(|e| panic!("{what}: SPIR-V: {e:?}"));
+        for checked in [false, true] {
+            let words = shaders::spirv(&what, (&m, &i), entry, (1, 6), checked).unwrap();
             // OpCapability CooperativeMatrixKHR (6022) and OpCooperativeMatrixMulAddKHR (4459).
             let has = |op: u32, operand: Option<u32>| {
                 words
@@ -544,38 +433,8 @@ fn tensor_core_shaders_validate_and_translate_for_every_pipeline() {
             );
             assert!(has(4459, None), "{what}: no OpCooperativeMatrixMulAddKHR");
         }
-        // MSL (Metal), with a slot per binding and a buffer-sizes slot.
-        let mut resources = naga::back::msl::BindingMap::default();
-        for binding in 0..6u32 {
-            resources.insert(
-                naga::ResourceBinding { group: 0, binding },
-                naga::back::msl::BindTarget {
-                    buffer: Some(binding as u8),
-                    mutable: binding == 5,
-                    ..Default::default()
-                },
-            );
-        }
-        let mut per_entry_point_map = naga::back::msl::EntryPointResourceMap::default();
-        per_entry_point_map.insert(
-            (*entry).to_owned(),
-            naga::back::msl::EntryPointResources {
-                resources,
-                immediates_buffer: None,
-                sizes_buffer: Some(6),
-            },
-        );
-        let options = naga::back::msl::Options {
-            lang_version: (2, 4),
-            per_entry_point_map,
-            ..Default::default()
-        };
-        let pipeline = naga::back::msl::PipelineOptions {
-            entry_point: Some((naga::ShaderStage::Compute, (*entry).to_owned())),
-            ..Default::default()
-        };
-        let (msl, _) = naga::back::msl::write_string(&m, &i, &options, &pipeline)
-            .unwrap_or_else(|e| panic!("{what}: MSL: {e:?}"));
+        // MSL (Metal): simdgroup matrices.
+        let msl = shaders::msl(&what, (&m, &i), entry, &layout, (2, 4), false).unwrap();
         assert!(
             msl.contains("simdgroup_multiply_accumulate"),
             "{what}: MSL without MMA"

@@ -2,6 +2,8 @@
 //! tolerance checks.
 #![allow(dead_code)]
 
+pub mod shaders;
+
 use std::sync::OnceLock;
 
 use cht_train::gpu::{BackendChoice, Device, DeviceInfo, DeviceOptions};
@@ -22,8 +24,30 @@ pub fn gpu() -> Option<&'static Device> {
                 if let DeviceInfo::Gpu(a) = d.info() {
                     eprintln!(
                         "GPU tests run on adapter: {} ({}, {})",
-                        a.name, a.backend, a.driver
+                        a.name,
+                        a.backend_in_words(),
+                        a.driver
                     );
+                    // `WGPU_BACKEND=gl` (scripts/test.sh's second driver) must give a GL adapter.
+                    if let Ok(wanted) = std::env::var("WGPU_BACKEND") {
+                        // wgpu's names for each backend (wgpu-types `Backends::from_comma_list`).
+                        let backend = |w: &str| match w.trim() {
+                            "vulkan" | "vk" => Some("Vulkan"),
+                            "dx12" | "d3d12" => Some("Dx12"),
+                            "metal" | "mtl" => Some("Metal"),
+                            "opengl" | "gles" | "gl" => Some("Gl"),
+                            "webgpu" => Some("BrowserWebGpu"),
+                            _ => None,
+                        };
+                        let named: Vec<_> = wanted.to_lowercase().split(',').map(backend).collect();
+                        if named.iter().all(Option::is_some) {
+                            assert!(
+                                named.contains(&Some(a.backend.as_str())),
+                                "WGPU_BACKEND={wanted} but the adapter's backend is {}",
+                                a.backend
+                            );
+                        }
+                    }
                 }
                 Some(d)
             }

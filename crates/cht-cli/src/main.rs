@@ -177,8 +177,16 @@ fn info(options: &DeviceOptions) -> Result<()> {
     let device = Device::open_blocking(options).context("opening the compute device")?;
     match device.info() {
         DeviceInfo::Gpu(a) => {
-            outln!("backend:   GPU ({})", a.backend);
+            outln!("backend:   GPU: {}", a.backend_in_words());
             outln!("adapter:   {}", a.name);
+            outln!(
+                "software:  {}",
+                if a.is_software() {
+                    "yes: a CPU rasteriser, not a hardware GPU"
+                } else {
+                    "no: a hardware GPU"
+                }
+            );
             outln!("type:      {}", a.device_type);
             outln!("driver:    {}", a.driver);
             outln!("features:  {:?}", a.features);

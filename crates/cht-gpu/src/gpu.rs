@@ -92,6 +92,68 @@ pub struct AdapterSummary {
     pub precision: Precision,
 }
 
+impl AdapterSummary {
+    /// Whether the adapter is a software rasteriser running on the CPU (Mesa's lavapipe and
+    /// llvmpipe, SwiftShader, WARP): what the driver reports as its device type, or a known name.
+    pub fn is_software(&self) -> bool {
+        let name = self.name.to_lowercase();
+        self.device_type == "Cpu"
+            || ["llvmpipe", "lavapipe", "swiftshader", "basic render driver"]
+                .iter()
+                .any(|s| name.contains(s))
+    }
+
+    /// The backend in words, e.g. "Vulkan (software: Mesa lavapipe)", "OpenGL 4.5 (Core Profile)
+    /// through EGL (software: Mesa llvmpipe)", "Metal", "Direct3D 12", "WebGPU (the browser's)".
+    pub fn backend_in_words(&self) -> String {
+        let name = self.name.to_lowercase();
+        let api = match self.backend.as_str() {
+            "Vulkan" => "Vulkan".to_owned(),
+            "Metal" => "Metal".to_owned(),
+            "Dx12" => "Direct3D 12".to_owned(),
+            "BrowserWebGpu" => "WebGPU (the browser's)".to_owned(),
+            "Gl" => {
+                // wgpu's GL backend reports the context's version string as the driver: "OpenGL
+                // ES 3.2 Mesa …" for GLES contexts, "4.5 (Core Profile) Mesa …" for desktop ones.
+                let version = self.driver.split(" Mesa").next().unwrap_or("").trim();
+                let context = if version.is_empty() {
+                    "OpenGL".to_owned()
+                } else if version.starts_with("OpenGL") {
+                    version.to_owned()
+                } else {
+                    format!("OpenGL {version}")
+                };
+                let through = if cfg!(target_arch = "wasm32") {
+                    "WebGL"
+                } else if cfg!(windows) {
+                    "WGL"
+                } else {
+                    "EGL"
+                };
+                format!("{context} through {through}")
+            }
+            other => other.to_owned(),
+        };
+        if !self.is_software() {
+            return api;
+        }
+        let renderer = if name.contains("llvmpipe") || name.contains("lavapipe") {
+            if self.backend == "Vulkan" {
+                "Mesa lavapipe"
+            } else {
+                "Mesa llvmpipe"
+            }
+        } else if name.contains("swiftshader") {
+            "SwiftShader"
+        } else if name.contains("basic render driver") {
+            "WARP"
+        } else {
+            "a CPU driver"
+        };
+        format!("{api} (software: {renderer})")
+    }
+}
+
 /// The GPU execution of a device.
 #[derive(Debug)]
 pub(crate) struct Gpu {
@@ -708,8 +770,14 @@ impl Gpu {
 /// Shader families whose kernels keep every index in bounds by construction (the launcher checks
 /// each operand's shape against the dimensions the kernels index with): created without runtime
 /// bounds checks on native adapters. Only the GEMM family is trusted this way.
-#[cfg(not(target_arch = "wasm32"))]
 const UNCHECKED_FAMILIES: [&str; 2] = ["gemm", "gemm_coop"];
+
+/// Whether the shader modules of `family` are created with wgpu's runtime checks (bounds checks,
+/// loop bounding, integer-division guards): every family except [`UNCHECKED_FAMILIES`] natively,
+/// and every family in the browser.
+pub(crate) fn family_has_runtime_checks(family: &str) -> bool {
+    cfg!(target_arch = "wasm32") || !UNCHECKED_FAMILIES.contains(&family)
+}
 
 /// The shader module of `kernel`'s family (labelled with the family name).
 fn create_module(device: &wgpu::Device, kernel: &Kernel) -> wgpu::ShaderModule {
@@ -718,7 +786,7 @@ fn create_module(device: &wgpu::Device, kernel: &Kernel) -> wgpu::ShaderModule {
         source: wgpu::ShaderSource::Wgsl(kernel.source.into()),
     };
     #[cfg(not(target_arch = "wasm32"))]
-    if UNCHECKED_FAMILIES.contains(&kernel.family) {
+    if !family_has_runtime_checks(kernel.family) {
         return create_gemm_module_unchecked(device, desc);
     }
     device.create_shader_module(desc)
@@ -813,4 +881,69 @@ async fn pick_adapter(instance: &wgpu::Instance, filter: &AdapterFilter) -> Resu
         })
         .await
         .map_err(|e| Error::NoAdapter(format!(": {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(name: &str, backend: &str, device_type: &str, driver: &str) -> AdapterSummary {
+        AdapterSummary {
+            name: name.into(),
+            backend: backend.into(),
+            device_type: device_type.into(),
+            driver: driver.into(),
+            limits: wgpu::Limits::defaults(),
+            features: wgpu::Features::empty(),
+            shader_f16: false,
+            subgroup_sizes: (0, 0),
+            cooperative_matrix: Vec::new(),
+            tensor_cores: Err("none".into()),
+            precision: Precision::F32,
+        }
+    }
+
+    #[test]
+    fn backends_are_described_in_words() {
+        // What lavapipe and Mesa's GL reported here (`cht --backend gpu info`).
+        let lavapipe = summary(
+            "llvmpipe (LLVM 15.0.6, 256 bits)",
+            "Vulkan",
+            "Cpu",
+            "llvmpipe Mesa 22.3.6 (LLVM 15.0.6)",
+        );
+        assert!(lavapipe.is_software());
+        assert_eq!(
+            lavapipe.backend_in_words(),
+            "Vulkan (software: Mesa lavapipe)"
+        );
+        let gl = summary(
+            "llvmpipe (LLVM 15.0.6, 256 bits)",
+            "Gl",
+            "Cpu",
+            "4.5 (Core Profile) Mesa 22.3.6",
+        );
+        let through = if cfg!(windows) { "WGL" } else { "EGL" };
+        assert_eq!(
+            gl.backend_in_words(),
+            format!("OpenGL 4.5 (Core Profile) through {through} (software: Mesa llvmpipe)")
+        );
+        let gles = summary("Mali-G710", "Gl", "IntegratedGpu", "OpenGL ES 3.2 v1.r38p1");
+        assert!(!gles.is_software());
+        assert_eq!(
+            gles.backend_in_words(),
+            format!("OpenGL ES 3.2 v1.r38p1 through {through}")
+        );
+        let metal = summary("Apple M2", "Metal", "IntegratedGpu", "");
+        assert_eq!(metal.backend_in_words(), "Metal");
+        let warp = summary("Microsoft Basic Render Driver", "Dx12", "Cpu", "");
+        assert_eq!(warp.backend_in_words(), "Direct3D 12 (software: WARP)");
+        let nvidia = summary("NVIDIA H200", "Dx12", "DiscreteGpu", "");
+        assert_eq!(nvidia.backend_in_words(), "Direct3D 12");
+        let swiftshader = summary("SwiftShader Device", "BrowserWebGpu", "Cpu", "");
+        assert_eq!(
+            swiftshader.backend_in_words(),
+            "WebGPU (the browser's) (software: SwiftShader)"
+        );
+    }
 }

@@ -14,7 +14,7 @@ use crate::tensor::{DType, Tensor, as_f32, as_f32_mut};
 pub const MAX_HEAD_DIM: usize = 128;
 
 const SOURCE: &str = include_str!("../../shaders/attention.wgsl");
-const FORWARD: Kernel = Kernel {
+pub(crate) const FORWARD: Kernel = Kernel {
     family: "attention",
     source: SOURCE,
     entry: "attn_forward",
@@ -26,7 +26,7 @@ const FORWARD: Kernel = Kernel {
         Access::ReadWrite,
     ],
 };
-const BACKWARD_DQ: Kernel = Kernel {
+pub(crate) const BACKWARD_DQ: Kernel = Kernel {
     family: "attention",
     source: SOURCE,
     entry: "attn_backward_dq",
@@ -41,7 +41,7 @@ const BACKWARD_DQ: Kernel = Kernel {
         Access::ReadWrite,
     ],
 };
-const BACKWARD_DKV: Kernel = Kernel {
+pub(crate) const BACKWARD_DKV: Kernel = Kernel {
     family: "attention",
     source: SOURCE,
     entry: "attn_backward_dkv",

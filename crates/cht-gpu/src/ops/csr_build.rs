@@ -22,14 +22,14 @@ const fn kernel(entry: &'static str, access: &'static [Access]) -> Kernel {
 }
 const R: Access = Access::Read;
 const W: Access = Access::ReadWrite;
-const COUNT_ROWS: Kernel = kernel("count_rows", &[R, W]);
-const COUNT_COLS: Kernel = kernel("count_cols", &[R, W]);
-const SCAN: Kernel = kernel("exclusive_scan", &[R, W, W]);
-const FILL_ROWS: Kernel = kernel("fill_rows", &[R, R, W, W, W]);
-const FILL_COLS: Kernel = kernel("fill_cols", &[R, R, R, W, W]);
-const GATHER: Kernel = kernel("csr_gather", &[R, R, R, R, W]);
-const SCATTER: Kernel = kernel("csr_scatter", &[R, R, R, R, W]);
-const MASK: Kernel = kernel("csr_mask", &[R, R, R, W]);
+pub(crate) const COUNT_ROWS: Kernel = kernel("count_rows", &[R, W]);
+pub(crate) const COUNT_COLS: Kernel = kernel("count_cols", &[R, W]);
+pub(crate) const SCAN: Kernel = kernel("exclusive_scan", &[R, W, W]);
+pub(crate) const FILL_ROWS: Kernel = kernel("fill_rows", &[R, R, W, W, W]);
+pub(crate) const FILL_COLS: Kernel = kernel("fill_cols", &[R, R, R, W, W]);
+pub(crate) const GATHER: Kernel = kernel("csr_gather", &[R, R, R, R, W]);
+pub(crate) const SCATTER: Kernel = kernel("csr_scatter", &[R, R, R, R, W]);
+pub(crate) const MASK: Kernel = kernel("csr_mask", &[R, R, R, W]);
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]

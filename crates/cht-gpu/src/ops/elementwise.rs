@@ -7,13 +7,13 @@ use crate::ops::{bytes, grid_1d};
 use crate::tensor::{DType, Tensor, as_f32, as_f32_mut};
 
 const SOURCE: &str = include_str!("../../shaders/elementwise.wgsl");
-const RELU_BACKWARD: Kernel = Kernel {
+pub(crate) const RELU_BACKWARD: Kernel = Kernel {
     family: "elementwise",
     source: SOURCE,
     entry: "relu_backward",
     access: &[Access::Read, Access::ReadWrite],
 };
-const BIAS_GRAD: Kernel = Kernel {
+pub(crate) const BIAS_GRAD: Kernel = Kernel {
     family: "elementwise",
     source: SOURCE,
     entry: "bias_grad",

@@ -12,13 +12,13 @@ use crate::ops::{bytes, grid_1d};
 use crate::tensor::{DType, Tensor, as_f32, as_f32_mut};
 
 const SOURCE: &str = include_str!("../../shaders/embedding.wgsl");
-const GATHER: Kernel = Kernel {
+pub(crate) const GATHER: Kernel = Kernel {
     family: "embedding",
     source: SOURCE,
     entry: "embedding_gather",
     access: &[Access::Read, Access::Read, Access::ReadWrite],
 };
-const GRAD: Kernel = Kernel {
+pub(crate) const GRAD: Kernel = Kernel {
     family: "embedding",
     source: SOURCE,
     entry: "embedding_grad",

@@ -15,27 +15,27 @@ const ACCESS: &[Access] = &[
     Access::Read,
     Access::ReadWrite,
 ];
-const KERNEL: Kernel = Kernel {
+pub(crate) const KERNEL: Kernel = Kernel {
     family: "gemm",
     source: include_str!("../../shaders/gemm.wgsl"),
     entry: "gemm",
     access: ACCESS,
 };
-const KERNEL_TILED: Kernel = Kernel {
+pub(crate) const KERNEL_TILED: Kernel = Kernel {
     entry: "gemm_tiled",
     ..KERNEL
 };
-const KERNEL_LARGE: Kernel = Kernel {
+pub(crate) const KERNEL_LARGE: Kernel = Kernel {
     entry: "gemm_large",
     ..KERNEL
 };
-const KERNEL_LARGE_V4: Kernel = Kernel {
+pub(crate) const KERNEL_LARGE_V4: Kernel = Kernel {
     entry: "gemm_large_v4",
     ..KERNEL
 };
 /// WGSL of the tensor-core kernels (`shaders/gemm_coop.wgsl`), public for validation tests.
 pub const TENSOR_CORE_WGSL: &str = include_str!("../../shaders/gemm_coop.wgsl");
-const KERNEL_COOP: Kernel = Kernel {
+pub(crate) const KERNEL_COOP: Kernel = Kernel {
     family: "gemm_coop",
     source: TENSOR_CORE_WGSL,
     entry: "gemm_coop16",
@@ -266,7 +266,7 @@ pub fn tensor_core_pipelines() -> Vec<(&'static str, Vec<(&'static str, f64)>)> 
 }
 
 /// The override constants shared by every GEMM kernel.
-fn constants(
+pub(crate) fn constants(
     trans_a: Transpose,
     trans_b: Transpose,
     mask_a: bool,

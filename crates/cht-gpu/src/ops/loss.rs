@@ -8,7 +8,7 @@ use crate::ops::bytes;
 use crate::tensor::{DType, Tensor, as_f32, as_f32_mut};
 
 const SOURCE: &str = include_str!("../../shaders/loss.wgsl");
-const XENT: Kernel = Kernel {
+pub(crate) const XENT: Kernel = Kernel {
     family: "loss",
     source: SOURCE,
     entry: "softmax_xent",
@@ -19,7 +19,7 @@ const XENT: Kernel = Kernel {
         Access::ReadWrite,
     ],
 };
-const METRICS: Kernel = Kernel {
+pub(crate) const METRICS: Kernel = Kernel {
     family: "loss",
     source: SOURCE,
     entry: "accumulate_metrics",

@@ -24,6 +24,8 @@
 
 pub mod arena;
 pub mod attention;
+#[doc(hidden)]
+pub mod catalogue;
 pub mod csr_build;
 pub mod elementwise;
 pub mod embedding;

@@ -9,7 +9,7 @@ use crate::ops::{WG, bytes, grid_1d};
 use crate::tensor::{DType, Tensor, as_f32, as_f32_mut};
 
 const SOURCE: &str = include_str!("../../shaders/norm.wgsl");
-const FORWARD: Kernel = Kernel {
+pub(crate) const FORWARD: Kernel = Kernel {
     family: "norm",
     source: SOURCE,
     entry: "rmsnorm_forward",
@@ -20,7 +20,7 @@ const FORWARD: Kernel = Kernel {
         Access::ReadWrite,
     ],
 };
-const BACKWARD: Kernel = Kernel {
+pub(crate) const BACKWARD: Kernel = Kernel {
     family: "norm",
     source: SOURCE,
     entry: "rmsnorm_backward",

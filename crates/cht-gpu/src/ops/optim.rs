@@ -7,7 +7,7 @@ use crate::ops::{bytes, grid_1d};
 use crate::tensor::{DType, Tensor, as_f32, as_f32_mut};
 
 const SOURCE: &str = include_str!("../../shaders/optim.wgsl");
-const KERNEL: Kernel = Kernel {
+pub(crate) const KERNEL: Kernel = Kernel {
     family: "optim",
     source: SOURCE,
     entry: "sgd_momentum",

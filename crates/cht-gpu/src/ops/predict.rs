@@ -31,16 +31,16 @@ const fn kernel(entry: &'static str, access: &'static [Access]) -> Kernel {
 }
 const R: Access = Access::Read;
 const W: Access = Access::ReadWrite;
-const COUNT: Kernel = kernel("l3n_count", &[R, R, R, R, W]);
-const WEIGHTS: Kernel = kernel("l3n_weights", &[R, R, W, R]);
-const ROWS: Kernel = kernel("l3n_rows", &[R, R, R, W]);
-const COLS: Kernel = kernel("l3n_cols", &[R, R, R, W]);
-const PATHS: Kernel = kernel("l3p_cols", &[R, R, R, R, R, W]);
-const LP_PACK: Kernel = kernel("lp_pack", &[R, R, R, W, W]);
-const LP_COUNT: Kernel = kernel("lp_count", &[R, W]);
-const LP_WEIGHTS: Kernel = kernel("lp_weights", &[R, R, W]);
-const LP_DENSE: Kernel = kernel("lp_dense", &[R, W]);
-const LP_COMBINE: Kernel = kernel("lp_combine", &[R, R, W]);
+pub(crate) const COUNT: Kernel = kernel("l3n_count", &[R, R, R, R, W]);
+pub(crate) const WEIGHTS: Kernel = kernel("l3n_weights", &[R, R, W, R]);
+pub(crate) const ROWS: Kernel = kernel("l3n_rows", &[R, R, R, W]);
+pub(crate) const COLS: Kernel = kernel("l3n_cols", &[R, R, R, W]);
+pub(crate) const PATHS: Kernel = kernel("l3p_cols", &[R, R, R, R, R, W]);
+pub(crate) const LP_PACK: Kernel = kernel("lp_pack", &[R, R, R, W, W]);
+pub(crate) const LP_COUNT: Kernel = kernel("lp_count", &[R, W]);
+pub(crate) const LP_WEIGHTS: Kernel = kernel("lp_weights", &[R, R, W]);
+pub(crate) const LP_DENSE: Kernel = kernel("lp_dense", &[R, W]);
+pub(crate) const LP_COMBINE: Kernel = kernel("lp_combine", &[R, R, W]);
 
 /// Scratch entries (per buffer) a link-prediction pass may use: 4 Mi words = 16 MiB.
 const SCRATCH_WORDS: usize = 1 << 22;

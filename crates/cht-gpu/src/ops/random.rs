@@ -8,7 +8,7 @@ use crate::gpu::{Access, Kernel};
 use crate::ops::{bytes, grid_1d};
 use crate::tensor::{DType, Tensor, as_f32_mut};
 
-const KERNEL: Kernel = Kernel {
+pub(crate) const KERNEL: Kernel = Kernel {
     family: "random",
     source: include_str!("../../shaders/random.wgsl"),
     entry: "fill_uniform",

@@ -12,19 +12,19 @@ use crate::tensor::{DType, Tensor, as_f32, as_f32_mut};
 
 const SOURCE: &str = include_str!("../../shaders/reduce.wgsl");
 const RW: &[Access] = &[Access::Read, Access::ReadWrite];
-const SUM_SQUARES: Kernel = Kernel {
+pub(crate) const SUM_SQUARES: Kernel = Kernel {
     family: "reduce",
     source: SOURCE,
     entry: "sum_squares",
     access: RW,
 };
-const CLIP_FACTOR: Kernel = Kernel {
+pub(crate) const CLIP_FACTOR: Kernel = Kernel {
     family: "reduce",
     source: SOURCE,
     entry: "clip_factor",
     access: RW,
 };
-const SCALE_BY: Kernel = Kernel {
+pub(crate) const SCALE_BY: Kernel = Kernel {
     family: "reduce",
     source: SOURCE,
     entry: "scale_by",
@@ -36,7 +36,7 @@ pub(crate) const SUM_SQUARES_PARTIALS: Kernel = Kernel {
     entry: "sum_squares_partials",
     access: RW,
 };
-const ADD_ASSIGN: Kernel = Kernel {
+pub(crate) const ADD_ASSIGN: Kernel = Kernel {
     family: "reduce",
     source: SOURCE,
     entry: "add_assign",

@@ -9,7 +9,7 @@ use crate::gpu::{Access, Kernel};
 use crate::ops::{bytes, grid_1d};
 use crate::tensor::{DType, Tensor, as_f32, as_f32_mut};
 
-const KERNEL: Kernel = Kernel {
+pub(crate) const KERNEL: Kernel = Kernel {
     family: "rope",
     source: include_str!("../../shaders/rope.wgsl"),
     entry: "rope",

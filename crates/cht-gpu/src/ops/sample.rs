@@ -28,11 +28,11 @@ const fn kernel(entry: &'static str, access: &'static [Access]) -> Kernel {
 }
 const R: Access = Access::Read;
 const W: Access = Access::ReadWrite;
-const KEYS: Kernel = kernel("sample_keys", &[R, R, W]);
-const HISTOGRAM: Kernel = kernel("select_histogram", &[R, W, W]);
-const CHOOSE: Kernel = kernel("select_choose", &[W, W]);
-const TIE_COUNTS: Kernel = kernel("select_tie_counts", &[R, R, W]);
-const MARK: Kernel = kernel("select_mark", &[R, R, R, W]);
+pub(crate) const KEYS: Kernel = kernel("sample_keys", &[R, R, W]);
+pub(crate) const HISTOGRAM: Kernel = kernel("select_histogram", &[R, W, W]);
+pub(crate) const CHOOSE: Kernel = kernel("select_choose", &[W, W]);
+pub(crate) const TIE_COUNTS: Kernel = kernel("select_tie_counts", &[R, R, W]);
+pub(crate) const MARK: Kernel = kernel("select_mark", &[R, R, R, W]);
 const WG: usize = 256;
 
 /// How scores become keys.

@@ -10,7 +10,7 @@ use crate::sparse::SparsePattern;
 use crate::tensor::{DType, Tensor, as_f32, as_f32_mut};
 
 const SOURCE: &str = include_str!("../../shaders/spmm.wgsl");
-const FORWARD: Kernel = Kernel {
+pub(crate) const FORWARD: Kernel = Kernel {
     family: "spmm",
     source: SOURCE,
     entry: "spmm_forward",
@@ -23,7 +23,7 @@ const FORWARD: Kernel = Kernel {
         Access::ReadWrite,
     ],
 };
-const BACKWARD: Kernel = Kernel {
+pub(crate) const BACKWARD: Kernel = Kernel {
     family: "spmm",
     source: SOURCE,
     entry: "sparse_backward",

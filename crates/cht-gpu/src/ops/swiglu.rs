@@ -7,13 +7,13 @@ use crate::ops::{bytes, grid_1d};
 use crate::tensor::{DType, Tensor, as_f32, as_f32_mut};
 
 const SOURCE: &str = include_str!("../../shaders/swiglu.wgsl");
-const FORWARD: Kernel = Kernel {
+pub(crate) const FORWARD: Kernel = Kernel {
     family: "swiglu",
     source: SOURCE,
     entry: "swiglu_forward",
     access: &[Access::Read, Access::Read, Access::ReadWrite],
 };
-const BACKWARD: Kernel = Kernel {
+pub(crate) const BACKWARD: Kernel = Kernel {
     family: "swiglu",
     source: SOURCE,
     entry: "swiglu_backward",

@@ -20,17 +20,17 @@ const fn kernel(entry: &'static str, access: &'static [Access]) -> Kernel {
 }
 const R: Access = Access::Read;
 const W: Access = Access::ReadWrite;
-const REMOVAL_SCORES: Kernel = kernel("removal_scores", &[R, R, R, R, R, R, W]);
-const ROW_SUMS: Kernel = kernel("abs_row_sums", &[R, R, R, W]);
-const COL_SUMS: Kernel = kernel("abs_col_sums", &[R, R, R, W]);
-const SET_LINKS: Kernel = kernel("mask_set_links", &[R, R, R, R, W]);
-const OR: Kernel = kernel("mask_or", &[R, W]);
-const ROW_ANY: Kernel = kernel("row_any", &[R, W]);
-const COL_ANY: Kernel = kernel("col_any", &[R, W]);
-const ZERO_ROWS: Kernel = kernel("zero_rows", &[R, W]);
-const ZERO_COLS: Kernel = kernel("zero_cols", &[R, W]);
-const DEFICIT: Kernel = kernel("count_deficit", &[R, W]);
-const LIVE: Kernel = kernel("live_links", &[R, W]);
+pub(crate) const REMOVAL_SCORES: Kernel = kernel("removal_scores", &[R, R, R, R, R, R, W]);
+pub(crate) const ROW_SUMS: Kernel = kernel("abs_row_sums", &[R, R, R, W]);
+pub(crate) const COL_SUMS: Kernel = kernel("abs_col_sums", &[R, R, R, W]);
+pub(crate) const SET_LINKS: Kernel = kernel("mask_set_links", &[R, R, R, R, W]);
+pub(crate) const OR: Kernel = kernel("mask_or", &[R, W]);
+pub(crate) const ROW_ANY: Kernel = kernel("row_any", &[R, W]);
+pub(crate) const COL_ANY: Kernel = kernel("col_any", &[R, W]);
+pub(crate) const ZERO_ROWS: Kernel = kernel("zero_rows", &[R, W]);
+pub(crate) const ZERO_COLS: Kernel = kernel("zero_cols", &[R, W]);
+pub(crate) const DEFICIT: Kernel = kernel("count_deficit", &[R, W]);
+pub(crate) const LIVE: Kernel = kernel("live_links", &[R, W]);
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
