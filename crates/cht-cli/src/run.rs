@@ -170,15 +170,21 @@ pub(crate) fn start<C>(
     fresh: impl FnOnce() -> Result<(C, PathBuf)>,
 ) -> Result<Start<C>> {
     let (config, out, resume) = match resume {
-        Some(dir) => {
-            let dir = if dir.is_dir() {
-                dir
-            } else {
-                dir.parent().unwrap_or(Path::new("."))
+        Some(given) => {
+            if !given.exists() {
+                bail!(
+                    "--resume {}: there is no run directory or checkpoint there",
+                    given.display()
+                );
+            }
+            let path = checkpoint_path(given);
+            let dir = match path.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p,
+                _ => Path::new("."),
             };
             // Locked before the checkpoint is read: another process may be writing it.
             let lock = RunLock::acquire(dir)?;
-            let ckpt = Checkpoint::load(&checkpoint_path(dir))?;
+            let ckpt = Checkpoint::load(&path)?;
             ckpt.expect_format(format)?;
             let config = config_of(&ckpt)?;
             return Ok(Start {

@@ -305,6 +305,11 @@ fn a_run_directory_held_by_another_process_is_refused() {
     drop(lock);
     let (code, text) = cht(&args, &[]);
     assert_eq!(code, 0, "{text}");
+    // A mistyped --resume names the path and leaves no lock file anywhere.
+    let missing = d.join("missing");
+    let (code, text) = cht(&["train", "--resume", missing.to_str().unwrap()], &[]);
+    refused(code, &text, &["no run directory or checkpoint there"]);
+    assert!(!d.join(".lock").exists());
     std::fs::remove_dir_all(&d).unwrap();
 }
 
