@@ -19,6 +19,29 @@ pub struct Series<'a> {
     pub color: [u8; 3],
 }
 
+impl<'a> Series<'a> {
+    /// A curve named `label` through `points`, drawn in `color`.
+    pub fn new(label: &'a str, points: &'a [(f64, f64)], color: [u8; 3]) -> Series<'a> {
+        Series {
+            label,
+            points,
+            color,
+        }
+    }
+}
+
+/// Line colours of the run plots, in series order (matplotlib's first five).
+pub const PALETTE: [[u8; 3]; 5] = [
+    [31, 119, 180],
+    [255, 127, 14],
+    [44, 160, 44],
+    [214, 39, 40],
+    [148, 103, 189],
+];
+
+/// The colour of reference curves in the run plots (ANP, ITOP).
+pub const GREY: [u8; 3] = [127, 127, 127];
+
 /// A line chart: title, axis labels, curves and the image size in pixels.
 ///
 /// The x axis spans the finite data from its minimum to its maximum, the y axis the finite data
@@ -42,7 +65,24 @@ pub struct Chart<'a> {
     pub height: u32,
 }
 
-impl Chart<'_> {
+impl<'a> Chart<'a> {
+    /// A chart of the size every run plot has (800 × 500 pixels).
+    pub fn run_plot(
+        title: &'a str,
+        x_label: &'a str,
+        y_label: &'a str,
+        series: Vec<Series<'a>>,
+    ) -> Chart<'a> {
+        Chart {
+            title,
+            x_label,
+            y_label,
+            series,
+            width: 800,
+            height: 500,
+        }
+    }
+
     /// Renders the chart and encodes it as an 8-bit RGB PNG.
     ///
     /// Fails if the image is too small to hold the labels and a usable plot area, or larger

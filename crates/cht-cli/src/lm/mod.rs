@@ -20,7 +20,7 @@ use cht_sparse::rng::{Counter, RngKey, Stream};
 use serde::{Deserialize, Serialize};
 
 use crate::footprint::Footprint;
-use crate::plot::{Chart, Series};
+use crate::plot::{Chart, GREY, PALETTE, Series};
 use crate::run::{self, Runner};
 use crate::train::checkpoint::{Checkpoint, LM_FORMAT};
 use crate::train::report::labelled_bar;
@@ -698,62 +698,36 @@ fn plots(out: &Path, history: &[StepMetrics]) -> Result<()> {
         history.iter().map(|m| (m.step as f64, f(m))).collect()
     };
     let ppl = pts(&|m| m.val_ppl);
-    Chart {
-        title: "Validation perplexity",
-        x_label: "step",
-        y_label: "perplexity",
-        series: vec![Series {
-            label: "validation",
-            points: &ppl,
-            color: [31, 119, 180],
-        }],
-        width: 800,
-        height: 500,
-    }
+    Chart::run_plot(
+        "Validation perplexity",
+        "step",
+        "perplexity",
+        vec![Series::new("validation", &ppl, PALETTE[0])],
+    )
     .save_png(&out.join("perplexity.png"))?;
     let val = pts(&|m| m.val_loss);
     let train = pts(&|m| m.train_loss);
-    Chart {
-        title: "Loss",
-        x_label: "step",
-        y_label: "cross-entropy (nats/token)",
-        series: vec![
-            Series {
-                label: "validation",
-                points: &val,
-                color: [31, 119, 180],
-            },
-            Series {
-                label: "train",
-                points: &train,
-                color: [255, 127, 14],
-            },
+    Chart::run_plot(
+        "Loss",
+        "step",
+        "cross-entropy (nats/token)",
+        vec![
+            Series::new("validation", &val, PALETTE[0]),
+            Series::new("train", &train, PALETTE[1]),
         ],
-        width: 800,
-        height: 500,
-    }
+    )
     .save_png(&out.join("loss.png"))?;
     let density = pts(&|m| m.density * 100.0);
     let itop = pts(&|m| m.itop.unwrap_or(0.0) * 100.0);
-    Chart {
-        title: "Topology",
-        x_label: "step",
-        y_label: "percent",
-        series: vec![
-            Series {
-                label: "density",
-                points: &density,
-                color: [44, 160, 44],
-            },
-            Series {
-                label: "ITOP",
-                points: &itop,
-                color: [127, 127, 127],
-            },
+    Chart::run_plot(
+        "Topology",
+        "step",
+        "percent",
+        vec![
+            Series::new("density", &density, PALETTE[2]),
+            Series::new("ITOP", &itop, GREY),
         ],
-        width: 800,
-        height: 500,
-    }
+    )
     .save_png(&out.join("topology.png"))?;
     Ok(())
 }

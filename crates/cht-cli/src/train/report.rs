@@ -9,7 +9,7 @@ use cht_sparse::io::{read_text_bounded, write_atomic};
 use serde::{Deserialize, Serialize};
 
 use super::config::RunConfig;
-use crate::plot::{Chart, Series};
+use crate::plot::{Chart, GREY, PALETTE, Series};
 
 /// One line of `metrics.jsonl`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -175,56 +175,29 @@ pub fn plots(out: &Path, history: &[EpochMetrics]) -> Result<()> {
     };
     let test_acc = pts(&|m| m.test_acc * 100.0);
     let train_acc = pts(&|m| m.train_acc * 100.0);
-    Chart {
-        title: "Accuracy",
-        x_label: "epoch",
-        y_label: "accuracy (%)",
-        series: vec![
-            Series {
-                label: "test",
-                points: &test_acc,
-                color: [31, 119, 180],
-            },
-            Series {
-                label: "train",
-                points: &train_acc,
-                color: [255, 127, 14],
-            },
+    Chart::run_plot(
+        "Accuracy",
+        "epoch",
+        "accuracy (%)",
+        vec![
+            Series::new("test", &test_acc, PALETTE[0]),
+            Series::new("train", &train_acc, PALETTE[1]),
         ],
-        width: 800,
-        height: 500,
-    }
+    )
     .save_png(&out.join("accuracy.png"))?;
     let test_loss = pts(&|m| m.test_loss);
     let train_loss = pts(&|m| m.train_loss);
-    Chart {
-        title: "Loss",
-        x_label: "epoch",
-        y_label: "cross-entropy",
-        series: vec![
-            Series {
-                label: "test",
-                points: &test_loss,
-                color: [31, 119, 180],
-            },
-            Series {
-                label: "train",
-                points: &train_loss,
-                color: [255, 127, 14],
-            },
+    Chart::run_plot(
+        "Loss",
+        "epoch",
+        "cross-entropy",
+        vec![
+            Series::new("test", &test_loss, PALETTE[0]),
+            Series::new("train", &train_loss, PALETTE[1]),
         ],
-        width: 800,
-        height: 500,
-    }
+    )
     .save_png(&out.join("loss.png"))?;
     let layers = history.first().map_or(0, |m| m.density.len());
-    let colors = [
-        [31, 119, 180],
-        [255, 127, 14],
-        [44, 160, 44],
-        [214, 39, 40],
-        [148, 103, 189],
-    ];
     let density: Vec<Vec<(f64, f64)>> = (0..layers)
         .map(|l| pts(&|m| m.density.get(l).copied().unwrap_or(0.0) * 100.0))
         .collect();
@@ -233,26 +206,10 @@ pub fn plots(out: &Path, history: &[EpochMetrics]) -> Result<()> {
     let mut series: Vec<Series<'_>> = density
         .iter()
         .enumerate()
-        .map(|(l, p)| Series {
-            label: &labels[l],
-            points: p,
-            color: colors[l % colors.len()],
-        })
+        .map(|(l, p)| Series::new(&labels[l], p, PALETTE[l % PALETTE.len()]))
         .collect();
-    series.push(Series {
-        label: "ANP",
-        points: &anp,
-        color: [127, 127, 127],
-    });
-    Chart {
-        title: "Topology",
-        x_label: "epoch",
-        y_label: "percent",
-        series,
-        width: 800,
-        height: 500,
-    }
-    .save_png(&out.join("topology.png"))?;
+    series.push(Series::new("ANP", &anp, GREY));
+    Chart::run_plot("Topology", "epoch", "percent", series).save_png(&out.join("topology.png"))?;
     Ok(())
 }
 
