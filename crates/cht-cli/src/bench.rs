@@ -63,6 +63,10 @@ pub struct LmBenchArgs {
     /// Skip the CPU backend.
     #[arg(long)]
     no_cpu: bool,
+    /// On the CPU backend, also print where each step's time goes: wall time per op (ms/step,
+    /// calls/step, share of the step)
+    #[arg(long)]
+    profile: bool,
     /// One JSON object per line.
     #[arg(long)]
     json: bool,
@@ -688,7 +692,7 @@ fn lm(options: &DeviceOptions, a: &LmBenchArgs) -> Result<()> {
         for density in std::iter::once(1.0).chain(a.densities.iter().copied()) {
             let mut config = base.clone();
             config.density = density;
-            let r = lm_tokens_per_s(d, &config, a.steps, policy)?;
+            let r = lm_tokens_per_s(d, &config, a.steps, policy, a.profile)?;
             let fc = *fc_rate.get_or_insert(r.tokens_per_s);
             let ratio = r.tokens_per_s / fc;
             let dispatches = if d.is_gpu() {
@@ -731,6 +735,37 @@ fn lm(options: &DeviceOptions, a: &LmBenchArgs) -> Result<()> {
     Ok(())
 }
 
+/// Where a step's wall time went, op by op (CPU backend, `--profile`).
+fn print_op_profile(ops: &[cht_gpu::OpTime], steps: usize, elapsed: f64) {
+    let per_step = |x: f64| x / steps.max(1) as f64;
+    let step_ms = per_step(elapsed) * 1e3;
+    outln!(
+        "  {:<22} {:>10} {:>10} {:>7}",
+        "op",
+        "ms/step",
+        "calls/step",
+        "share"
+    );
+    for t in ops {
+        outln!(
+            "  {:<22} {:>10.2} {:>10.1} {:>6.1}%",
+            t.op,
+            per_step(t.seconds) * 1e3,
+            per_step(t.calls as f64),
+            100.0 * t.seconds / elapsed
+        );
+    }
+    let ops_s: f64 = ops.iter().map(|t| t.seconds).sum();
+    outln!(
+        "  {:<22} {:>10.2} {:>10} {:>6.1}%",
+        "(between ops)",
+        per_step(elapsed - ops_s) * 1e3,
+        "",
+        100.0 * (elapsed - ops_s) / elapsed
+    );
+    outln!("  {:<22} {:>10.2}", "step", step_ms);
+}
+
 /// One `cht bench lm` figure.
 struct LmRate {
     tokens_per_s: f64,
@@ -743,6 +778,7 @@ fn lm_tokens_per_s(
     config: &cht_nn::LmConfig,
     steps: usize,
     policy: cht_nn::ExecutionPolicy,
+    profile: bool,
 ) -> Result<LmRate> {
     let mut lm = cht_nn::Lm::new(d, config)?;
     let sparse = lm.sparse_projections().len();
@@ -775,12 +811,18 @@ fn lm_tokens_per_s(
     }
     lm.take_metrics(d, &ws)?; // waits for the warm-up
     let before = d.dispatch_count();
+    d.profile_ops(profile);
     let start = std::time::Instant::now();
     for t in 0..steps {
         lm.train_step(d, &ws, Some(adam(3 + t as u32)), Some(1.0))?;
     }
     lm.take_metrics(d, &ws)?; // waits for the last step
     let elapsed = start.elapsed().as_secs_f64();
+    d.profile_ops(false);
+    let ops = d.take_op_profile();
+    if !ops.is_empty() {
+        print_op_profile(&ops, steps, elapsed);
+    }
     // take_metrics' clear is a command, not a dispatch: the difference is the steps' dispatches.
     Ok(LmRate {
         tokens_per_s: (steps * tokens) as f64 / elapsed,

@@ -131,6 +131,54 @@ pub(crate) enum Backend {
 #[derive(Debug)]
 pub struct Device {
     pub(crate) backend: Backend,
+    profiler: OpProfiler,
+}
+
+/// Time spent in one kind of op while [`Device::profile_ops`] was on (CPU backend).
+#[derive(Clone, Debug, PartialEq)]
+pub struct OpTime {
+    /// The op, e.g. `"gemm"` or `"attention_backward"`.
+    pub op: &'static str,
+    /// Calls.
+    pub calls: u64,
+    /// Wall time of those calls in seconds.
+    pub seconds: f64,
+}
+
+/// Per-op wall time of the CPU twins, off unless asked for.
+#[derive(Debug, Default)]
+struct OpProfiler {
+    on: std::sync::atomic::AtomicBool,
+    table: std::sync::Mutex<Vec<OpTime>>,
+}
+
+/// Adds the time since it was made to its op's entry when dropped.
+pub(crate) struct OpTimer<'a> {
+    profiler: &'a OpProfiler,
+    op: &'static str,
+    start: std::time::Instant,
+}
+
+impl Drop for OpTimer<'_> {
+    fn drop(&mut self) {
+        let seconds = self.start.elapsed().as_secs_f64();
+        let mut table = self
+            .profiler
+            .table
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match table.iter_mut().find(|t| t.op == self.op) {
+            Some(t) => {
+                t.calls += 1;
+                t.seconds += seconds;
+            }
+            None => table.push(OpTime {
+                op: self.op,
+                calls: 1,
+                seconds,
+            }),
+        }
+    }
 }
 
 /// What `cht info` prints.
@@ -154,6 +202,7 @@ impl Device {
                 backend: Backend::Gpu(Box::new(
                     Gpu::open(&options.adapter, options.precision).await?,
                 )),
+                profiler: OpProfiler::default(),
             }),
             BackendChoice::Auto => match Gpu::open(&options.adapter, options.precision).await {
                 // A software rasteriser is slower than the CPU twins; only an explicit request
@@ -170,6 +219,7 @@ impl Device {
                 }
                 Ok(gpu) => Ok(Device {
                     backend: Backend::Gpu(Box::new(gpu)),
+                    profiler: OpProfiler::default(),
                 }),
                 Err(e) => {
                     log::warn!("no usable GPU adapter ({e}); running on the CPU backend");
@@ -192,7 +242,45 @@ impl Device {
     pub fn cpu() -> Device {
         Device {
             backend: Backend::Cpu,
+            profiler: OpProfiler::default(),
         }
+    }
+
+    /// Starts (`true`) or stops timing every op on the CPU backend: wall time and calls per op,
+    /// read with [`Device::take_op_profile`]. On a GPU adapter ops only record commands, so there
+    /// is nothing to time this way (`cht bench kernels` uses timestamp queries there); nor in the browser,
+    /// which has no clock for it.
+    pub fn profile_ops(&self, on: bool) {
+        // `std::time::Instant` panics in the browser, so the wasm build never times.
+        let on = on && !self.is_gpu() && !cfg!(target_arch = "wasm32");
+        self.profiler
+            .on
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The op times gathered since the last call (most expensive first), and a fresh table.
+    pub fn take_op_profile(&self) -> Vec<OpTime> {
+        let mut table = std::mem::take(
+            &mut *self
+                .profiler
+                .table
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        table.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));
+        table
+    }
+
+    /// A timer for one call of `op` while profiling is on.
+    pub(crate) fn op_timer(&self, op: &'static str) -> Option<OpTimer<'_>> {
+        self.profiler
+            .on
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .then(|| OpTimer {
+                profiler: &self.profiler,
+                op,
+                start: std::time::Instant::now(),
+            })
     }
 
     /// Whether ops run on a GPU adapter.
@@ -351,6 +439,7 @@ impl Device {
                 Ok(())
             }
             Backend::Cpu => {
+                let _timer = self.op_timer("clear");
                 t.cpu_write("clear")?.fill(0);
                 Ok(())
             }
@@ -369,6 +458,7 @@ impl Device {
                 Ok(())
             }
             Backend::Cpu => {
+                let _timer = self.op_timer("copy");
                 let s = src.cpu_read("copy")?;
                 dst.cpu_write("copy")?.copy_from_slice(&s);
                 Ok(())

@@ -25,7 +25,7 @@ mod sparse;
 mod tensor;
 
 pub use cpu::threads as cpu_threads;
-pub use device::{BackendChoice, Device, DeviceInfo, DeviceOptions};
+pub use device::{BackendChoice, Device, DeviceInfo, DeviceOptions, OpTime};
 pub use error::{Error, Result};
 pub use gpu::{AdapterFilter, AdapterSummary};
 pub use ops::arena::{ArenaChunk, ParamArena, ParamSlot};

@@ -228,6 +228,7 @@ impl Device {
                 Ok(())
             }
             Backend::Cpu => {
+                let _timer = self.op_timer(OP);
                 let factor = match clip {
                     Some(max_norm) => {
                         let mut partials = Vec::with_capacity(PARTS * chunks.len());

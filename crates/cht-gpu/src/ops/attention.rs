@@ -144,6 +144,7 @@ impl Device {
                 grid_1d(shape.queries()),
             ),
             Backend::Cpu => {
+                let _timer = self.op_timer(OP);
                 let (qv, kv, vv) = (q.cpu_read(OP)?, k.cpu_read(OP)?, v.cpu_read(OP)?);
                 let (mut ov, mut lv) = (o.cpu_write(OP)?, lse.cpu_write(OP)?);
                 attention_forward_cpu(
@@ -197,6 +198,7 @@ impl Device {
                 )
             }
             Backend::Cpu => {
+                let _timer = self.op_timer(OP);
                 let (qv, kv, vv) = (q.cpu_read(OP)?, k.cpu_read(OP)?, v.cpu_read(OP)?);
                 let (ov, lv, dov) = (o.cpu_read(OP)?, lse.cpu_read(OP)?, dout.cpu_read(OP)?);
                 // dq, dk and dv may be disjoint views of one storage (stacked q/k/v gradients).

@@ -166,6 +166,7 @@ impl Device {
                 g.dispatch(&FILL_COLS, &[], bytes(&p), &fill_cols, grid_1d(b.cols))
             }
             Backend::Cpu => {
+                let _timer = self.op_timer(OP);
                 let m = mask.cpu_read(OP)?;
                 // The link arrays are disjoint views of two storages: lock them together.
                 let all = [
@@ -225,6 +226,7 @@ impl Device {
                 g.dispatch(&MASK, &[], bytes(&params), &tensors, grid_1d(p.capacity))
             }
             Backend::Cpu => {
+                let _timer = self.op_timer(OP);
                 let (rp, ro, ci) = (
                     p.row_ptr.cpu_read(OP)?,
                     p.row_of.cpu_read(OP)?,
@@ -268,6 +270,7 @@ impl Device {
                 g.dispatch(kernel, &[], bytes(&params), &tensors, grid_1d(p.capacity))
             }
             Backend::Cpu => {
+                let _timer = self.op_timer(op);
                 let (rp, ro, ci) = (
                     p.row_ptr.cpu_read(op)?,
                     p.row_of.cpu_read(op)?,

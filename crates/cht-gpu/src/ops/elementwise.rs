@@ -50,6 +50,7 @@ impl Device {
                 )
             }
             Backend::Cpu => {
+                let _timer = self.op_timer(OP);
                 let yv = y.cpu_read(OP)?;
                 let mut dv = dy.cpu_write(OP)?;
                 relu_backward_cpu(as_f32(&yv), as_f32_mut(&mut dv));
@@ -79,6 +80,7 @@ impl Device {
                 )
             }
             Backend::Cpu => {
+                let _timer = self.op_timer(OP);
                 let dv = dy.cpu_read(OP)?;
                 let mut bv = db.cpu_write(OP)?;
                 bias_grad_cpu(dy.cols(), as_f32(&dv), as_f32_mut(&mut bv));

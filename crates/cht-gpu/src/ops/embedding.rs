@@ -98,6 +98,7 @@ impl Device {
                 grid_1d(d * tokens),
             ),
             Backend::Cpu => {
+                let _timer = self.op_timer(OP);
                 let (tv, iv) = (table.cpu_read(OP)?, ids.cpu_read(OP)?);
                 if let Some(&id) = iv.iter().find(|&&id| id as usize >= vocab) {
                     return Err(shape_err(OP, format!("token {id} ≥ vocabulary {vocab}")));
@@ -133,6 +134,7 @@ impl Device {
                 grid_1d(vocab * d),
             ),
             Backend::Cpu => {
+                let _timer = self.op_timer(OP);
                 let (dv, ov, pv) = (
                     dx.cpu_read(OP)?,
                     offsets.cpu_read(OP)?,

@@ -524,6 +524,7 @@ impl Device {
                 }
             }
             Backend::Cpu => {
+                let _timer = self.op_timer(OP);
                 let (av, bv) = (a.cpu_read(OP)?, b.cpu_read(OP)?);
                 let bias = cfg.bias.map(|t| t.cpu_read(OP)).transpose()?;
                 let mask = match cfg.mask {

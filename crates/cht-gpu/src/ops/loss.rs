@@ -77,6 +77,7 @@ impl Device {
                 g.dispatch(&METRICS, &[], bytes(&params), &[sample, metrics], [1, 1, 1])
             }
             Backend::Cpu => {
+                let _timer = self.op_timer(OP);
                 let (z, y) = (logits.cpu_read(OP)?, labels.cpu_read(OP)?);
                 let mut dz = dlogits.cpu_write(OP)?;
                 let mut s = sample.cpu_write(OP)?;

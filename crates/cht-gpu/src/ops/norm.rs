@@ -71,6 +71,7 @@ impl Device {
                 grid_1d(tokens),
             ),
             Backend::Cpu => {
+                let _timer = self.op_timer(OP);
                 let (xv, gv) = (x.cpu_read(OP)?, gain.cpu_read(OP)?);
                 let (mut yv, mut rv) = (y.cpu_write(OP)?, rstd.cpu_write(OP)?);
                 rmsnorm_forward_cpu(
@@ -147,6 +148,7 @@ impl Device {
                 )
             }
             Backend::Cpu => {
+                let _timer = self.op_timer(OP);
                 let (xv, gv, rv, dyv) = (
                     x.cpu_read(OP)?,
                     gain.cpu_read(OP)?,

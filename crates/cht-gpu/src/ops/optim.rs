@@ -169,6 +169,7 @@ impl Device {
                 )
             }
             Backend::Cpu => {
+                let _timer = self.op_timer(OP);
                 let gv = grad.cpu_read(OP)?;
                 let mut wv = w.cpu_write(OP)?;
                 let mut vv = velocity.cpu_write(OP)?;
@@ -202,6 +203,7 @@ impl Device {
                 [&g.dummy, grad, w, m, v, &g.dummy_out],
             ),
             Backend::Cpu => {
+                let _timer = self.op_timer(OP);
                 let gv = grad.cpu_read(OP)?;
                 let (mut wv, mut mv, mut vv) =
                     (w.cpu_write(OP)?, m.cpu_write(OP)?, v.cpu_write(OP)?);

@@ -337,6 +337,7 @@ impl Device {
                 Ok(())
             }
             Backend::Cpu => {
+                let _timer = self.op_timer(OP);
                 let csr = cpu_pattern(pattern, OP)?;
                 write_scores(out, &scores_via(&csr, predictor, path))
             }
@@ -511,6 +512,7 @@ impl Device {
                 self.record_weights(g, predictor, side, layout, pattern, scratch, ps, out)
             }
             Backend::Cpu => {
+                let _timer = self.op_timer(OP);
                 let csr = cpu_pattern(pattern, OP)?;
                 let values = match predictor {
                     Some(predictor) => products::node_weights(&csr, predictor, side, layout),

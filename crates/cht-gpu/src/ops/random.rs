@@ -53,6 +53,7 @@ impl Device {
                 g.dispatch(&KERNEL, &[], bytes(&params), &[out], grid_1d(out.len()))
             }
             Backend::Cpu => {
+                let _timer = self.op_timer(OP);
                 let mut o = out.cpu_write(OP)?;
                 fill_uniform_cpu(key, offset, lo, hi, as_f32_mut(&mut o));
                 Ok(())

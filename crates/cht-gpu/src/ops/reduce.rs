@@ -126,6 +126,7 @@ impl Device {
                 Ok(())
             }
             Backend::Cpu => {
+                let _timer = self.op_timer(OP);
                 let mut sv = slots.cpu_write(OP)?;
                 for (slot, t) in grads.iter().enumerate() {
                     as_f32_mut(&mut sv)[slot] = sum_squares_cpu(as_f32(&t.cpu_read(OP)?));
@@ -156,6 +157,7 @@ impl Device {
                 grid_1d(y.len()),
             ),
             Backend::Cpu => {
+                let _timer = self.op_timer(OP);
                 let xv = x.cpu_read(OP)?;
                 let mut yv = y.cpu_write(OP)?;
                 for (a, &b) in as_f32_mut(&mut yv).iter_mut().zip(as_f32(&xv)) {

@@ -129,6 +129,7 @@ impl Device {
                 )
             }
             Backend::Cpu => {
+                let _timer = self.op_timer(OP);
                 let (xv, cv, sv) = (x.cpu_read(OP)?, cos.cpu_read(OP)?, sin.cpu_read(OP)?);
                 let mut yv = y.cpu_write(OP)?;
                 rope_cpu(

@@ -142,6 +142,7 @@ impl Device {
                 )
             }
             Backend::Cpu => {
+                let _timer = self.op_timer(OP);
                 let w = weights.cpu_read(OP)?;
                 let m = mask.map(|m| m.cpu_read(OP)).transpose()?;
                 let mut k = keys.cpu_write(OP)?;
@@ -246,6 +247,7 @@ impl Device {
                 )
             }
             Backend::Cpu => {
+                let _timer = self.op_timer(OP);
                 let k = keys.cpu_read(OP)?;
                 let mut state = sel.state.cpu_write(OP)?;
                 let mut out = selected.cpu_write(OP)?;

@@ -168,6 +168,7 @@ impl Device {
                 )
             }
             Backend::Cpu => {
+                let _timer = self.op_timer(OP);
                 let row_ptr = w.row_ptr.cpu_read(OP)?;
                 let col_idx = w.col_idx.cpu_read(OP)?;
                 let values = values.cpu_read(OP)?;
@@ -286,6 +287,7 @@ impl Device {
                 )
             }
             Backend::Cpu => {
+                let _timer = self.op_timer(OP);
                 let col_ptr = w.col_ptr.cpu_read(OP)?;
                 let dyv = dy.cpu_read(OP)?;
                 if let Some((dw, x)) = dw_x {

@@ -50,6 +50,7 @@ impl Device {
                 grid_1d(gate.len()),
             ),
             Backend::Cpu => {
+                let _timer = self.op_timer(OP);
                 let (a, b) = (gate.cpu_read(OP)?, up.cpu_read(OP)?);
                 let mut hv = h.cpu_write(OP)?;
                 swiglu_forward_cpu(as_f32(&a), as_f32(&b), as_f32_mut(&mut hv));
@@ -81,6 +82,7 @@ impl Device {
                 grid_1d(gate.len()),
             ),
             Backend::Cpu => {
+                let _timer = self.op_timer(OP);
                 let (a, b, d) = (gate.cpu_read(OP)?, up.cpu_read(OP)?, dh.cpu_read(OP)?);
                 // dgate and dup may be disjoint views of one storage (stacked gradients).
                 Tensor::cpu_write_disjoint(&[dgate, dup], OP, |s| {

@@ -138,6 +138,7 @@ impl Device {
                 g.dispatch(&REMOVAL_SCORES, &[], bytes(&prm), &t, grid_1d(p.capacity))
             }
             Backend::Cpu => {
+                let _timer = self.op_timer(OP);
                 let (rp, ro, ci) = (
                     p.row_ptr.cpu_read(OP)?,
                     p.row_of.cpu_read(OP)?,
@@ -203,6 +204,7 @@ impl Device {
                 )
             }
             Backend::Cpu => {
+                let _timer = self.op_timer(OP);
                 let (rp, ro, ci) = (
                     p.row_ptr.cpu_read(OP)?,
                     p.row_of.cpu_read(OP)?,
@@ -234,6 +236,7 @@ impl Device {
                 grid_1d(a.len()),
             ),
             Backend::Cpu => {
+                let _timer = self.op_timer(OP);
                 let bv = b.cpu_read(OP)?;
                 let mut av = a.cpu_write(OP)?;
                 for (x, &y) in av.iter_mut().zip(bv.iter()) {
@@ -269,6 +272,7 @@ impl Device {
                 )
             }
             Backend::Cpu => {
+                let _timer = self.op_timer(OP);
                 let m = mask.cpu_read(OP)?;
                 let mut f = flags.cpu_write(OP)?;
                 for (i, o) in f.iter_mut().enumerate() {
@@ -306,6 +310,7 @@ impl Device {
                 )
             }
             Backend::Cpu => {
+                let _timer = self.op_timer(OP);
                 let f = flags.cpu_read(OP)?;
                 let mut m = mask.cpu_write(OP)?;
                 for (i, v) in m.iter_mut().enumerate() {
@@ -336,6 +341,7 @@ impl Device {
                 g.dispatch(&DEFICIT, &[], bytes(&prm), &[have, &sel.state], [1, 1, 1])
             }
             Backend::Cpu => {
+                let _timer = self.op_timer(OP);
                 let h = have.cpu_read(OP)?[0];
                 sel.state.cpu_write(OP)?[0] = target - target.min(h);
                 Ok(())
@@ -356,6 +362,7 @@ impl Device {
                 grid_1d(p.capacity),
             ),
             Backend::Cpu => {
+                let _timer = self.op_timer(OP);
                 let n = p.row_ptr.cpu_read(OP)?[p.rows] as usize;
                 for (k, f) in flags.cpu_write(OP)?.iter_mut().enumerate() {
                     *f = u32::from(k < n);
