@@ -22,7 +22,7 @@ pub enum BenchCommand {
     Lm(LmBenchArgs),
     /// Dense GEMM: on a GPU the GFLOP/s and share of peak of each kernel (register-blocked, tiled,
     /// large, tensor cores) on the LLaMA-60M and MLP products; with `--backend cpu` the CPU GEMM on
-    /// the MLP's three products (forward, dW, dX) and a square one.
+    /// the MLP's three products (forward, dW, dX), a square one and the small language model's.
     Gemm(GemmBenchArgs),
 }
 
@@ -1064,7 +1064,7 @@ fn gemm_operand(d: &Device, label: &str, rows: usize, cols: usize) -> Result<Ten
 }
 
 /// The CPU GEMM on the products a dense 1568-wide MLP layer runs at batch 32 (activations are
-/// stored feature-major, `[features, batch]`), plus a square one.
+/// stored feature-major, `[features, batch]`), a square one, and the small language model's.
 fn gemm_cpu(options: &DeviceOptions, a: &GemmBenchArgs) -> Result<()> {
     let d = Device::open_blocking(options)?;
     if !a.json {
@@ -1085,6 +1085,13 @@ fn gemm_cpu(options: &DeviceOptions, a: &GemmBenchArgs) -> Result<()> {
         ("dW", 1568, 1568, 32, no, yes),
         ("dX", 1568, 32, 1568, yes, no),
         ("square", 1024, 1024, 1024, no, no),
+        // The small language model's q/k/v (stacked) and down projections over 16 × 128 tokens.
+        ("lm qkv", 384, 2048, 128, no, no),
+        ("qkv dW", 384, 128, 2048, no, yes),
+        ("qkv dX", 128, 2048, 384, yes, no),
+        ("lm down", 128, 2048, 352, no, no),
+        ("down dW", 128, 352, 2048, no, yes),
+        ("down dX", 352, 2048, 128, yes, no),
     ] {
         let (ar, ac) = if ta == no { (m, k) } else { (k, m) };
         let (br, bc) = if tb == no { (k, n) } else { (n, k) };

@@ -119,17 +119,23 @@ fn cache_file() -> Option<PathBuf> {
     Some(dir.join("crossover.json"))
 }
 
-/// What identifies a measurement: the adapter (or CPU threads), the layer and the batch.
+/// What identifies a measurement: the adapter (or CPU threads), the layer, the batch and the
+/// kernels' revision.
 fn key(device: &Device, (out, inp): (usize, usize), batch: usize) -> String {
     let who = match device.info() {
         DeviceInfo::Gpu(a) => format!("{} ({}, {})", a.name, a.backend, a.driver),
         DeviceInfo::Cpu { threads } => format!("cpu ({threads} threads)"),
     };
     format!(
-        "{who} | {out}x{inp} at {batch} | cht {}",
+        "{who} | {out}x{inp} at {batch} | cht {} | kernels {KERNELS_REVISION}",
         env!("CARGO_PKG_VERSION")
     )
 }
+
+/// Bumped whenever a change of the CSR or dense kernels moves their relative speed, so that
+/// crossovers measured with older kernels are not reused (2: AVX-512 GEMM, register-blocked CPU
+/// SpMM and SDDMM).
+const KERNELS_REVISION: u32 = 2;
 
 /// The cached crossover, or a fresh measurement (stored in the cache when it can be written).
 fn calibrated(device: &Device, shape: (usize, usize), batch: usize) -> Result<f64> {

@@ -147,6 +147,34 @@ pub(crate) fn avx2_fma() -> bool {
     }
 }
 
+/// The widest vector instructions this CPU offers the twins' hot loops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Simd {
+    /// AVX-512F (with AVX2 and FMA): 16 lanes.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    Avx512,
+    /// AVX2 and FMA: 8 lanes.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    Avx2,
+    /// Whatever the target has by default (SSE2 on x86-64, SIMD128 where wasm enables it).
+    Plain,
+}
+
+impl Simd {
+    /// Detects (std caches the CPU feature queries).
+    #[inline]
+    pub(crate) fn detect() -> Simd {
+        #[cfg(target_arch = "x86_64")]
+        if avx2_fma() {
+            if std::is_x86_feature_detected!("avx512f") {
+                return Simd::Avx512;
+            }
+            return Simd::Avx2;
+        }
+        Simd::Plain
+    }
+}
+
 /// `e^x` in f32 without a library call and without branches, so that loops over slices
 /// vectorise: Cody–Waite reduction `x = n·ln 2 + r` and a degree-6 polynomial for `e^r` (the
 /// Cephes `expf` coefficients), then `2^n` built from exponent bits in two halves (no overflow

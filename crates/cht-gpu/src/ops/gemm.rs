@@ -1,6 +1,7 @@
 //! Dense and masked-dense GEMM `C = op(A)·op(B)` with a fused epilogue; shaders
 //! `shaders/gemm.wgsl` (f32 kernels) and `shaders/gemm_coop.wgsl` (tensor cores, native only).
 
+use crate::cpu::Simd;
 use crate::device::{Backend, Device};
 use crate::error::{Error, Result, shape_err};
 use crate::gpu::{Access, Gpu, Kernel};
@@ -617,10 +618,14 @@ pub enum CpuMask<'a> {
 /// language models), so it computes `MR × NR` tiles of C with the products in registers.
 ///
 /// Every entry is still summed in plain k order from 0 (`((0 + a₀b₀) + a₁b₁) + …`), then the
-/// epilogue runs in the shader's order (bias, ReLU, mask, accumulate). On x86-64 CPUs with AVX2
-/// and FMA the products use fused multiply-adds (one rounding each instead of two), so CPU results
-/// can differ in the last bits between such a CPU and an older one; on one machine they are
-/// always the same, whatever the thread count.
+/// epilogue runs in the shader's order (bias, ReLU, mask, accumulate). On x86-64 CPUs with FMA
+/// (AVX2 + FMA: 6 × 16 tiles in `ymm` registers; AVX-512: 12 × 32 tiles in `zmm` registers) the
+/// products use fused multiply-adds (one rounding each instead of two), so CPU results can differ
+/// in the last bits between such a CPU and an older one; AVX2 and AVX-512 give the same bits, and
+/// on one machine results never depend on the thread count.
+///
+/// Work: op(B) is packed once into `NR`-column panels (in parallel, panel by panel), then each
+/// task owns a strip of rows of C and walks the panels, reading op(A) in place where it can.
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_cpu(
     s: GemmShape,
@@ -632,24 +637,75 @@ pub fn gemm_cpu(
     accumulate: bool,
     c: &mut [f32],
 ) {
+    let args = GemmArgs {
+        s,
+        a,
+        b,
+        bias,
+        act,
+        mask,
+        accumulate,
+    };
+    match Simd::detect() {
+        k @ Simd::Avx512 => gemm_blocked::<12, 32>(k, &args, c),
+        k => gemm_blocked::<6, 16>(k, &args, c),
+    }
+}
+
+/// The inputs of [`gemm_cpu`] but C.
+struct GemmArgs<'a> {
+    s: GemmShape,
+    a: &'a [f32],
+    b: &'a [f32],
+    bias: Option<&'a [f32]>,
+    act: Activation,
+    mask: CpuMask<'a>,
+    accumulate: bool,
+}
+
+/// Whether the CPU GEMM's products are fused multiply-adds (AVX2 + FMA or AVX-512 present).
+fn fused(simd: Simd) -> bool {
+    simd != Simd::Plain
+}
+
+fn gemm_blocked<const MR: usize, const NR: usize>(
+    kernel: Simd,
+    args: &GemmArgs<'_>,
+    c: &mut [f32],
+) {
+    let GemmArgs {
+        s,
+        a,
+        b,
+        bias,
+        act,
+        mask,
+        accumulate,
+    } = *args;
     if s.n == 0 {
         return;
     }
     // op(B) once, in column panels of NR: panel p is k rows of NR values, zero-padded at the right.
     let panels = s.n.div_ceil(NR);
     let mut b_packed = vec![0f32; panels * s.k * NR];
-    for (p, panel) in b_packed.chunks_exact_mut((s.k * NR).max(1)).enumerate() {
-        for (kk, row) in panel.chunks_exact_mut(NR).enumerate() {
-            for (j, v) in row.iter_mut().enumerate().take(s.n - p * NR) {
-                let col = p * NR + j;
-                *v = match s.trans_b {
-                    Transpose::No => b[kk * s.n + col],
-                    Transpose::Yes => b[col * s.k + kk],
-                };
+    crate::cpu::for_each_chunk(&mut b_packed, s.k * NR, |p, panel| {
+        let width = NR.min(s.n - p * NR);
+        match s.trans_b {
+            Transpose::No => {
+                for (kk, row) in panel.chunks_exact_mut(NR).enumerate() {
+                    row[..width].copy_from_slice(&b[kk * s.n + p * NR..][..width]);
+                }
+            }
+            Transpose::Yes => {
+                for j in 0..width {
+                    let src = &b[(p * NR + j) * s.k..][..s.k];
+                    for (kk, &v) in src.iter().enumerate() {
+                        panel[kk * NR + j] = v;
+                    }
+                }
             }
         }
-    }
-    let fused = fma_available();
+    });
     // One task per strip of rows of C (up to 16 micro-strips of MR rows; fewer when m is small,
     // so that every thread gets work).
     let strip_rows =
@@ -696,7 +752,7 @@ pub fn gemm_cpu(
             let mut tile = [[0f32; NR]; MR];
             for p in 0..panels {
                 let b_panel = &b_packed[p * s.k * NR..(p + 1) * s.k * NR];
-                micro_tile(fused, (a_src, ri, rk), b_panel, &mut tile);
+                micro_tile(kernel, (a_src, ri, rk), b_panel, &mut tile);
                 // Epilogue, one row segment at a time (same per-entry order as the shader); full
                 // segments get a constant length so the copies and loops compile to vector moves.
                 let (col0, width) = (p * NR, NR.min(s.n - p * NR));
@@ -758,51 +814,128 @@ impl Epilogue<'_> {
     }
 }
 
-/// Rows of C per micro-tile.
-const MR: usize = 6;
-/// Columns of C per micro-tile (two 8-lane vectors).
-const NR: usize = 16;
-
-/// Whether the CPU has AVX2 and FMA (std caches the detection).
-fn fma_available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
 /// Where a micro-tile reads op(A): `A(i, kk) = slice[i·ri + kk·rk]`.
 type ASource<'a> = (&'a [f32], usize, usize);
 
 /// `tile = A · B_panel` for one `MR × NR` tile (`b` is k × NR).
-fn micro_tile(fused: bool, a: ASource<'_>, b: &[f32], tile: &mut [[f32; NR]; MR]) {
+fn micro_tile<const MR: usize, const NR: usize>(
+    kernel: Simd,
+    a: ASource<'_>,
+    b: &[f32],
+    tile: &mut [[f32; NR]; MR],
+) {
     #[cfg(target_arch = "x86_64")]
-    if fused {
-        // SAFETY: `fused` is true only when `fma_available` detected AVX2 and FMA on this CPU,
-        // which is all `micro_tile_fma` requires; it touches memory only through safe slices.
-        #[allow(unsafe_code)]
-        unsafe {
-            micro_tile_fma(a, b, tile)
-        };
-        return;
+    {
+        let k = b.len() / NR;
+        let (a_slice, ri, rk) = a;
+        // Every read of op(A) lies in the slice: checked once here, not per product.
+        let fits = k == 0 || a_slice.len() > (MR - 1) * ri + (k - 1) * rk;
+        match kernel {
+            // SAFETY: `Simd::detect` chose Avx512 after detecting AVX-512F, AVX2 and FMA on this
+            // CPU; the kernel reads `b` and `a` within the bounds checked just above.
+            #[allow(unsafe_code)]
+            Simd::Avx512 if NR == 32 && fits => {
+                return unsafe { micro_tile_avx512(a, b, tile) };
+            }
+            // SAFETY: as above, for AVX2 and FMA.
+            #[allow(unsafe_code)]
+            Simd::Avx2 if NR == 16 && fits => {
+                return unsafe { micro_tile_avx2(a, b, tile) };
+            }
+            _ => {}
+        }
     }
-    let _ = fused;
-    micro_tile_body::<false>(a, b, tile);
+    if fused(kernel) {
+        micro_tile_body::<true, MR, NR>(a, b, tile);
+    } else {
+        micro_tile_body::<false, MR, NR>(a, b, tile);
+    }
 }
 
-/// `micro_tile_body` compiled for AVX2 + FMA: LLVM keeps the tile in twelve ymm registers.
+/// [`micro_tile_body`] with fused multiply-adds on AVX-512F: each k step loads the B row into
+/// two zmm registers and broadcasts one A value per row of the tile (`MR × 2` accumulators).
+///
+/// # Safety
+/// The CPU has AVX-512F, AVX2 and FMA; `NR == 32`; `b.len()` is a multiple of 32; and
+/// `a.len() > (MR−1)·ri + (k−1)·rk` for `k = b.len() / 32 > 0`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[allow(unsafe_code)]
+unsafe fn micro_tile_avx512<const MR: usize, const NR: usize>(
+    (a, ri, rk): ASource<'_>,
+    b: &[f32],
+    tile: &mut [[f32; NR]; MR],
+) {
+    use std::arch::x86_64::_mm512_storeu_ps;
+    use std::arch::x86_64::{_mm512_fmadd_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_setzero_ps};
+    let (ap, bp) = (a.as_ptr(), b.as_ptr());
+    let mut acc = [[_mm512_setzero_ps(); 2]; MR];
+    for kk in 0..b.len() / 32 {
+        // SAFETY (the reads): within `b` and, by the caller's bound, within `a`.
+        let (b0, b1) = unsafe {
+            (
+                _mm512_loadu_ps(bp.add(kk * 32)),
+                _mm512_loadu_ps(bp.add(kk * 32 + 16)),
+            )
+        };
+        for (i, row) in acc.iter_mut().enumerate() {
+            let av = _mm512_set1_ps(unsafe { *ap.add(i * ri + kk * rk) });
+            row[0] = _mm512_fmadd_ps(av, b0, row[0]);
+            row[1] = _mm512_fmadd_ps(av, b1, row[1]);
+        }
+    }
+    for (out, row) in tile.iter_mut().zip(&acc) {
+        // SAFETY: each tile row holds NR = 32 floats.
+        unsafe {
+            _mm512_storeu_ps(out.as_mut_ptr(), row[0]);
+            _mm512_storeu_ps(out.as_mut_ptr().add(16), row[1]);
+        }
+    }
+}
+
+/// [`micro_tile_body`] with fused multiply-adds on AVX2: the B row in two ymm registers, one
+/// broadcast A value per row of the tile (`MR × 2` accumulators).
+///
+/// # Safety
+/// The CPU has AVX2 and FMA; `NR == 16`; `b.len()` is a multiple of 16; and
+/// `a.len() > (MR−1)·ri + (k−1)·rk` for `k = b.len() / 16 > 0`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn micro_tile_fma(a: ASource<'_>, b: &[f32], tile: &mut [[f32; NR]; MR]) {
-    micro_tile_body::<true>(a, b, tile);
+#[allow(unsafe_code)]
+unsafe fn micro_tile_avx2<const MR: usize, const NR: usize>(
+    (a, ri, rk): ASource<'_>,
+    b: &[f32],
+    tile: &mut [[f32; NR]; MR],
+) {
+    use std::arch::x86_64::_mm256_storeu_ps;
+    use std::arch::x86_64::{_mm256_fmadd_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_setzero_ps};
+    let (ap, bp) = (a.as_ptr(), b.as_ptr());
+    let mut acc = [[_mm256_setzero_ps(); 2]; MR];
+    for kk in 0..b.len() / 16 {
+        // SAFETY (the reads): within `b` and, by the caller's bound, within `a`.
+        let (b0, b1) = unsafe {
+            (
+                _mm256_loadu_ps(bp.add(kk * 16)),
+                _mm256_loadu_ps(bp.add(kk * 16 + 8)),
+            )
+        };
+        for (i, row) in acc.iter_mut().enumerate() {
+            let av = _mm256_set1_ps(unsafe { *ap.add(i * ri + kk * rk) });
+            row[0] = _mm256_fmadd_ps(av, b0, row[0]);
+            row[1] = _mm256_fmadd_ps(av, b1, row[1]);
+        }
+    }
+    for (out, row) in tile.iter_mut().zip(&acc) {
+        // SAFETY: each tile row holds NR = 16 floats.
+        unsafe {
+            _mm256_storeu_ps(out.as_mut_ptr(), row[0]);
+            _mm256_storeu_ps(out.as_mut_ptr().add(8), row[1]);
+        }
+    }
 }
 
 #[inline(always)]
-fn micro_tile_body<const FUSED: bool>(
+fn micro_tile_body<const FUSED: bool, const MR: usize, const NR: usize>(
     (a, ri, rk): ASource<'_>,
     b: &[f32],
     tile: &mut [[f32; NR]; MR],
@@ -911,8 +1044,16 @@ mod tests {
 
     #[test]
     fn blocked_twin_sums_in_k_order_bit_for_bit() {
-        let fused = fma_available();
-        // Odd sizes around the MR × NR tile and the row strips, empty dimensions included.
+        // Every micro-kernel this CPU can run, not only the one `gemm_cpu` picks.
+        let mut kernels = vec![Simd::Plain];
+        let detected = Simd::detect();
+        if detected != Simd::Plain {
+            kernels.push(Simd::Avx2);
+        }
+        if detected == Simd::Avx512 {
+            kernels.push(Simd::Avx512);
+        }
+        // Odd sizes around the MR × NR tiles and the row strips, empty dimensions included.
         for (m, n, k) in [
             (0, 5, 3),
             (5, 0, 3),
@@ -920,6 +1061,7 @@ mod tests {
             (5, 17, 9),
             (67, 33, 70),
             (130, 16, 4),
+            (25, 65, 33),
             (13, 3, 0),
         ] {
             for (ta, tb) in [
@@ -939,12 +1081,31 @@ mod tests {
                 let val = |i: usize, salt: usize| ((i * 7919 + salt) % 1000) as f32 / 37.0 - 13.0;
                 let a: Vec<f32> = (0..m * k).map(|i| val(i, 1)).collect();
                 let b: Vec<f32> = (0..k * n).map(|i| val(i, 2)).collect();
+                let args = GemmArgs {
+                    s,
+                    a: &a,
+                    b: &b,
+                    bias: None,
+                    act: Activation::None,
+                    mask: CpuMask::None,
+                    accumulate: false,
+                };
+                for &kernel in &kernels {
+                    let mut c = vec![f32::NAN; m * n];
+                    match kernel {
+                        Simd::Avx512 => gemm_blocked::<12, 32>(kernel, &args, &mut c),
+                        _ => gemm_blocked::<6, 16>(kernel, &args, &mut c),
+                    }
+                    let want = naive(s, &a, &b, fused(kernel));
+                    let same = c.iter().zip(&want).all(|(x, y)| x.to_bits() == y.to_bits());
+                    assert!(same, "{kernel:?} {m}x{n}x{k} {ta:?}/{tb:?}");
+                }
+                // What callers get: the detected kernel.
                 let mut c = vec![f32::NAN; m * n];
                 let none = CpuMask::None;
                 gemm_cpu(s, &a, &b, None, Activation::None, none, false, &mut c);
-                let want = naive(s, &a, &b, fused);
-                let same = c.iter().zip(&want).all(|(x, y)| x.to_bits() == y.to_bits());
-                assert!(same, "{m}x{n}x{k} {ta:?}/{tb:?}");
+                let want = naive(s, &a, &b, fused(detected));
+                assert!(c.iter().zip(&want).all(|(x, y)| x.to_bits() == y.to_bits()));
             }
         }
     }
