@@ -673,39 +673,109 @@ fn gemm_blocked<const MR: usize, const NR: usize>(
     args: &GemmArgs<'_>,
     c: &mut [f32],
 ) {
-    let GemmArgs {
-        s,
-        a,
-        b,
-        bias,
-        act,
-        mask,
-        accumulate,
-    } = *args;
+    let s = args.s;
     if s.n == 0 {
         return;
     }
-    // op(B) once, in column panels of NR: panel p is k rows of NR values, zero-padded at the right.
+    // op(B) as NR-column panels, packed (k rows of NR values, back to back). Reading a
+    // row-major B in place instead would walk its panels with a stride of n floats — a power of
+    // two for most layers, which maps every row of a panel to the same few cache sets.
     let panels = s.n.div_ceil(NR);
-    let mut b_packed = vec![0f32; panels * s.k * NR];
-    crate::cpu::for_each_chunk(&mut b_packed, s.k * NR, |p, panel| {
+    let first_packed = 0;
+    with_pack_buffer((panels - first_packed) * s.k * NR, |packed| {
+        pack_b::<NR>(s, args.b, first_packed, packed);
+        let packed: &[f32] = packed;
+        let panel = |p: usize| -> BSource<'_> {
+            if p < first_packed {
+                (&args.b[p * NR..], s.n)
+            } else {
+                (&packed[(p - first_packed) * s.k * NR..][..s.k * NR], NR)
+            }
+        };
+        gemm_strips::<MR, NR>(kernel, args, &panel, c);
+    });
+}
+
+thread_local! {
+    /// The packed op(B) of the calling thread's last GEMM, reused so that a training step's
+    /// products neither allocate nor fault in fresh pages.
+    static PACK: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Packing buffers larger than this are allocated per call and not kept.
+const PACK_KEEP_LIMIT: usize = 16 << 20;
+
+/// Runs `f` on `len` floats of scratch (contents unspecified): the thread's kept buffer when it
+/// is free (not already in use further up the stack) and the size is modest, else a fresh one.
+fn with_pack_buffer(len: usize, f: impl FnOnce(&mut [f32])) {
+    let mut f = Some(f);
+    PACK.with(|cell| {
+        if len <= PACK_KEEP_LIMIT
+            && let Ok(mut buf) = cell.try_borrow_mut()
+        {
+            if buf.len() < len {
+                buf.resize(len, 0.0);
+            }
+            (f.take().expect("called once"))(&mut buf[..len]);
+        }
+    });
+    if let Some(f) = f {
+        f(&mut vec![0f32; len]);
+    }
+}
+
+/// Panels `first..` of op(B) into `packed`: each k rows of NR values, zero-padded at the right.
+/// Panels are packed in parallel; a transposed B is read 16 values of k at a time so the writes
+/// of one block stay in cache.
+fn pack_b<const NR: usize>(s: GemmShape, b: &[f32], first: usize, packed: &mut [f32]) {
+    const KB: usize = 16;
+    crate::cpu::for_each_chunk(packed, s.k * NR, |q, panel| {
+        let p = first + q;
         let width = NR.min(s.n - p * NR);
         match s.trans_b {
             Transpose::No => {
                 for (kk, row) in panel.chunks_exact_mut(NR).enumerate() {
                     row[..width].copy_from_slice(&b[kk * s.n + p * NR..][..width]);
+                    row[width..].fill(0.0);
                 }
             }
             Transpose::Yes => {
-                for j in 0..width {
-                    let src = &b[(p * NR + j) * s.k..][..s.k];
-                    for (kk, &v) in src.iter().enumerate() {
-                        panel[kk * NR + j] = v;
+                for k0 in (0..s.k).step_by(KB) {
+                    let kb = KB.min(s.k - k0);
+                    for j in 0..width {
+                        let src = &b[(p * NR + j) * s.k + k0..][..kb];
+                        for (t, &v) in src.iter().enumerate() {
+                            panel[(k0 + t) * NR + j] = v;
+                        }
+                    }
+                    for t in 0..kb {
+                        panel[(k0 + t) * NR + width..(k0 + t + 1) * NR].fill(0.0);
                     }
                 }
             }
         }
     });
+}
+
+/// C in parallel strips of rows. A task first gathers op(A) for its micro-strips (in place where
+/// it can), then walks the panels of op(B), each panel serving every micro-strip of the strip
+/// while it is in cache.
+fn gemm_strips<'b, const MR: usize, const NR: usize>(
+    kernel: Simd,
+    args: &GemmArgs<'_>,
+    panel: &(dyn Fn(usize) -> BSource<'b> + Sync),
+    c: &mut [f32],
+) {
+    let GemmArgs {
+        s,
+        a,
+        bias,
+        act,
+        mask,
+        accumulate,
+        ..
+    } = *args;
+    let panels = s.n.div_ceil(NR);
     // One task per strip of rows of C (up to 16 micro-strips of MR rows; fewer when m is small,
     // so that every thread gets work).
     let strip_rows =
@@ -718,45 +788,54 @@ fn gemm_blocked<const MR: usize, const NR: usize>(
     };
     crate::cpu::for_each_chunk(c, strip_rows * s.n, |strip, out| {
         let strip_len = out.len() / s.n;
-        let mut a_buf = vec![0f32; s.k * MR];
-        for u in 0..strip_len.div_ceil(MR) {
+        let micro = strip_len.div_ceil(MR);
+        let rows_of = |u: usize| MR.min(strip_len - u * MR);
+        // op(A)'s rows of micro-strip u as `src[i·ri + kk·rk]`: read in place when the
+        // micro-strip is full and unmasked, else copied (masked entries and missing rows zero).
+        let in_place = |u: usize| rows_of(u) == MR && s.k > 0 && mask_a.is_none();
+        let copied: Vec<usize> = (0..micro).filter(|&u| !in_place(u)).collect();
+        let mut a_buf = vec![0f32; copied.len() * s.k * MR];
+        for (&u, buf) in copied.iter().zip(a_buf.chunks_exact_mut((s.k * MR).max(1))) {
             let row0 = strip * strip_rows + u * MR;
-            let rows = MR.min(strip_len - u * MR);
-            let out = &mut out[u * MR * s.n..];
-            // op(A)'s rows row0.. as `a_src[i·ri + kk·rk]`: read in place when the micro-strip is
-            // full and unmasked, else copied (masked entries and missing rows zero) into a_buf.
-            let in_place = rows == MR && s.k > 0 && mask_a.is_none();
-            let (a_src, ri, rk): (&[f32], usize, usize) = match s.trans_a {
-                Transpose::No if in_place => (&a[row0 * s.k..], s.k, 1),
-                Transpose::Yes if in_place => (&a[row0..], 1, s.m),
-                _ => {
-                    a_buf.fill(0.0);
-                    // Walk op(A) in its storage order: row by row, or k by k when transposed.
-                    let (outer, inner) = match s.trans_a {
-                        Transpose::No => (rows, s.k),
-                        Transpose::Yes => (s.k, rows),
-                    };
-                    for o in 0..outer {
-                        for n in 0..inner {
-                            let (i, kk, idx) = match s.trans_a {
-                                Transpose::No => (o, n, (row0 + o) * s.k + n),
-                                Transpose::Yes => (n, o, o * s.m + row0 + n),
-                            };
-                            let keep = mask_a.is_none_or(|m| m[idx] != 0);
-                            a_buf[kk * MR + i] = if keep { a[idx] } else { 0.0 };
-                        }
-                    }
-                    (&a_buf, 1, MR)
-                }
+            // Walk op(A) in its storage order: row by row, or k by k when transposed.
+            let (outer, inner) = match s.trans_a {
+                Transpose::No => (rows_of(u), s.k),
+                Transpose::Yes => (s.k, rows_of(u)),
             };
-            let mut tile = [[0f32; NR]; MR];
-            for p in 0..panels {
-                let b_panel = &b_packed[p * s.k * NR..(p + 1) * s.k * NR];
-                micro_tile(kernel, (a_src, ri, rk), b_panel, &mut tile);
+            for o in 0..outer {
+                for n in 0..inner {
+                    let (i, kk, idx) = match s.trans_a {
+                        Transpose::No => (o, n, (row0 + o) * s.k + n),
+                        Transpose::Yes => (n, o, o * s.m + row0 + n),
+                    };
+                    let keep = mask_a.is_none_or(|m| m[idx] != 0);
+                    buf[kk * MR + i] = if keep { a[idx] } else { 0.0 };
+                }
+            }
+        }
+        let sources: Vec<ASource<'_>> = (0..micro)
+            .map(|u| {
+                let row0 = strip * strip_rows + u * MR;
+                match (in_place(u), s.trans_a) {
+                    (true, Transpose::No) => (&a[row0 * s.k..], s.k, 1),
+                    (true, Transpose::Yes) => (&a[row0..], 1, s.m),
+                    (false, _) => {
+                        let j = copied.iter().position(|&c| c == u).expect("copied above");
+                        (&a_buf[j * s.k * MR..(j + 1) * s.k * MR], 1, MR)
+                    }
+                }
+            })
+            .collect();
+        let mut tile = [[0f32; NR]; MR];
+        for p in 0..panels {
+            let b_panel = panel(p);
+            let (col0, width) = (p * NR, NR.min(s.n - p * NR));
+            for (u, &a_src) in sources.iter().enumerate() {
+                micro_tile(kernel, a_src, b_panel, s.k, &mut tile);
                 // Epilogue, one row segment at a time (same per-entry order as the shader); full
                 // segments get a constant length so the copies and loops compile to vector moves.
-                let (col0, width) = (p * NR, NR.min(s.n - p * NR));
-                for (i, tile_row) in tile.iter_mut().enumerate().take(rows) {
+                let row0 = strip * strip_rows + u * MR;
+                for (i, tile_row) in tile.iter_mut().enumerate().take(rows_of(u)) {
                     let row = row0 + i;
                     let epi = Epilogue {
                         bias: bias.map(|b| b[row]),
@@ -767,7 +846,7 @@ fn gemm_blocked<const MR: usize, const NR: usize>(
                         },
                         accumulate,
                     };
-                    let o = &mut out[i * s.n + col0..];
+                    let o = &mut out[(u * MR + i) * s.n + col0..];
                     if width == NR {
                         epi.apply(&mut tile_row[..NR], &mut o[..NR]);
                     } else {
@@ -817,38 +896,43 @@ impl Epilogue<'_> {
 /// Where a micro-tile reads op(A): `A(i, kk) = slice[i·ri + kk·rk]`.
 type ASource<'a> = (&'a [f32], usize, usize);
 
-/// `tile = A · B_panel` for one `MR × NR` tile (`b` is k × NR).
+/// Where a micro-tile reads a panel of op(B): `B(kk, j) = slice[kk·stride + j]`, `j < NR`.
+type BSource<'a> = (&'a [f32], usize);
+
+/// `tile = A · B_panel` over `k` for one `MR × NR` tile.
 fn micro_tile<const MR: usize, const NR: usize>(
     kernel: Simd,
     a: ASource<'_>,
-    b: &[f32],
+    b: BSource<'_>,
+    k: usize,
     tile: &mut [[f32; NR]; MR],
 ) {
     #[cfg(target_arch = "x86_64")]
     {
-        let k = b.len() / NR;
-        let (a_slice, ri, rk) = a;
-        // Every read of op(A) lies in the slice: checked once here, not per product.
-        let fits = k == 0 || a_slice.len() > (MR - 1) * ri + (k - 1) * rk;
+        let ((a_slice, ri, rk), (b_slice, stride)) = (a, b);
+        // Every read lies in the slices: checked once here, not per product.
+        let fits = k == 0
+            || (a_slice.len() > (MR - 1) * ri + (k - 1) * rk
+                && b_slice.len() >= (k - 1) * stride + NR);
         match kernel {
             // SAFETY: `Simd::detect` chose Avx512 after detecting AVX-512F, AVX2 and FMA on this
-            // CPU; the kernel reads `b` and `a` within the bounds checked just above.
+            // CPU; the kernel reads `a` and `b` within the bounds checked just above.
             #[allow(unsafe_code)]
             Simd::Avx512 if NR == 32 && fits => {
-                return unsafe { micro_tile_avx512(a, b, tile) };
+                return unsafe { micro_tile_avx512(a, b, k, tile) };
             }
             // SAFETY: as above, for AVX2 and FMA.
             #[allow(unsafe_code)]
             Simd::Avx2 if NR == 16 && fits => {
-                return unsafe { micro_tile_avx2(a, b, tile) };
+                return unsafe { micro_tile_avx2(a, b, k, tile) };
             }
             _ => {}
         }
     }
     if fused(kernel) {
-        micro_tile_body::<true, MR, NR>(a, b, tile);
+        micro_tile_body::<true, MR, NR>(a, b, k, tile);
     } else {
-        micro_tile_body::<false, MR, NR>(a, b, tile);
+        micro_tile_body::<false, MR, NR>(a, b, k, tile);
     }
 }
 
@@ -856,26 +940,27 @@ fn micro_tile<const MR: usize, const NR: usize>(
 /// two zmm registers and broadcasts one A value per row of the tile (`MR × 2` accumulators).
 ///
 /// # Safety
-/// The CPU has AVX-512F, AVX2 and FMA; `NR == 32`; `b.len()` is a multiple of 32; and
-/// `a.len() > (MR−1)·ri + (k−1)·rk` for `k = b.len() / 32 > 0`.
+/// The CPU has AVX-512F, AVX2 and FMA; `NR == 32`; for `k > 0`,
+/// `a.len() > (MR−1)·ri + (k−1)·rk` and `b.len() ≥ (k−1)·stride + 32`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
 #[allow(unsafe_code)]
 unsafe fn micro_tile_avx512<const MR: usize, const NR: usize>(
     (a, ri, rk): ASource<'_>,
-    b: &[f32],
+    (b, stride): BSource<'_>,
+    k: usize,
     tile: &mut [[f32; NR]; MR],
 ) {
     use std::arch::x86_64::_mm512_storeu_ps;
     use std::arch::x86_64::{_mm512_fmadd_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_setzero_ps};
     let (ap, bp) = (a.as_ptr(), b.as_ptr());
     let mut acc = [[_mm512_setzero_ps(); 2]; MR];
-    for kk in 0..b.len() / 32 {
-        // SAFETY (the reads): within `b` and, by the caller's bound, within `a`.
+    for kk in 0..k {
+        // SAFETY (the reads): within `a` and `b` by the caller's bounds.
         let (b0, b1) = unsafe {
             (
-                _mm512_loadu_ps(bp.add(kk * 32)),
-                _mm512_loadu_ps(bp.add(kk * 32 + 16)),
+                _mm512_loadu_ps(bp.add(kk * stride)),
+                _mm512_loadu_ps(bp.add(kk * stride + 16)),
             )
         };
         for (i, row) in acc.iter_mut().enumerate() {
@@ -897,26 +982,27 @@ unsafe fn micro_tile_avx512<const MR: usize, const NR: usize>(
 /// broadcast A value per row of the tile (`MR × 2` accumulators).
 ///
 /// # Safety
-/// The CPU has AVX2 and FMA; `NR == 16`; `b.len()` is a multiple of 16; and
-/// `a.len() > (MR−1)·ri + (k−1)·rk` for `k = b.len() / 16 > 0`.
+/// The CPU has AVX2 and FMA; `NR == 16`; for `k > 0`, `a.len() > (MR−1)·ri + (k−1)·rk` and
+/// `b.len() ≥ (k−1)·stride + 16`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[allow(unsafe_code)]
 unsafe fn micro_tile_avx2<const MR: usize, const NR: usize>(
     (a, ri, rk): ASource<'_>,
-    b: &[f32],
+    (b, stride): BSource<'_>,
+    k: usize,
     tile: &mut [[f32; NR]; MR],
 ) {
     use std::arch::x86_64::_mm256_storeu_ps;
     use std::arch::x86_64::{_mm256_fmadd_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_setzero_ps};
     let (ap, bp) = (a.as_ptr(), b.as_ptr());
     let mut acc = [[_mm256_setzero_ps(); 2]; MR];
-    for kk in 0..b.len() / 16 {
-        // SAFETY (the reads): within `b` and, by the caller's bound, within `a`.
+    for kk in 0..k {
+        // SAFETY (the reads): within `a` and `b` by the caller's bounds.
         let (b0, b1) = unsafe {
             (
-                _mm256_loadu_ps(bp.add(kk * 16)),
-                _mm256_loadu_ps(bp.add(kk * 16 + 8)),
+                _mm256_loadu_ps(bp.add(kk * stride)),
+                _mm256_loadu_ps(bp.add(kk * stride + 8)),
             )
         };
         for (i, row) in acc.iter_mut().enumerate() {
@@ -937,11 +1023,13 @@ unsafe fn micro_tile_avx2<const MR: usize, const NR: usize>(
 #[inline(always)]
 fn micro_tile_body<const FUSED: bool, const MR: usize, const NR: usize>(
     (a, ri, rk): ASource<'_>,
-    b: &[f32],
+    (b, stride): BSource<'_>,
+    k: usize,
     tile: &mut [[f32; NR]; MR],
 ) {
     let mut acc = [[0f32; NR]; MR];
-    for (kk, b_k) in b.chunks_exact(NR).enumerate() {
+    for kk in 0..k {
+        let b_k = &b[kk * stride..][..NR];
         for (i, acc_row) in acc.iter_mut().enumerate() {
             let av = a[i * ri + kk * rk];
             for (o, &bv) in acc_row.iter_mut().zip(b_k) {
