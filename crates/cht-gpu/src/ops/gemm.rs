@@ -681,17 +681,10 @@ fn gemm_blocked<const MR: usize, const NR: usize>(
     // row-major B in place instead would walk its panels with a stride of n floats — a power of
     // two for most layers, which maps every row of a panel to the same few cache sets.
     let panels = s.n.div_ceil(NR);
-    let first_packed = 0;
-    with_pack_buffer((panels - first_packed) * s.k * NR, |packed| {
-        pack_b::<NR>(s, args.b, first_packed, packed);
+    with_pack_buffer(panels * s.k * NR, |packed| {
+        pack_b::<NR>(s, args.b, packed);
         let packed: &[f32] = packed;
-        let panel = |p: usize| -> BSource<'_> {
-            if p < first_packed {
-                (&args.b[p * NR..], s.n)
-            } else {
-                (&packed[(p - first_packed) * s.k * NR..][..s.k * NR], NR)
-            }
-        };
+        let panel = |p: usize| -> BSource<'_> { (&packed[p * s.k * NR..][..s.k * NR], NR) };
         gemm_strips::<MR, NR>(kernel, args, &panel, c);
     });
 }
@@ -724,13 +717,12 @@ fn with_pack_buffer(len: usize, f: impl FnOnce(&mut [f32])) {
     }
 }
 
-/// Panels `first..` of op(B) into `packed`: each k rows of NR values, zero-padded at the right.
+/// op(B) into `packed` in panels of NR columns: each k rows of NR values, zero-padded at the right.
 /// Panels are packed in parallel; a transposed B is read 16 values of k at a time so the writes
 /// of one block stay in cache.
-fn pack_b<const NR: usize>(s: GemmShape, b: &[f32], first: usize, packed: &mut [f32]) {
+fn pack_b<const NR: usize>(s: GemmShape, b: &[f32], packed: &mut [f32]) {
     const KB: usize = 16;
-    crate::cpu::for_each_chunk(packed, s.k * NR, |q, panel| {
-        let p = first + q;
+    crate::cpu::for_each_chunk(packed, s.k * NR, |p, panel| {
         let width = NR.min(s.n - p * NR);
         match s.trans_b {
             Transpose::No => {
