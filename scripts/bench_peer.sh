@@ -8,6 +8,7 @@
 #   scripts/bench_peer.sh            # 3 alternated runs, 2 threads for both
 #   RUNS=5 THREADS=4 STEPS=30 scripts/bench_peer.sh
 #
+# "vs peer" is cht's speed over PyTorch's (tokens/s ratio; time ratio for the scores): > 1 is faster.
 # Needs Python 3 with venv and PyPI access the first time: torch goes into target/peer-venv
 # (PEER_VENV to use another one). Run it on an otherwise idle machine: the figures are wall times.
 set -euo pipefail
@@ -47,7 +48,7 @@ torch_v = next(r["torch"] for r in rows if r.get("peer") == "pytorch")
 med = lambda xs: statistics.median(xs) if xs else float("nan")
 print(f"\nsmall LM training (d 128, 4 blocks, FFN 352, ctx 128, batch 16, vocab 65), {threads} threads;"
       f" PyTorch {torch_v} eager; median of alternated runs")
-print(f"{'model':<34} {'PyTorch tok/s':>14} {'cht tok/s':>10} {'cht/peer':>9}")
+print(f"{'model':<34} {'PyTorch tok/s':>14} {'cht tok/s':>10} {'vs peer':>9}")
 for label, peer_density, cht_density in [("FC", 1.0, 1.0), ("90 % sparse", 0.1, 0.1)]:
     peer = med([r["tokens_per_s"] for r in rows
                 if r.get("peer") == "pytorch" and r.get("density") == peer_density and "tokens_per_s" in r])
@@ -57,7 +58,7 @@ for label, peer_density, cht_density in [("FC", 1.0, 1.0), ("90 % sparse", 0.1, 
     name = f"{label} (peer {'masked dense' if peer_density < 1 else 'dense'}, cht {how})"
     print(f"{name:<34} {peer:>14.0f} {ours:>10.0f} {ours / peer:>8.2f}x")
 print(f"\nCH2-L3n scores, {threads} threads: the official dense formula (PyTorch) vs cht in-library")
-print(f"{'layer':<18} {'PyTorch s':>10} {'cht s':>8} {'cht path':>9} {'cht/peer':>9}")
+print(f"{'layer':<18} {'PyTorch s':>10} {'cht s':>8} {'cht path':>9} {'vs peer':>9}")
 for r in rows:
     if r.get("peer") == "pytorch" and r.get("predictor") == "ch2-l3n":
         ours = next((o for o in rows if o.get("predictor") == "ch2-l3n" and "cpu_s" in o
