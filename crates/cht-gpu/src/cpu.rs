@@ -1,4 +1,5 @@
-//! Helpers for the CPU twins: data-parallel loops over output rows (rayon natively, serial in wasm).
+//! Helpers for the CPU twins: data-parallel loops over output rows or column blocks (rayon
+//! natively, serial in wasm), the AVX2 + FMA dispatch of hot loops, and a vectorisable `exp`.
 
 /// Number of worker threads the CPU twins use.
 pub fn threads() -> usize {
@@ -99,6 +100,58 @@ pub(crate) fn for_each_chunk_triple<T: Send, U: Send, V: Send>(
     }
 }
 
+/// `f(i, item)` for every item, collected in order, computed in parallel where possible. Each item
+/// goes to exactly one call, so results do not depend on scheduling.
+pub(crate) fn map_items<I: Send, R: Send>(
+    items: Vec<I>,
+    f: impl Fn(usize, I) -> R + Send + Sync,
+) -> Vec<R> {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        use rayon::prelude::*;
+        items
+            .into_par_iter()
+            .enumerate()
+            .map(|(i, x)| f(i, x))
+            .collect()
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        items
+            .into_iter()
+            .enumerate()
+            .map(|(i, x)| f(i, x))
+            .collect()
+    }
+}
+
+/// Splits the row-major `[rows, cols]` matrix `m` into blocks of `width` columns (the last may be
+/// narrower): block `b` holds each row's columns `b·width ..`, rows in order. With [`map_items`],
+/// one task owns a block of tokens across every feature row of a feature-major activation.
+pub(crate) fn column_blocks<T>(m: &mut [T], cols: usize, width: usize) -> Vec<Vec<&mut [T]>> {
+    if cols == 0 || width == 0 {
+        return Vec::new();
+    }
+    let mut blocks: Vec<Vec<&mut [T]>> = (0..cols.div_ceil(width))
+        .map(|_| Vec::with_capacity(m.len() / cols))
+        .collect();
+    for row in m.chunks_exact_mut(cols) {
+        for (block, part) in blocks.iter_mut().zip(row.chunks_mut(width)) {
+            block.push(part);
+        }
+    }
+    blocks
+}
+
+/// `dst.copy_from_slice(src)` in parallel chunks.
+pub(crate) fn copy<T: Copy + Send + Sync>(src: &[T], dst: &mut [T]) {
+    const CHUNK: usize = 1 << 15;
+    assert_eq!(src.len(), dst.len(), "copy: lengths differ");
+    for_each_chunk(dst, CHUNK, |i, d| {
+        d.copy_from_slice(&src[i * CHUNK..][..d.len()]);
+    });
+}
+
 /// `(0..n).map(f)` collected in order, computed in parallel where possible.
 pub(crate) fn map_range<R: Send>(n: usize, f: impl Fn(usize) -> R + Send + Sync) -> Vec<R> {
     #[cfg(not(target_arch = "wasm32"))]
@@ -131,20 +184,15 @@ pub(crate) fn map_range<R: Send>(n: usize, f: impl Fn(usize) -> R + Send + Sync)
 /// fn k_body(args) { … }               // plain Rust, no intrinsics
 /// ```
 ///
-/// Put the dispatch inside the closure a parallel loop runs (closures handed to rayon are not
-/// inlined into a `target_feature` function). Without explicit `mul_add`, the vectorised body
-/// gives the same bits as the plain one (LLVM neither fuses nor reorders float arithmetic), so a
-/// twin's results do not depend on the CPU.
+/// [`avx2_dispatch!`] writes `k` and `k_avx2` for a `k_body`. Put the dispatch inside the
+/// closure a parallel loop runs (closures handed to rayon are not inlined into a
+/// `target_feature` function). Without explicit `mul_add`, the vectorised body gives the same
+/// bits as the plain one (LLVM neither fuses nor reorders float arithmetic), so a twin's results
+/// do not depend on the CPU.
+#[cfg(target_arch = "x86_64")]
 #[inline]
 pub(crate) fn avx2_fma() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
 }
 
 /// The widest vector instructions this CPU offers the twins' hot loops.
@@ -174,6 +222,33 @@ impl Simd {
         Simd::Plain
     }
 }
+
+/// `avx2_dispatch!(fn k(a: A, …) -> R => k_body);` defines `k`, which runs `k_body(a, …)` (an
+/// `#[inline(always)]` fn of plain Rust) compiled for AVX2 + FMA where the CPU has them, else as
+/// is (see [`avx2_fma`]). Attributes and visibility before `fn` are kept.
+macro_rules! avx2_dispatch {
+    ($(#[$attr:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)?
+        => $body:path) => {
+        $(#[$attr])*
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2,fma")]
+                fn avx2($($arg: $ty),*) $(-> $ret)? {
+                    $body($($arg),*)
+                }
+                if $crate::cpu::avx2_fma() {
+                    // SAFETY: the CPU has AVX2 and FMA, all that `avx2` is compiled for; its body
+                    // is safe Rust.
+                    #[allow(unsafe_code)]
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            $body($($arg),*)
+        }
+    };
+}
+pub(crate) use avx2_dispatch;
 
 /// `e^x` in f32 without a library call and without branches, so that loops over slices
 /// vectorise: Cody–Waite reduction `x = n·ln 2 + r` and a degree-6 polynomial for `e^r` (the
@@ -210,6 +285,38 @@ pub(crate) fn exp(x: f32) -> f32 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn column_blocks_cover_every_element_once_and_copy_copies() {
+        for (rows, cols, width) in [(1, 1, 4), (5, 7, 3), (3, 33, 8), (130, 9, 9), (0, 4, 2)] {
+            let mut m: Vec<usize> = vec![usize::MAX; rows * cols];
+            let blocks = super::column_blocks(&mut m, cols, width);
+            assert_eq!(blocks.len(), cols.div_ceil(width));
+            let touched = super::map_items(blocks, |b, block| {
+                assert_eq!(block.len(), rows);
+                let mut n = 0;
+                for (i, row) in block.into_iter().enumerate() {
+                    for (j, o) in row.iter_mut().enumerate() {
+                        *o = i * cols + b * width + j;
+                        n += 1;
+                    }
+                }
+                n
+            });
+            assert_eq!(touched.iter().sum::<usize>(), rows * cols);
+            assert!(
+                m.iter().enumerate().all(|(k, &v)| v == k),
+                "{rows}x{cols} by {width}"
+            );
+            let mut copied = vec![usize::MAX; m.len()];
+            super::copy(&m, &mut copied);
+            assert_eq!(copied, m);
+        }
+        let big: Vec<u32> = (0..100_003).collect();
+        let mut out = vec![0; big.len()];
+        super::copy(&big, &mut out);
+        assert_eq!(out, big);
+    }
+
     #[test]
     fn exp_is_within_two_ulp_of_libm_and_handles_the_edges() {
         let ulps = |a: f32, b: f32| (a.to_bits() as i64 - b.to_bits() as i64).abs();

@@ -446,7 +446,7 @@ impl Device {
         }
     }
 
-    /// Copies `src` into `dst` (same dtype and size).
+    /// Copies `src` into `dst` (same dtype and size); on the CPU in parallel chunks.
     pub fn copy(&self, src: &Tensor, dst: &Tensor) -> Result<()> {
         dst.expect("copy", src.dtype(), src.rows(), src.cols())?;
         if src.id() == dst.id() {
@@ -460,7 +460,7 @@ impl Device {
             Backend::Cpu => {
                 let _timer = self.op_timer("copy");
                 let s = src.cpu_read("copy")?;
-                dst.cpu_write("copy")?.copy_from_slice(&s);
+                crate::cpu::copy(&s, &mut dst.cpu_write("copy")?);
                 Ok(())
             }
         }

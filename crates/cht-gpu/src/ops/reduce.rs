@@ -172,12 +172,12 @@ impl Device {
 /// CPU twin of `sum_squares`: the shader's 256 stride partials, then its tree.
 pub fn sum_squares_cpu(x: &[f32]) -> f32 {
     let mut partial = [0.0f32; RWG];
-    for (lane, p) in partial.iter_mut().enumerate() {
-        *p = x
-            .iter()
-            .skip(lane)
-            .step_by(RWG)
-            .fold(0.0, |acc, v| acc + v * v);
+    // Lane `l` sums `x[l], x[l + RWG], …` in order, as the shader's lanes do; a run of RWG
+    // elements at a time, so the lanes' adds vectorise.
+    for run in x.chunks(RWG) {
+        for (p, &v) in partial.iter_mut().zip(run) {
+            *p += v * v;
+        }
     }
     let mut width = RWG / 2;
     while width > 0 {
@@ -198,6 +198,34 @@ pub fn clip_factor_cpu(slots: &[f32], max_norm: f32) -> (f32, f32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Bit-identical to the lane-by-lane strided sums (the shader's order) at odd lengths.
+    #[test]
+    fn sum_squares_matches_the_strided_reference() {
+        for n in [0, 1, 7, 33, 255, 256, 257, 5000] {
+            let x: Vec<f32> = (0..n).map(|k| (k as f32 * 0.77).sin() * 3.0).collect();
+            let mut partial = [0.0f32; RWG];
+            for (lane, p) in partial.iter_mut().enumerate() {
+                *p = x
+                    .iter()
+                    .skip(lane)
+                    .step_by(RWG)
+                    .fold(0.0, |acc, v| acc + v * v);
+            }
+            let mut width = RWG / 2;
+            while width > 0 {
+                for lane in 0..width {
+                    partial[lane] += partial[lane + width];
+                }
+                width /= 2;
+            }
+            assert_eq!(
+                sum_squares_cpu(&x).to_bits(),
+                partial[0].to_bits(),
+                "{n} elements"
+            );
+        }
+    }
 
     #[test]
     fn clipping_scales_to_the_max_norm_and_leaves_small_gradients() {

@@ -147,7 +147,10 @@ impl Device {
     }
 }
 
-/// CPU twin of `rope` (`sign` +1 forward, −1 backward; `x.len() / tokens` rows).
+/// CPU twin of `rope` (`sign` +1 forward, −1 backward; `x.len() / tokens` rows), bit-identical to
+/// the shader. Parallel over the rotated pairs of rows; the tables are first transposed to
+/// `[head_dim/2, seq]` (sin times `sign`, exact), so each pair's loop over tokens reads them
+/// contiguously and vectorises.
 pub fn rope_cpu(
     head_dim: usize,
     tokens: usize,
@@ -158,18 +161,65 @@ pub fn rope_cpu(
     y: &mut [f32],
 ) {
     let half = head_dim / 2;
+    if half == 0 || tokens == 0 {
+        return;
+    }
     let seq = cos.len() / half;
-    let heads = x.len() / tokens / head_dim;
-    for head in 0..heads {
+    assert!(seq > 0, "rope: empty tables");
+    let (mut ct, mut st) = (vec![0.0f32; half * seq], vec![0.0f32; half * seq]);
+    for (pos, (c, s)) in cos
+        .chunks_exact(half)
+        .zip(sin.chunks_exact(half))
+        .enumerate()
+    {
         for i in 0..half {
-            let (r0, r1) = (head * head_dim + i, head * head_dim + i + half);
-            for t in 0..tokens {
-                let a = (t % seq) * half + i;
-                let (c, s) = (cos[a], sign * sin[a]);
-                let (x0, x1) = (x[r0 * tokens + t], x[r1 * tokens + t]);
-                y[r0 * tokens + t] = x0 * c - x1 * s;
-                y[r1 * tokens + t] = x1 * c + x0 * s;
-            }
+            ct[i * seq + pos] = c[i];
+            st[i * seq + pos] = sign * s[i];
+        }
+    }
+    let mut pairs = Vec::with_capacity(y.len() / tokens / 2);
+    for (head, rows) in y.chunks_exact_mut(head_dim * tokens).enumerate() {
+        let (first, second) = rows.split_at_mut(half * tokens);
+        let rows = first
+            .chunks_exact_mut(tokens)
+            .zip(second.chunks_exact_mut(tokens));
+        for (i, (y0, y1)) in rows.enumerate() {
+            pairs.push((head * head_dim + i, i, y0, y1));
+        }
+    }
+    crate::cpu::map_items(pairs, |_, (r0, i, y0, y1)| {
+        let x0 = &x[r0 * tokens..][..tokens];
+        let x1 = &x[(r0 + half) * tokens..][..tokens];
+        let table = (&ct[i * seq..][..seq], &st[i * seq..][..seq]);
+        rotate_pair(x0, x1, table, y0, y1);
+    });
+}
+
+crate::cpu::avx2_dispatch!(fn rotate_pair(
+    x0: &[f32],
+    x1: &[f32],
+    table: (&[f32], &[f32]),
+    y0: &mut [f32],
+    y1: &mut [f32],
+) => rotate_pair_body);
+
+/// Rotates one pair of rows, token `t` by the tables' entry `t mod seq` (`seq` = their length).
+#[inline(always)]
+fn rotate_pair_body(
+    x0: &[f32],
+    x1: &[f32],
+    (cos, sin): (&[f32], &[f32]),
+    y0: &mut [f32],
+    y1: &mut [f32],
+) {
+    let seq = cos.len();
+    let runs = y0.chunks_mut(seq).zip(y1.chunks_mut(seq));
+    for ((y0, y1), (x0, x1)) in runs.zip(x0.chunks(seq).zip(x1.chunks(seq))) {
+        let outs = y0.iter_mut().zip(y1.iter_mut());
+        for (((o0, o1), (&a, &b)), (&c, &s)) in outs.zip(x0.iter().zip(x1)).zip(cos.iter().zip(sin))
+        {
+            *o0 = a * c - b * s;
+            *o1 = b * c + a * s;
         }
     }
 }
@@ -177,6 +227,57 @@ pub fn rope_cpu(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The straightforward twin (row pair by row pair, token by token).
+    fn reference(
+        head_dim: usize,
+        tokens: usize,
+        sign: f32,
+        x: &[f32],
+        cos: &[f32],
+        sin: &[f32],
+        y: &mut [f32],
+    ) {
+        let half = head_dim / 2;
+        let seq = cos.len() / half;
+        let heads = x.len() / tokens / head_dim;
+        for head in 0..heads {
+            for i in 0..half {
+                let (r0, r1) = (head * head_dim + i, head * head_dim + i + half);
+                for t in 0..tokens {
+                    let a = (t % seq) * half + i;
+                    let (c, s) = (cos[a], sign * sin[a]);
+                    let (x0, x1) = (x[r0 * tokens + t], x[r1 * tokens + t]);
+                    y[r0 * tokens + t] = x0 * c - x1 * s;
+                    y[r1 * tokens + t] = x1 * c + x0 * s;
+                }
+            }
+        }
+    }
+
+    /// Bit-identical to the reference, both directions, odd token counts (wrapping positions and a
+    /// run shorter than `seq`), one to several heads; outputs start as NaN.
+    #[test]
+    fn pairwise_twin_matches_the_reference_at_odd_sizes() {
+        for (heads, head_dim, seq) in [(1, 2, 1), (3, 6, 5), (2, 32, 128)] {
+            let t = RopeTables::new(head_dim, seq, 10_000.0).unwrap();
+            for tokens in [1, 7, 33, 300] {
+                let n = heads * head_dim * tokens;
+                let x: Vec<f32> = (0..n).map(|k| (k as f32 * 0.37).sin()).collect();
+                for sign in [1.0, -1.0] {
+                    let (mut y, mut y0) = (vec![f32::NAN; n], vec![f32::NAN; n]);
+                    rope_cpu(head_dim, tokens, sign, &x, &t.cos, &t.sin, &mut y);
+                    reference(head_dim, tokens, sign, &x, &t.cos, &t.sin, &mut y0);
+                    let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(
+                        bits(&y),
+                        bits(&y0),
+                        "{heads}x{head_dim}, seq {seq}, {tokens} tokens"
+                    );
+                }
+            }
+        }
+    }
 
     #[test]
     fn position_zero_is_identity_and_backward_inverts_forward() {
