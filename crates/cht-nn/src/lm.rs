@@ -366,7 +366,11 @@ impl Lm {
         let f = |label: &str, rows: usize, cols: usize| device.zeros(label, rows, cols, DType::F32);
         let u = |label: &str, rows: usize| device.zeros(label, rows, 1, DType::U32);
         LmWorkspace {
-            blocks: self.blocks.iter().map(|b| b.workspace(device)).collect(),
+            blocks: self.blocks.iter().fold(Vec::new(), |mut chain, b| {
+                let ws = b.workspace_after(device, chain.last());
+                chain.push(ws);
+                chain
+            }),
             ids: u("lm.ids", tokens),
             offsets: u("lm.offsets", c.vocab + 1),
             positions: u("lm.positions", tokens),
@@ -414,10 +418,8 @@ impl Lm {
 
     fn record_forward_loss(&self, device: &Device, ws: &LmWorkspace) -> Result<()> {
         device.embedding_gather(&self.embedding.value, &ws.ids, &ws.blocks[0].x)?;
-        for (i, (b, bws)) in self.blocks.iter().zip(&ws.blocks).enumerate() {
-            if i > 0 {
-                device.copy(&ws.blocks[i - 1].y, &bws.x)?;
-            }
+        // Block i's input is block i−1's output tensor (see `Block::workspace_after`).
+        for (b, bws) in self.blocks.iter().zip(&ws.blocks) {
             b.forward(device, bws)?;
         }
         let last = &ws.blocks[ws.blocks.len() - 1];
@@ -477,9 +479,6 @@ impl Lm {
             }
             if dense.iter().any(Option::is_some) {
                 b.capture_dense_grads(device, bws, &dense)?;
-            }
-            if i > 0 {
-                device.copy(&bws.dx, &ws.blocks[i - 1].dy)?;
             }
         }
         device.embedding_grad(

@@ -281,6 +281,17 @@ impl Block {
 
     /// Buffers for this block's batch shape.
     pub fn workspace(&self, device: &Device) -> BlockWorkspace {
+        self.workspace_after(device, None)
+    }
+
+    /// Buffers for this block's batch shape when it follows the block owning `previous`: its
+    /// input is that block's output and its input gradient that block's output gradient (the
+    /// same tensors, so the residual stream passes between blocks without copies).
+    pub fn workspace_after(
+        &self,
+        device: &Device,
+        previous: Option<&BlockWorkspace>,
+    ) -> BlockWorkspace {
         let d = self.shape.head_dim * self.shape.heads;
         let ffn = self.ffn[0].out_features();
         let tokens = self.shape.seq * self.shape.batch;
@@ -291,10 +302,10 @@ impl Block {
             Stacked::new(device, label, names, rows, tokens)
         };
         BlockWorkspace {
-            x: t("block.x", d),
+            x: previous.map_or_else(|| t("block.x", d), |p| p.y.clone()),
             y: t("block.y", d),
             dy: t("block.dy", d),
-            dx: t("block.dx", d),
+            dx: previous.map_or_else(|| t("block.dx", d), |p| p.dy.clone()),
             h1: t("block.h1", d),
             rstd1: v("block.rstd1", tokens),
             qkv: stack("block.qkv", &["q", "k", "v"], d),
