@@ -407,6 +407,29 @@ fn spmm_row_avx2(args: &RowArgs<'_>, r: usize, bias: Option<f32>, row: &mut [f32
     spmm_row(args, r, bias, row);
 }
 
+/// `Σ_k value(k) · input[idx[k], c0 .. c0 + SPMM_BLOCK]` over `links`, in link order, returned
+/// by value so that the block stays in registers.
+#[inline(always)]
+fn block_sum(
+    links: std::ops::Range<usize>,
+    value: &impl Fn(usize) -> f32,
+    idx: &[u32],
+    input: &[f32],
+    batch: usize,
+    c0: usize,
+) -> [f32; SPMM_BLOCK] {
+    let mut acc = [0f32; SPMM_BLOCK];
+    for k in links {
+        let v = value(k);
+        let start = idx[k] as usize * batch + c0;
+        let x = &input[start..start + SPMM_BLOCK];
+        for i in 0..SPMM_BLOCK {
+            acc[i] += v * x[i];
+        }
+    }
+    acc
+}
+
 /// Row `r` of [`spmm_cpu`].
 #[inline(always)]
 fn spmm_row(args: &RowArgs<'_>, r: usize, bias: Option<f32>, row: &mut [f32]) {
@@ -435,16 +458,7 @@ fn spmm_row(args: &RowArgs<'_>, r: usize, bias: Option<f32>, row: &mut [f32]) {
     let mut c0 = 0;
     // Full blocks: fixed length, so the block lives in registers.
     while c0 + SPMM_BLOCK <= batch {
-        let mut acc = [0f32; SPMM_BLOCK];
-        for k in links.clone() {
-            let v = value(k);
-            let x: &[f32; SPMM_BLOCK] = input[a.idx[k] as usize * batch + c0..][..SPMM_BLOCK]
-                .try_into()
-                .expect("a block of SPMM_BLOCK columns");
-            for (o, &xv) in acc.iter_mut().zip(x) {
-                *o += v * xv;
-            }
-        }
+        let mut acc = block_sum(links.clone(), &value, a.idx, input, batch, c0);
         finish(&mut acc, &mut row[c0..c0 + SPMM_BLOCK]);
         c0 += SPMM_BLOCK;
     }
