@@ -525,7 +525,14 @@ impl Device {
                 }
             }
             Backend::Cpu => {
-                let _timer = self.op_timer(OP);
+                // Profiled by the operands' layout: forward, weight-gradient or input-gradient
+                // shaped products behave differently on a CPU.
+                let _timer = self.op_timer(match (cfg.trans_a, cfg.trans_b) {
+                    (Transpose::No, Transpose::No) => "gemm A·B",
+                    (Transpose::No, Transpose::Yes) => "gemm A·Bᵀ",
+                    (Transpose::Yes, Transpose::No) => "gemm Aᵀ·B",
+                    (Transpose::Yes, Transpose::Yes) => "gemm Aᵀ·Bᵀ",
+                });
                 let (av, bv) = (a.cpu_read(OP)?, b.cpu_read(OP)?);
                 let bias = cfg.bias.map(|t| t.cpu_read(OP)).transpose()?;
                 let mask = match cfg.mask {
