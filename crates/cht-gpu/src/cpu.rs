@@ -152,6 +152,45 @@ pub(crate) fn copy<T: Copy + Send + Sync>(src: &[T], dst: &mut [T]) {
     });
 }
 
+/// Calls `f(item)` for every item, in parallel where possible.
+pub(crate) fn for_each_item<I: Send>(items: Vec<I>, f: impl Fn(I) + Send + Sync) {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        use rayon::prelude::*;
+        items.into_par_iter().for_each(f);
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        items.into_iter().for_each(f);
+    }
+}
+
+/// Runs `f` on this thread's scratch buffer, grown to `len` floats and kept for the next call (for
+/// the thread's lifetime), so the twins' per-task buffers are allocated once per worker thread,
+/// not per call. The contents are whatever the last user left. A nested call gets its own buffer.
+pub(crate) fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    thread_local! {
+        static SCRATCH: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
+    }
+    let mut buf = SCRATCH.take();
+    if buf.len() < len {
+        buf.resize(len, 0.0);
+    }
+    let out = f(&mut buf[..len]);
+    SCRATCH.set(buf);
+    out
+}
+
+/// Splits `buf` into consecutive slices of the given lengths (the rest is dropped).
+pub(crate) fn carve<const N: usize>(buf: &mut [f32], lens: [usize; N]) -> [&mut [f32]; N] {
+    let mut rest = buf;
+    lens.map(|n| {
+        let (head, tail) = std::mem::take(&mut rest).split_at_mut(n);
+        rest = tail;
+        head
+    })
+}
+
 /// `(0..n).map(f)` collected in order, computed in parallel where possible.
 pub(crate) fn map_range<R: Send>(n: usize, f: impl Fn(usize) -> R + Send + Sync) -> Vec<R> {
     #[cfg(not(target_arch = "wasm32"))]
