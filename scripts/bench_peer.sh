@@ -48,7 +48,7 @@ torch_v = next(r["torch"] for r in rows if r.get("peer") == "pytorch")
 med = lambda xs: statistics.median(xs) if xs else float("nan")
 print(f"\nsmall LM training (d 128, 4 blocks, FFN 352, ctx 128, batch 16, vocab 65), {threads} threads;"
       f" PyTorch {torch_v} eager; median of alternated runs")
-print(f"{'model':<34} {'PyTorch tok/s':>14} {'cht tok/s':>10} {'vs peer':>9}")
+print(f"{'model':<42} {'PyTorch tok/s':>14} {'cht tok/s':>10} {'vs peer':>9}")
 for label, peer_density, cht_density in [("FC", 1.0, 1.0), ("90 % sparse", 0.1, 0.1)]:
     peer = med([r["tokens_per_s"] for r in rows
                 if r.get("peer") == "pytorch" and r.get("density") == peer_density and "tokens_per_s" in r])
@@ -56,7 +56,7 @@ for label, peer_density, cht_density in [("FC", 1.0, 1.0), ("90 % sparse", 0.1, 
     ours = med([r["tokens_per_s"] for r in ours_rows])
     how = ours_rows[0]["execution"] if ours_rows else "?"
     name = f"{label} (peer {'masked dense' if peer_density < 1 else 'dense'}, cht {how})"
-    print(f"{name:<34} {peer:>14.0f} {ours:>10.0f} {ours / peer:>8.2f}x")
+    print(f"{name:<42} {peer:>14.0f} {ours:>10.0f} {ours / peer:>8.2f}x")
 print(f"\nCH2-L3n scores, {threads} threads: the official dense formula (PyTorch) vs cht in-library")
 print(f"{'layer':<18} {'PyTorch s':>10} {'cht s':>8} {'cht path':>9} {'vs peer':>9}")
 for r in rows:

@@ -228,10 +228,16 @@ pub(crate) fn map_range<R: Send>(n: usize, f: impl Fn(usize) -> R + Send + Sync)
 /// `target_feature` function). Without explicit `mul_add`, the vectorised body gives the same
 /// bits as the plain one (LLVM neither fuses nor reorders float arithmetic), so a twin's results
 /// do not depend on the CPU.
-#[cfg(target_arch = "x86_64")]
 #[inline]
 pub(crate) fn avx2_fma() -> bool {
-    std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
 }
 
 /// The widest vector instructions this CPU offers the twins' hot loops.

@@ -160,7 +160,7 @@ fn params(d: usize, tokens: usize, vocab: usize) -> Params {
 /// Tokens per task of [`embedding_gather_cpu`].
 const BLOCK: usize = 256;
 
-/// CPU twin of `embedding_gather`: parallel over blocks of [`BLOCK`] tokens, each filling its part
+/// CPU twin of `embedding_gather`: parallel over blocks of `BLOCK` tokens, each filling its part
 /// of every feature row.
 pub fn embedding_gather_cpu(d: usize, table: &[f32], ids: &[u32], x: &mut [f32]) {
     let tokens = ids.len();

@@ -100,8 +100,8 @@ impl Device {
 /// Samples per task of [`softmax_xent_cpu`].
 const BLOCK: usize = 256;
 
-/// CPU twin of `softmax_xent`, in the shader's order, with [`crate::cpu::exp`] for `exp`. Parallel
-/// over blocks of [`BLOCK`] samples, each walking the class rows with its samples' running max,
+/// CPU twin of `softmax_xent`, in the shader's order, with `crate::cpu::exp` for `exp`. Parallel
+/// over blocks of `BLOCK` samples, each walking the class rows with its samples' running max,
 /// argmax and sum in contiguous vectors (vectorised across samples).
 pub fn softmax_xent_cpu(
     classes: usize,

@@ -187,7 +187,7 @@ const BLOCK: usize = 256;
 const LANES: usize = 8;
 
 /// CPU twin of `rmsnorm_forward`, bit-identical to the shader's order (each token's squares summed
-/// over features in order). Parallel over blocks of [`BLOCK`] tokens, each walking the feature rows
+/// over features in order). Parallel over blocks of `BLOCK` tokens, each walking the feature rows
 /// with its tokens' sums in one contiguous vector (vectorised across tokens).
 pub fn rmsnorm_forward_cpu(
     tokens: usize,
@@ -245,7 +245,7 @@ fn forward_block_body(
 }
 
 /// CPU twin of `rmsnorm_backward` (both roles); with `accumulate` the input gradient is added to
-/// `dx`. Parallel over blocks of [`BLOCK`] tokens as [`rmsnorm_forward_cpu`]; `dx` is
+/// `dx`. Parallel over blocks of `BLOCK` tokens as [`rmsnorm_forward_cpu`]; `dx` is
 /// bit-identical to the shader's order. `dgain` sums in another order than the shader's (which
 /// goes through the tokens in order): per block, token `t` into partial sum `t mod 8`, the 8 added
 /// in order; then the blocks' sums in block order — fixed, whatever the thread count.

@@ -112,14 +112,14 @@ fn params(len: usize) -> Params {
 /// Elements per task of the twins.
 const CHUNK: usize = 1 << 13;
 
-/// `1 / (1 + e^−z)` with the vectorisable [`crate::cpu::exp`].
+/// `1 / (1 + e^−z)` with the vectorisable `crate::cpu::exp`.
 #[inline(always)]
 fn sigmoid(z: f32) -> f32 {
     1.0 / (1.0 + crate::cpu::exp(-z))
 }
 
-/// CPU twin of `swiglu_forward`: parallel over chunks of [`CHUNK`] elements, vectorised (the
-/// shader's arithmetic, with [`crate::cpu::exp`] for `exp`).
+/// CPU twin of `swiglu_forward`: parallel over chunks of `CHUNK` elements, vectorised (the
+/// shader's arithmetic, with `crate::cpu::exp` for `exp`).
 pub fn swiglu_forward_cpu(gate: &[f32], up: &[f32], h: &mut [f32]) {
     crate::cpu::for_each_chunk(h, CHUNK, |i, h| {
         let at = i * CHUNK..i * CHUNK + h.len();
