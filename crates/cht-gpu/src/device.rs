@@ -562,3 +562,32 @@ impl Device {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Gemm, Transpose};
+
+    #[test]
+    fn op_profile_counts_calls_only_while_on() {
+        let dev = Device::cpu();
+        let a = dev.tensor_f32("a", 2, 2, &[1.0, 2.0, 3.0, 4.0]).unwrap();
+        let c = dev.zeros("c", 2, 2, DType::F32);
+        let product = Gemm::new(Transpose::No, Transpose::No);
+        dev.gemm(&product, &a, &a, &c).unwrap();
+        assert!(dev.take_op_profile().is_empty(), "off by default");
+        dev.profile_ops(true);
+        dev.gemm(&product, &a, &a, &c).unwrap();
+        dev.gemm(&product, &a, &a, &c).unwrap();
+        dev.copy(&a, &c).unwrap();
+        let profile = dev.take_op_profile();
+        let calls = |op: &str| profile.iter().find(|t| t.op == op).map(|t| t.calls);
+        assert_eq!(calls("gemm A·B"), Some(2));
+        assert_eq!(calls("copy"), Some(1));
+        assert!(profile.iter().all(|t| t.seconds >= 0.0));
+        assert!(dev.take_op_profile().is_empty(), "taking clears the table");
+        dev.profile_ops(false);
+        dev.copy(&a, &c).unwrap();
+        assert!(dev.take_op_profile().is_empty());
+    }
+}
