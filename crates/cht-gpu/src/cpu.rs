@@ -166,8 +166,9 @@ pub(crate) fn for_each_item<I: Send>(items: Vec<I>, f: impl Fn(I) + Send + Sync)
 }
 
 /// Runs `f` on this thread's scratch buffer, grown to `len` floats and kept for the next call (for
-/// the thread's lifetime), so the twins' per-task buffers are allocated once per worker thread,
-/// not per call. The contents are whatever the last user left. A nested call gets its own buffer.
+/// the thread's lifetime), so the twins' per-task buffers (attention) and packed operands (GEMM)
+/// are allocated once per thread, not per call. The contents are whatever the last user left. A
+/// nested call gets its own buffer; one over [`SCRATCH_KEEP_LIMIT`] floats is not kept.
 pub(crate) fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     thread_local! {
         static SCRATCH: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
@@ -177,9 +178,14 @@ pub(crate) fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R 
         buf.resize(len, 0.0);
     }
     let out = f(&mut buf[..len]);
-    SCRATCH.set(buf);
+    if buf.len() <= SCRATCH_KEEP_LIMIT {
+        SCRATCH.set(buf);
+    }
     out
 }
+
+/// Floats of scratch a thread keeps between calls (64 MiB).
+pub(crate) const SCRATCH_KEEP_LIMIT: usize = 16 << 20;
 
 /// Splits `buf` into consecutive slices of the given lengths (the rest is dropped).
 pub(crate) fn carve<const N: usize>(buf: &mut [f32], lens: [usize; N]) -> [&mut [f32]; N] {

@@ -688,40 +688,14 @@ fn gemm_blocked<const MR: usize, const NR: usize>(
     // row-major B in place instead would walk its panels with a stride of n floats — a power of
     // two for most layers, which maps every row of a panel to the same few cache sets.
     let panels = s.n.div_ceil(NR);
-    with_pack_buffer(panels * s.k * NR, |packed| {
+    // The packing buffer is kept per thread: a step's products neither allocate nor fault in
+    // fresh pages.
+    crate::cpu::with_scratch(panels * s.k * NR, |packed| {
         pack_b::<NR>(s, args.b, packed);
         let packed: &[f32] = packed;
         let panel = |p: usize| -> BSource<'_> { (&packed[p * s.k * NR..][..s.k * NR], NR) };
         gemm_strips::<MR, NR>(kernel, args, &panel, c);
     });
-}
-
-thread_local! {
-    /// The packed op(B) of the calling thread's last GEMM, reused so that a training step's
-    /// products neither allocate nor fault in fresh pages.
-    static PACK: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// Packing buffers larger than this are allocated per call and not kept.
-const PACK_KEEP_LIMIT: usize = 16 << 20;
-
-/// Runs `f` on `len` floats of scratch (contents unspecified): the thread's kept buffer when it
-/// is free (not already in use further up the stack) and the size is modest, else a fresh one.
-fn with_pack_buffer(len: usize, f: impl FnOnce(&mut [f32])) {
-    let mut f = Some(f);
-    PACK.with(|cell| {
-        if len <= PACK_KEEP_LIMIT
-            && let Ok(mut buf) = cell.try_borrow_mut()
-        {
-            if buf.len() < len {
-                buf.resize(len, 0.0);
-            }
-            (f.take().expect("called once"))(&mut buf[..len]);
-        }
-    });
-    if let Some(f) = f {
-        f(&mut vec![0f32; len]);
-    }
 }
 
 /// op(B) into `packed` in panels of NR columns: each k rows of NR values, zero-padded at the right.
