@@ -692,9 +692,7 @@ fn gemm_blocked<const MR: usize, const NR: usize>(
     // fresh pages.
     crate::cpu::with_scratch(panels * s.k * NR, |packed| {
         pack_b::<NR>(s, args.b, packed);
-        let packed: &[f32] = packed;
-        let panel = |p: usize| -> BSource<'_> { (&packed[p * s.k * NR..][..s.k * NR], NR) };
-        gemm_strips::<MR, NR>(kernel, args, &panel, c);
+        gemm_strips::<MR, NR>(kernel, args, packed, c);
     });
 }
 
@@ -733,10 +731,10 @@ fn pack_b<const NR: usize>(s: GemmShape, b: &[f32], packed: &mut [f32]) {
 /// C in parallel strips of rows. A task first gathers op(A) for its micro-strips (in place where
 /// it can), then walks the panels of op(B), each panel serving every micro-strip of the strip
 /// while it is in cache.
-fn gemm_strips<'b, const MR: usize, const NR: usize>(
+fn gemm_strips<const MR: usize, const NR: usize>(
     kernel: Simd,
     args: &GemmArgs<'_>,
-    panel: &(dyn Fn(usize) -> BSource<'b> + Sync),
+    b_packed: &[f32],
     c: &mut [f32],
 ) {
     let GemmArgs {
@@ -801,7 +799,7 @@ fn gemm_strips<'b, const MR: usize, const NR: usize>(
             .collect();
         let mut tile = [[0f32; NR]; MR];
         for p in 0..panels {
-            let b_panel = panel(p);
+            let b_panel: BSource<'_> = (&b_packed[p * s.k * NR..][..s.k * NR], NR);
             let (col0, width) = (p * NR, NR.min(s.n - p * NR));
             for (u, &a_src) in sources.iter().enumerate() {
                 micro_tile(kernel, a_src, b_panel, s.k, &mut tile);
