@@ -3,6 +3,7 @@
 #  - lavapipe (Mesa's software Vulkan driver) so GPU tests run on a real driver without a GPU;
 #  - Mesa's EGL and llvmpipe, the second real driver (wgpu's GL backend) of the kernel tests;
 #  - Chromium and ChromeDriver from Debian, for the browser tests;
+#  - Open MPI and libclang, for cht-dist's `mpi` feature (scripts/test-mpi.sh);
 #  - the wasm32 Rust target, so the browser crate is compiled too (scripts/web.sh installs the
 #    matching wasm-bindgen-cli).
 # Needs root (or sudo) only when something is missing.
@@ -39,6 +40,17 @@ if ! ldconfig -p | grep 'libEGL_mesa\.so' >/dev/null \
   as_root apt-get update -qq
   as_root apt-get install -y -qq --no-install-recommends \
     libegl1 libegl-mesa0 libgles2 libgl1-mesa-dri >/dev/null
+fi
+
+# Open MPI (mpirun, and the headers and mpicc that rsmpi's build reads) for cht-dist's `mpi`
+# feature and scripts/test-mpi.sh; libclang because rsmpi's bindgen parses the MPI headers.
+if ! command -v mpirun >/dev/null || ! command -v mpicc >/dev/null \
+  || ! ls /usr/lib/llvm-*/lib/libclang.so >/dev/null 2>&1; then
+  echo "install-deps: installing Open MPI and libclang (openmpi-bin libopenmpi-dev libclang-dev)"
+  export DEBIAN_FRONTEND=noninteractive
+  as_root apt-get update -qq
+  as_root apt-get install -y -qq --no-install-recommends \
+    openmpi-bin libopenmpi-dev libclang-dev >/dev/null
 fi
 
 if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then

@@ -24,8 +24,9 @@ echo "package: cargo package (all publishable crates, each verified by building 
 # into $CARGO_HOME/registry/src/-<hash>/ and, as for any registry, never re-extracts nor rebuilds a
 # version it has seen, so a second run would verify against the first run's sources. Clear the
 # three (a fresh machine has none of them): the registry, its extracted cht crates, and the
-# fingerprints of the cht crates built from it.
-rm -rf "$work/target/package" "$work/target"/debug/.fingerprint/cht-*
+# fingerprints of the cht crates built from it (native and wasm32).
+rm -rf "$work/target/package" "$work/target"/debug/.fingerprint/cht-* \
+  "$work/target"/wasm32-unknown-unknown/debug/.fingerprint/cht-*
 rm -rf "${CARGO_HOME:-$HOME/.cargo}"/registry/src/-*/cht-*-[0-9]*
 # --allow-dirty: this is a test of the working tree, not a release; `cargo publish` stays strict.
 # The verification builds are debug builds nobody debugs: without debug info they are faster and

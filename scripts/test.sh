@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The project's test command (README, CI): formatting, lints, every test on the GPU adapter
-# (lavapipe here) and on the CPU backend, the packaging (scripts/package.sh: every crate packages
+# (lavapipe here) and on the CPU backend, data-parallel training under mpirun (scripts/test-mpi.sh), the packaging (scripts/package.sh: every crate packages
 # and a crate outside the workspace builds from the .crate files), the browser crate's tests in
 # headless Chromium (WebGPU on SwiftShader, and the wasm CPU fallback), and the demo page end to end.
 set -euo pipefail
@@ -22,6 +22,9 @@ cargo run --release -q -p cht-cli -- --backend gpu info
 
 echo "== tests (GPU kernels vs CPU twins, end-to-end training on GPU and CPU)"
 cargo test --release --workspace
+
+echo "== data-parallel training over MPI (the mpi feature; Open MPI's mpirun, 1–4 ranks)"
+bash scripts/test-mpi.sh
 
 # A second real driver: wgpu's GL backend (WGPU_BACKEND=gl: Mesa's llvmpipe through EGL here). Only
 # the kernel tests (every WGSL kernel against its CPU twin), the topology tests (updates bit-identical

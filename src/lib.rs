@@ -40,12 +40,16 @@
 //! * [`dst`] — the scheduler: presets, the paper's recipes ([`dst::MlpRecipe`],
 //!   [`dst::LlmRecipe`]) and the topology update on the device;
 //! * [`nn`] — layers, the MLP and the language model, and [`nn::DstModel`], which trains any of
-//!   them under a scheduler.
+//!   them under a scheduler (data-parallel over several ranks with
+//!   [`nn::DstModel::set_collective`]);
+//! * [`dist`] — the collectives of data-parallel training: in-process ranks, and MPI with the
+//!   `mpi` feature.
 //!
 //! Every fallible call returns [`Error`] (or converts into it with `?`). The examples in
 //! `examples/` show a whole run, scoring a mask with link prediction, a custom training loop
 //! and the browser API.
 
+pub use cht_dist as dist;
 pub use cht_dst as dst;
 pub use cht_gpu as gpu;
 pub use cht_nn as nn;
@@ -91,6 +95,9 @@ pub enum Error {
     /// The scheduler: its configuration, a layer that does not match it.
     #[error(transparent)]
     Dst(#[from] cht_dst::Error),
+    /// A collective of data-parallel training.
+    #[error(transparent)]
+    Dist(#[from] cht_dist::Error),
     /// The models: their configuration and layers.
     #[error(transparent)]
     Nn(#[from] cht_nn::Error),

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::Result;
+use anyhow::{Context, Result, bail};
 use cht_gpu::{Activation, DType, Device, DeviceOptions, Gemm, MaskOn, Tensor, Transpose};
 use cht_sparse::CsrPattern;
 use cht_sparse::rng::{RngKey, Stream};
@@ -24,6 +24,31 @@ pub enum BenchCommand {
     /// large, tensor cores) on the LLaMA-60M and MLP products; with `--backend cpu` the CPU GEMM on
     /// the MLP's three products (forward, dW, dX), a square one and the small language model's.
     Gemm(GemmBenchArgs),
+    /// Data-parallel scaling: tokens/s of sparse language-model training steps on 1, 2, 4, …
+    /// ranks (threads of this process; under mpirun, the MPI ranks), with the values all-reduced
+    /// per step and the time spent in the all-reduce.
+    Scaling(ScalingArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ScalingArgs {
+    /// Rank counts to measure, each as threads of this process with a device of its own (the CPU
+    /// backend, or with `--backend gpu` the rank's own hardware adapter); under mpirun: ignored,
+    /// the launcher's ranks are measured.
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 2, 4])]
+    ranks: Vec<usize>,
+    /// Timed training steps per figure (after two warm-up steps).
+    #[arg(long, default_value_t = 10)]
+    steps: usize,
+    /// Density of the sparse projections (CHTs-n; no topology update in the timed steps).
+    #[arg(long, default_value_t = 0.3)]
+    density: f64,
+    /// Global batch of sequences (split evenly over the ranks; a multiple of every rank count).
+    #[arg(long, default_value_t = 16)]
+    batch: usize,
+    /// One JSON object per line.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -103,8 +128,12 @@ pub struct KernelArgs {
 
 /// Runs one `cht bench` subcommand on the device `options` selects (and, where the subcommand
 /// says so, on the CPU backend too) and prints a table or JSON lines.
-pub fn run(options: &DeviceOptions, cmd: &BenchCommand) -> Result<()> {
+pub fn run(options: &DeviceOptions, world: &crate::world::World, cmd: &BenchCommand) -> Result<()> {
+    if !matches!(cmd, BenchCommand::Scaling(_)) {
+        world.require_single("bench")?;
+    }
     match cmd {
+        BenchCommand::Scaling(a) => scaling(options, world, a),
         BenchCommand::Kernels(a) => kernels(options, a),
         BenchCommand::Scores(a) => scores(options, a),
         BenchCommand::Lm(a) => lm(options, a),
@@ -790,13 +819,7 @@ fn lm_tokens_per_s(
     };
     let ws = lm.workspace(d);
     let tokens = config.batch * config.seq;
-    let mut rng = cht_sparse::rng::Counter::new(RngKey::new(3, Stream::Synthetic, 0, 0));
-    let ids: Vec<u32> = (0..tokens)
-        .map(|_| rng.below(config.vocab as u32))
-        .collect();
-    let targets: Vec<u32> = (0..tokens)
-        .map(|_| rng.below(config.vocab as u32))
-        .collect();
+    let (ids, targets) = random_tokens(config, 0);
     lm.load(d, &ws, &ids, &targets)?;
     let adam = |t: u32| cht_gpu::AdamWStep {
         lr: 1e-4,
@@ -829,6 +852,19 @@ fn lm_tokens_per_s(
         dispatches: (d.dispatch_count() - before) / steps.max(1) as u64,
         execution,
     })
+}
+
+/// A batch of random token ids and targets for `config` (stream `index`: a rank's own data).
+fn random_tokens(config: &cht_nn::LmConfig, index: u32) -> (Vec<u32>, Vec<u32>) {
+    let tokens = config.batch * config.seq;
+    let mut rng = cht_sparse::rng::Counter::new(RngKey::new(3, Stream::Synthetic, index, 0));
+    let ids = (0..tokens)
+        .map(|_| rng.below(config.vocab as u32))
+        .collect();
+    let targets = (0..tokens)
+        .map(|_| rng.below(config.vocab as u32))
+        .collect();
+    (ids, targets)
 }
 
 /// Peak dense throughput of an adapter: f32, and f16 on tensor cores with f32 accumulation.
@@ -1114,4 +1150,199 @@ fn gemm_cpu(options: &DeviceOptions, a: &GemmBenchArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// One rank count's figures of `cht bench scaling`.
+#[derive(Clone, Copy, Debug, Default)]
+struct ScalingRow {
+    ranks: usize,
+    tokens_per_s: f64,
+    step_ms: f64,
+    values: u64,
+    all_reduce_ms: f64,
+    transfer_ms: f64,
+}
+
+/// `cht bench scaling`: the small language model (`lm_small`'s shape) under CHTs-n at
+/// `a.density`, a global batch of `a.batch` sequences split over the ranks; per rank count, the
+/// global tokens/s, speed-up and efficiency against one rank, and per step the values
+/// all-reduced (= every live value: the projections' links plus the dense parts) and the time in
+/// the all-reduce and in moving gradients to and from the host.
+fn scaling(options: &DeviceOptions, world: &crate::world::World, a: &ScalingArgs) -> Result<()> {
+    let mut rows = Vec::new();
+    let on_mpi = world.size() > 1;
+    let transport;
+    if on_mpi {
+        let device = Device::open_blocking(options)?;
+        transport = world.comm().transport();
+        rows.push(scaling_rank(&device, world.comm().clone(), a)?);
+    } else {
+        // `--backend gpu`: rank r takes the r-th hardware adapter (several GPUs of one machine
+        // in one process); otherwise every rank gets a CPU device.
+        let on_gpus = options.backend == cht_gpu::BackendChoice::Gpu;
+        transport = match on_gpus {
+            true => "in-process threads, a GPU adapter each (rank r: adapter r mod count)",
+            false => "in-process threads, a CPU device each",
+        }
+        .to_owned();
+        for &n in &a.ranks {
+            if n == 0 || !a.batch.is_multiple_of(n) {
+                bail!("--batch {} does not split over {n} ranks", a.batch);
+            }
+            let group = cht_dist::Local::group(n)?;
+            let results: Vec<Result<ScalingRow>> = std::thread::scope(|s| {
+                let handles: Vec<_> = group
+                    .into_iter()
+                    .map(|c| {
+                        s.spawn(move || {
+                            let device = match on_gpus {
+                                true => Device::open_blocking(
+                                    &options
+                                        .clone()
+                                        .with_adapter_index(cht_dist::Collective::rank(&c)),
+                                )?,
+                                false => Device::cpu(),
+                            };
+                            scaling_rank(&device, std::sync::Arc::new(c), a)
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join()
+                            .unwrap_or_else(|_| Err(anyhow::anyhow!("a rank's thread panicked")))
+                    })
+                    .collect()
+            });
+            let mut results = results.into_iter();
+            let first = results.next().context("at least one rank")??;
+            for r in results {
+                r?;
+            }
+            rows.push(first);
+        }
+    }
+    if !world.is_root() {
+        return Ok(());
+    }
+    let base = rows.iter().find(|r| r.ranks == 1).map(|r| r.tokens_per_s);
+    if !a.json {
+        outln!(
+            "data-parallel scaling: small LM (d 128, 4 blocks, 128-token context) at {:.0} % \
+             density (CHTs-n), global batch {} × 128 tokens, {} timed steps; {transport}; {} cores \
+             available to rank 0",
+            a.density * 100.0,
+            a.batch,
+            a.steps,
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        );
+        outln!(
+            "{:>5}  {:>10}  {:>8}  {:>10}  {:>9}  {:>14}  {:>8}  {:>12}  {:>11}",
+            "ranks",
+            "tokens/s",
+            "speed-up",
+            "efficiency",
+            "step ms",
+            "values/step",
+            "MB/step",
+            "all-red. ms",
+            "transfer ms"
+        );
+    }
+    for r in &rows {
+        let speedup = base.map(|b| r.tokens_per_s / b);
+        if a.json {
+            outln!(
+                "{}",
+                serde_json::json!({
+                    "bench": "scaling", "ranks": r.ranks, "tokens_per_s": r.tokens_per_s,
+                    "speedup": speedup, "step_ms": r.step_ms, "values_per_step": r.values,
+                    "bytes_per_step": r.values * 4, "all_reduce_ms": r.all_reduce_ms,
+                    "transfer_ms": r.transfer_ms, "density": a.density, "batch": a.batch,
+                    "transport": transport,
+                })
+            );
+        } else {
+            let fmt =
+                |x: Option<f64>, unit: &str| x.map_or("-".into(), |v| format!("{v:.2}{unit}"));
+            outln!(
+                "{:>5}  {:>10.0}  {:>8}  {:>10}  {:>9.1}  {:>14}  {:>8.2}  {:>12.2}  {:>11.2}",
+                r.ranks,
+                r.tokens_per_s,
+                fmt(speedup, "×"),
+                fmt(speedup.map(|s| s / r.ranks as f64 * 100.0), " %"),
+                r.step_ms,
+                r.values,
+                r.values as f64 * 4.0 / 1e6,
+                r.all_reduce_ms,
+                r.transfer_ms
+            );
+        }
+    }
+    Ok(())
+}
+
+/// One rank of a scaling measurement: builds the model, trains two warm-up steps and
+/// `a.steps` timed ones on its share of a fixed random batch.
+fn scaling_rank(
+    device: &Device,
+    comm: std::sync::Arc<dyn cht_dist::Collective>,
+    a: &ScalingArgs,
+) -> Result<ScalingRow> {
+    let n = comm.size();
+    if !a.batch.is_multiple_of(n) {
+        bail!("--batch {} does not split over {n} ranks", a.batch);
+    }
+    let mut config = lm_small();
+    config.batch = a.batch / n;
+    config.density = a.density;
+    let updates = cht_dst::Updates {
+        every: 1_000_000,
+        until: 0,
+    };
+    let dst = cht_dst::DstConfig::preset(cht_dst::Method::ChtsN, a.density, updates, 1);
+    let mut model = cht_nn::SparseLm::new(device, &config, &dst, cht_nn::LinearInit::default())?;
+    model.set_collective(device, comm.clone())?;
+    let ws = model.network().workspace(device);
+    let (ids, targets) = random_tokens(&config, comm.rank() as u32);
+    model.network().load(device, &ws, &ids, &targets)?;
+    let step = |t: u32| cht_nn::LmOptimizer {
+        adam: cht_gpu::AdamWStep {
+            lr: 1e-4,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+            t,
+        },
+        clip: Some(1.0),
+    };
+    for t in 1..=2 {
+        model.train_step(device, &ws, step(t))?;
+    }
+    model.network().take_metrics(device, &ws)?;
+    comm.barrier()?;
+    let (mut reduce, mut transfer, mut values) = (0.0, 0.0, 0);
+    let start = std::time::Instant::now();
+    for t in 0..a.steps {
+        model.train_step(device, &ws, step(3 + t as u32))?;
+        if let Some(c) = model.comm_stats() {
+            reduce += c.all_reduce_s;
+            transfer += c.transfer_s;
+            values = c.values;
+        }
+    }
+    model.network().take_metrics(device, &ws)?;
+    comm.barrier()?;
+    let elapsed = start.elapsed().as_secs_f64();
+    let steps = a.steps.max(1) as f64;
+    Ok(ScalingRow {
+        ranks: n,
+        tokens_per_s: (a.steps * a.batch * config.seq) as f64 / elapsed,
+        step_ms: elapsed / steps * 1e3,
+        values,
+        all_reduce_ms: reduce / steps * 1e3,
+        transfer_ms: transfer / steps * 1e3,
+    })
 }

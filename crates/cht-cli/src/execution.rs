@@ -103,6 +103,31 @@ impl MaskedDenseAbove {
     }
 }
 
+impl MaskedDenseAbove {
+    /// [`MaskedDenseAbove::resolve`] on every rank of `world` alike: rank 0 measures (or reads
+    /// its cache) and the others take its value, so every rank runs the same executions and no
+    /// two measure side by side.
+    pub fn resolve_on(
+        &mut self,
+        world: &crate::world::World,
+        device: &Device,
+        shape: (usize, usize),
+        batch: usize,
+    ) -> Result<ExecutionPolicy> {
+        if world.size() == 1 {
+            return self.resolve(device, shape, batch);
+        }
+        let mut bytes = Vec::new();
+        if world.is_root() {
+            self.resolve(device, shape, batch)?;
+            bytes = serde_json::to_vec(self)?;
+        }
+        world.broadcast(&mut bytes)?;
+        *self = serde_json::from_slice(&bytes)?;
+        self.resolve(device, shape, batch)
+    }
+}
+
 /// One cached measurement.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Entry {

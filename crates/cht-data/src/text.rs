@@ -1,12 +1,33 @@
 //! Text corpora for the language model: a character-level tokenizer, a byte-level BPE tokenizer
-//! trained on the corpus itself, the contiguous train/validation split, and deterministic batches.
+//! trained on the corpus itself with the Hugging Face `tokenizers` library (cached on disk), a
+//! user's `tokenizer.json`, the contiguous train/validation split, and deterministic batches.
 //!
 //! Tiny-shakespeare is not in any registry, so the corpus is always a path the user gives (the
 //! repository's `../shared/data/tinyshakespeare/input.txt`, or any UTF-8 / byte text). Nothing here
 //! touches the network.
+//!
+//! # The BPE cache
+//!
+//! [`Corpus::load`] with [`TokenizerKind::Bpe`] trains once per training text and vocabulary size:
+//! the `tokenizer.json` goes next to the corpus as `<corpus>.cht-tokenizer-<key>.json` (or, when
+//! that folder is not writable, into [`CorpusOptions::cache_dir`] / [`default_cache_dir`]), where
+//! `<key>` ([`cache_key`]) hashes the training part's bytes, the vocabulary size, the tokenizer
+//! kind and the `tokenizers` version. Later loads read it instead of training.
+//!
+//! The library is native only: on wasm32, [`TokenizerKind::Bpe`] falls back to the hand-written
+//! trainer ([`Tokenizer::train_bpe`]) and [`TokenizerKind::File`] is an error.
+
+#[cfg(not(target_arch = "wasm32"))]
+mod hf;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+
+#[cfg(not(target_arch = "wasm32"))]
+pub use hf::{
+    BpeTrainingTimes, HfTokenizer, MAX_TOKENIZER_FILE_BYTES, TOKENIZERS_VERSION,
+    bench_bpe_training, cache_key, cached_byte_level_bpe, default_cache_dir,
+};
 
 use cht_sparse::io::{FileError, read_bounded};
 use cht_sparse::rng::{Counter, RngKey, Stream};
@@ -93,6 +114,17 @@ pub enum TextError {
     /// A tokenizer (from a checkpoint or a file) that no training could have produced.
     #[error("invalid tokenizer: {0}")]
     InvalidTokenizer(String),
+    /// A `tokenizer.json` (`data.tokenizer_file`) that cannot be read or parsed.
+    #[error(
+        "cannot use the tokenizer file {path}: {message}; pass a tokenizer.json written by the \
+         Hugging Face tokenizers library as data.tokenizer_file"
+    )]
+    TokenizerFile {
+        /// The file given.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
 }
 
 /// Which tokenizer to build from a corpus.
@@ -101,17 +133,21 @@ pub enum TextError {
 pub enum TokenizerKind {
     /// One token per Unicode character seen in the corpus (sorted).
     Char,
-    /// Byte-level BPE: 256 byte tokens plus merges learnt from the corpus.
+    /// Byte-level BPE: 256 byte tokens plus merges learnt from the training part with the
+    /// `tokenizers` library (cached; see the [module documentation](self)).
     Bpe,
+    /// A `tokenizer.json` of the user's ([`CorpusOptions::tokenizer_file`]).
+    File,
 }
 
 /// A tokenizer, serialisable so that a checkpoint carries its own.
 ///
 /// Deserialisation validates (see [`Tokenizer::validate`]), so a tokenizer read from a checkpoint
 /// or any file is one that training could have produced: a character vocabulary that is
-/// non-empty, sorted, without repeats and at most [`MAX_VOCAB`] long; BPE merges (at most
-/// [`MAX_VOCAB`] − 256) where merge `i` only combines tokens below `256 + i` and no token stands
-/// for more than [`MAX_TOKEN_BYTES`] bytes.
+/// non-empty, sorted, without repeats and at most [`MAX_VOCAB`] long; hand-written BPE merges (at
+/// most [`MAX_VOCAB`] − 256) where merge `i` only combines tokens below `256 + i` and no token
+/// stands for more than [`MAX_TOKEN_BYTES`] bytes; a `tokenizer.json` that the `tokenizers`
+/// library parses, with 1 to [`MAX_VOCAB`] dense ids.
 ///
 /// ```rust
 /// use cht_data::Tokenizer;
@@ -131,18 +167,33 @@ pub enum Tokenizer {
         /// Token `i` is `chars[i]`.
         chars: Vec<char>,
     },
-    /// Byte-level BPE: token `256 + i` is the concatenation of the two tokens of `merges[i]`.
+    /// The hand-written byte-level BPE of cht before 2026-11-30: token `256 + i` is the
+    /// concatenation of the two tokens of `merges[i]`. New runs use [`Tokenizer::HuggingFace`];
+    /// this one is kept so that checkpoints of earlier runs still sample and resume.
     Bpe {
         /// Merges in the order they were learnt (their rank).
         merges: Vec<(u32, u32)>,
     },
+    /// A tokenizer of the `tokenizers` library: the byte-level BPE cht trains, or a user's
+    /// `tokenizer.json`. Serialised as `{"HuggingFace":{"json":"<tokenizer.json text>"}}`.
+    #[cfg(not(target_arch = "wasm32"))]
+    HuggingFace(Box<HfTokenizer>),
 }
 
 /// What a serialised tokenizer holds before it is validated (the same JSON as [`Tokenizer`]).
 #[derive(Deserialize)]
 enum RawTokenizer {
-    Char { chars: Vec<char> },
-    Bpe { merges: Vec<(u32, u32)> },
+    Char {
+        chars: Vec<char>,
+    },
+    Bpe {
+        merges: Vec<(u32, u32)>,
+    },
+    HuggingFace {
+        // Only parsed natively (wasm32 refuses these).
+        #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+        json: String,
+    },
 }
 
 impl TryFrom<RawTokenizer> for Tokenizer {
@@ -152,6 +203,18 @@ impl TryFrom<RawTokenizer> for Tokenizer {
         let tokenizer = match raw {
             RawTokenizer::Char { chars } => Tokenizer::Char { chars },
             RawTokenizer::Bpe { merges } => Tokenizer::Bpe { merges },
+            #[cfg(not(target_arch = "wasm32"))]
+            RawTokenizer::HuggingFace { json } => {
+                return Ok(Tokenizer::HuggingFace(Box::new(HfTokenizer::from_json(
+                    &json,
+                )?)));
+            }
+            #[cfg(target_arch = "wasm32")]
+            RawTokenizer::HuggingFace { .. } => {
+                return Err(TextError::InvalidTokenizer(
+                    "tokenizers of the tokenizers library are not available on wasm32".into(),
+                ));
+            }
         };
         tokenizer.validate()?;
         Ok(tokenizer)
@@ -210,6 +273,9 @@ impl Tokenizer {
                     len.push(l);
                 }
             }
+            // Checked when built.
+            #[cfg(not(target_arch = "wasm32"))]
+            Tokenizer::HuggingFace(_) => {}
         }
         Ok(())
     }
@@ -244,6 +310,10 @@ impl Tokenizer {
         Ok(Tokenizer::Char { chars })
     }
 
+    /// The hand-written BPE trainer of earlier versions (new runs use
+    /// [`HfTokenizer::train_byte_level_bpe`], far faster; this one is kept for the wasm32 build and
+    /// the benchmark [`bench_bpe_training`]). It recounts every pair for each merge.
+    ///
     /// Learns byte-level BPE merges on `text` until the vocabulary has `vocab` tokens (or no pair
     /// occurs twice). Words (a letter run with its leading space, or a single other byte) are the
     /// units, so merges never cross word boundaries; ties go to the smallest pair, so training is
@@ -300,6 +370,8 @@ impl Tokenizer {
         match self {
             Tokenizer::Char { chars } => chars.len(),
             Tokenizer::Bpe { merges } => 256 + merges.len(),
+            #[cfg(not(target_arch = "wasm32"))]
+            Tokenizer::HuggingFace(t) => t.vocab_size(),
         }
     }
 
@@ -337,6 +409,8 @@ impl Tokenizer {
                 }
                 Ok(out)
             }
+            #[cfg(not(target_arch = "wasm32"))]
+            Tokenizer::HuggingFace(t) => t.encode_bytes(text),
         }
     }
 
@@ -364,6 +438,8 @@ impl Tokenizer {
                 }
                 Ok(String::from_utf8_lossy(&bytes).into_owned())
             }
+            #[cfg(not(target_arch = "wasm32"))]
+            Tokenizer::HuggingFace(t) => t.decode(ids),
         }
     }
 }
@@ -378,6 +454,26 @@ pub struct Corpus {
     pub train: Vec<u32>,
     /// Validation tokens.
     pub val: Vec<u32>,
+    /// Where the tokenizer came from (trained now, read from the cache, or a user's file).
+    pub tokenizer_source: TokenizerSource,
+}
+
+/// Where a corpus's tokenizer came from ([`Corpus::tokenizer_source`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TokenizerSource {
+    /// Built from the text without the cache (the character vocabulary, a BPE trained by
+    /// [`Corpus::from_bytes`], or one given to [`Corpus::load_with`]).
+    Built,
+    /// Trained now; `cache` is the file it was stored in (`None` when no cache folder was
+    /// writable).
+    Trained {
+        /// The cache file written.
+        cache: Option<PathBuf>,
+    },
+    /// Read from the cache file of an earlier training on the same text and settings.
+    Cached(PathBuf),
+    /// Read from the user's `tokenizer.json` ([`CorpusOptions::tokenizer_file`]).
+    File(PathBuf),
 }
 
 /// How to read a corpus.
@@ -387,6 +483,11 @@ pub struct CorpusOptions {
     pub tokenizer: TokenizerKind,
     /// BPE vocabulary size (BPE only).
     pub bpe_vocab: usize,
+    /// The `tokenizer.json` to use ([`TokenizerKind::File`] only).
+    pub tokenizer_file: Option<PathBuf>,
+    /// Where [`Corpus::load`] caches a trained BPE when the corpus's folder is not writable;
+    /// `None`: [`default_cache_dir`] (native only).
+    pub cache_dir: Option<PathBuf>,
     /// Fraction of the text (by bytes, cut at a character boundary) held out for validation.
     pub val_fraction: f64,
     /// Context length: both parts must hold at least one window of `seq + 1` tokens.
@@ -395,55 +496,133 @@ pub struct CorpusOptions {
 
 impl Corpus {
     /// Reads, tokenises and splits the corpus at `path`. The character vocabulary covers the
-    /// whole text (so validation has no unknown characters); BPE merges are learnt on the
-    /// training part only.
+    /// whole text (so validation has no unknown characters); BPE is learnt on the training part
+    /// only, once: later loads read the cached `tokenizer.json` (see the
+    /// [module documentation](self)); [`TokenizerKind::File`] reads
+    /// [`CorpusOptions::tokenizer_file`].
     ///
     /// The file must be a regular file of at most [`MAX_CORPUS_BYTES`].
     pub fn load(path: &Path, options: &CorpusOptions) -> Result<Corpus, TextError> {
-        let bytes = read_bounded(path, "corpus", MAX_CORPUS_BYTES).map_err(|e| match e {
-            FileError::Io { source, .. } => TextError::Read {
-                path: path.to_owned(),
-                source,
-            },
-            source => TextError::File { source },
-        })?;
-        Corpus::from_bytes(path, &bytes, options)
+        let bytes = read_corpus(path)?;
+        Corpus::build(path, &bytes, options, true)
     }
 
-    /// [`Corpus::load`] on bytes already read (`path` only names them in errors).
+    /// [`Corpus::load`] on bytes already read (`path` only names them in errors), without the
+    /// BPE cache.
     pub fn from_bytes(
         path: &Path,
         bytes: &[u8],
         options: &CorpusOptions,
     ) -> Result<Corpus, TextError> {
-        if !(options.val_fraction > 0.0 && options.val_fraction < 1.0) {
-            return Err(TextError::Config(format!(
-                "data.val_fraction must be in (0, 1), got {}",
-                options.val_fraction
-            )));
-        }
-        let mut cut = ((1.0 - options.val_fraction) * bytes.len() as f64) as usize;
-        // Cut at a UTF-8 character boundary.
-        while cut < bytes.len() && (bytes[cut] & 0xC0) == 0x80 {
-            cut += 1;
-        }
-        let (train_text, val_text) = bytes.split_at(cut);
-        let tokenizer = match options.tokenizer {
+        Corpus::build(path, bytes, options, false)
+    }
+
+    /// Reads and splits the corpus at `path` like [`Corpus::load`], but tokenises it with the
+    /// tokenizer `make` returns from the training part (its first argument) and the whole text
+    /// (the second), e.g. a checkpoint's own tokenizer, or one trained the way an earlier version
+    /// did. [`CorpusOptions::tokenizer`] is not used.
+    pub fn load_with(
+        path: &Path,
+        options: &CorpusOptions,
+        make: impl FnOnce(&[u8], &[u8]) -> Result<Tokenizer, TextError>,
+    ) -> Result<Corpus, TextError> {
+        let bytes = read_corpus(path)?;
+        let (train_text, val_text) = split(&bytes, options.val_fraction)?;
+        let tokenizer = make(train_text, &bytes)?;
+        Corpus::encode(
+            path,
+            options,
+            tokenizer,
+            TokenizerSource::Built,
+            train_text,
+            val_text,
+        )
+    }
+
+    fn build(
+        path: &Path,
+        bytes: &[u8],
+        options: &CorpusOptions,
+        cache: bool,
+    ) -> Result<Corpus, TextError> {
+        let (train_text, val_text) = split(bytes, options.val_fraction)?;
+        let (tokenizer, source) = match options.tokenizer {
             TokenizerKind::Char => {
                 let text = std::str::from_utf8(bytes).map_err(|e| TextError::NotUtf8 {
                     path: path.to_owned(),
                     offset: e.valid_up_to(),
                 })?;
-                Tokenizer::char_level(text).map_err(|_| TextError::TooShort {
+                let t = Tokenizer::char_level(text).map_err(|_| TextError::TooShort {
                     path: path.to_owned(),
                     what: "the corpus",
                     tokens: 0,
                     seq: options.seq,
                     needed: options.seq.saturating_add(1).saturating_mul(2),
-                })?
+                })?;
+                (t, TokenizerSource::Built)
             }
-            TokenizerKind::Bpe => Tokenizer::train_bpe(train_text, options.bpe_vocab)?,
+            #[cfg(not(target_arch = "wasm32"))]
+            TokenizerKind::Bpe if cache => {
+                let fallback = options.cache_dir.clone().or_else(default_cache_dir);
+                let (t, source) = cached_byte_level_bpe(
+                    path,
+                    train_text,
+                    options.bpe_vocab,
+                    fallback.as_deref(),
+                )?;
+                (Tokenizer::HuggingFace(Box::new(t)), source)
+            }
+            #[cfg(not(target_arch = "wasm32"))]
+            TokenizerKind::Bpe => (
+                Tokenizer::HuggingFace(Box::new(HfTokenizer::train_byte_level_bpe(
+                    train_text,
+                    options.bpe_vocab,
+                )?)),
+                TokenizerSource::Built,
+            ),
+            #[cfg(target_arch = "wasm32")]
+            TokenizerKind::Bpe => {
+                let _ = cache;
+                (
+                    Tokenizer::train_bpe(train_text, options.bpe_vocab)?,
+                    TokenizerSource::Built,
+                )
+            }
+            TokenizerKind::File => {
+                let Some(file) = &options.tokenizer_file else {
+                    return Err(TextError::Config(
+                        "data.tokenizer = \"file\" needs data.tokenizer_file, the path of a \
+                         tokenizer.json"
+                            .into(),
+                    ));
+                };
+                #[cfg(not(target_arch = "wasm32"))]
+                {
+                    (
+                        Tokenizer::HuggingFace(Box::new(HfTokenizer::from_file(file)?)),
+                        TokenizerSource::File(file.clone()),
+                    )
+                }
+                #[cfg(target_arch = "wasm32")]
+                {
+                    return Err(TextError::TokenizerFile {
+                        path: file.clone(),
+                        message: "tokenizer files are not supported on wasm32".into(),
+                    });
+                }
+            }
         };
+        Corpus::encode(path, options, tokenizer, source, train_text, val_text)
+    }
+
+    fn encode(
+        path: &Path,
+        options: &CorpusOptions,
+        tokenizer: Tokenizer,
+        tokenizer_source: TokenizerSource,
+        train_text: &[u8],
+        val_text: &[u8],
+    ) -> Result<Corpus, TextError> {
         let train = tokenizer.encode_bytes(train_text)?;
         let val = tokenizer.encode_bytes(val_text)?;
         for (what, part) in [("the training part", &train), ("the validation part", &val)] {
@@ -462,8 +641,34 @@ impl Corpus {
             tokenizer,
             train,
             val,
+            tokenizer_source,
         })
     }
+}
+
+fn read_corpus(path: &Path) -> Result<Vec<u8>, TextError> {
+    read_bounded(path, "corpus", MAX_CORPUS_BYTES).map_err(|e| match e {
+        FileError::Io { source, .. } => TextError::Read {
+            path: path.to_owned(),
+            source,
+        },
+        source => TextError::File { source },
+    })
+}
+
+/// The training part (the first `1 − val_fraction` of the bytes, cut at a UTF-8 character
+/// boundary) and the validation part.
+fn split(bytes: &[u8], val_fraction: f64) -> Result<(&[u8], &[u8]), TextError> {
+    if !(val_fraction > 0.0 && val_fraction < 1.0) {
+        return Err(TextError::Config(format!(
+            "data.val_fraction must be in (0, 1), got {val_fraction}"
+        )));
+    }
+    let mut cut = ((1.0 - val_fraction) * bytes.len() as f64) as usize;
+    while cut < bytes.len() && (bytes[cut] & 0xC0) == 0x80 {
+        cut += 1;
+    }
+    Ok(bytes.split_at(cut))
 }
 
 /// Random training windows: sequence `b` of step `step` starts at a position drawn from the
@@ -612,6 +817,8 @@ mod tests {
         CorpusOptions {
             tokenizer,
             bpe_vocab: 300,
+            tokenizer_file: None,
+            cache_dir: None,
             val_fraction: 0.25,
             seq,
         }

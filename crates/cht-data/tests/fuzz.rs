@@ -86,6 +86,8 @@ fn options(tokenizer: TokenizerKind) -> CorpusOptions {
     CorpusOptions {
         tokenizer,
         bpe_vocab: 300,
+        tokenizer_file: None,
+        cache_dir: None,
         val_fraction: 0.2,
         seq: 4,
     }
@@ -136,7 +138,9 @@ fn bpe_corpora_never_panic() {
                 let text = c.tokenizer.decode(&all).unwrap();
                 assert_eq!(text, String::from_utf8_lossy(bytes));
             }
-            assert_alloc_within(bytes.len(), 64, 256 << 10);
+            // The tokenizers library's fixed structures (the pre-tokenizer's compiled regex, the
+            // trainer's tables) take up to about 1 MiB whatever the input.
+            assert_alloc_within(bytes.len(), 64, 4 << 20);
         });
 }
 

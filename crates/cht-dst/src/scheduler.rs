@@ -121,6 +121,37 @@ impl DstScheduler {
         })
     }
 
+    /// This (saved) scheduler continuing under `config`: a run extended to more steps, whose
+    /// schedules (ζ, temperature, `t_end`, density decay) are recomputed for the new length and
+    /// apply from the current step on. The method, density, seed and update interval must stay
+    /// (anything else is another run, refused).
+    pub fn with_config(mut self, config: DstConfig) -> Result<DstScheduler> {
+        let c = &self.config;
+        if (c.method, c.density.to_bits(), c.seed, c.interval)
+            != (
+                config.method,
+                config.density.to_bits(),
+                config.seed,
+                config.interval,
+            )
+        {
+            return Err(Error::Config(format!(
+                "a run continues with its method, density, seed and update interval \
+                 ({:?}, {}, seed {}, every {} steps); asked for {:?}, {}, seed {}, every {} steps",
+                c.method,
+                c.density,
+                c.seed,
+                c.interval,
+                config.method,
+                config.density,
+                config.seed,
+                config.interval
+            )));
+        }
+        self.config = config;
+        Ok(self)
+    }
+
     /// Checks that `self`, a scheduler read back from a checkpoint (or anywhere untrusted), can
     /// continue the run that `fresh` — the scheduler built from the run's validated configuration
     /// for the same model — starts: the same configuration, layers, shapes and link capacities,
@@ -292,7 +323,8 @@ impl DstScheduler {
         self.is_update_at(self.step)
     }
 
-    fn is_update_at(&self, t: u64) -> bool {
+    /// Whether step `t` (1-based) is a topology update under the current configuration.
+    pub fn is_update_at(&self, t: u64) -> bool {
         if self.config.method == crate::Method::Fc {
             return false;
         }

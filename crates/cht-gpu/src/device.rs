@@ -64,21 +64,32 @@ pub struct DeviceOptions {
 }
 
 impl DeviceOptions {
-    /// Options from the environment: `CHT_BACKEND` (auto|gpu|cpu), `CHT_ADAPTER` (name filter) and
-    /// `CHT_PRECISION` (f32|f16-tc).
+    /// Options from the environment: `CHT_BACKEND` (auto|gpu|cpu), `CHT_ADAPTER` (name filter),
+    /// `CHT_ADAPTER_INDEX` (which of several hardware adapters) and `CHT_PRECISION` (f32|f16-tc).
     pub fn from_env() -> Result<DeviceOptions> {
         let backend = match std::env::var("CHT_BACKEND") {
             Ok(v) if !v.is_empty() => v.parse()?,
             _ => BackendChoice::Auto,
         };
         let name_contains = std::env::var("CHT_ADAPTER").ok().filter(|s| !s.is_empty());
+        let index = match std::env::var("CHT_ADAPTER_INDEX") {
+            Ok(v) if !v.trim().is_empty() => Some(v.trim().parse().map_err(|_| {
+                Error::Unsupported(format!(
+                    "CHT_ADAPTER_INDEX={v:?}: expected a non-negative integer"
+                ))
+            })?),
+            _ => None,
+        };
         let precision = match std::env::var("CHT_PRECISION") {
             Ok(v) if !v.is_empty() => v.parse()?,
             _ => Precision::F32,
         };
         Ok(DeviceOptions {
             backend,
-            adapter: AdapterFilter { name_contains },
+            adapter: AdapterFilter {
+                name_contains,
+                index,
+            },
             precision,
         })
     }
@@ -95,6 +106,13 @@ impl DeviceOptions {
     #[must_use]
     pub fn with_adapter(mut self, name: impl Into<String>) -> DeviceOptions {
         self.adapter.name_contains = Some(name.into());
+        self
+    }
+
+    /// These options taking the `index`-th hardware adapter (see [`AdapterFilter::index`]).
+    #[must_use]
+    pub fn with_adapter_index(mut self, index: usize) -> DeviceOptions {
+        self.adapter.index = Some(index);
         self
     }
 

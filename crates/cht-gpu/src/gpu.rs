@@ -195,6 +195,10 @@ struct Timer {
 pub struct AdapterFilter {
     /// Case-insensitive substring the adapter name must contain (e.g. "llvmpipe", "NVIDIA").
     pub name_contains: Option<String>,
+    /// Take the adapter at this position (modulo their count) among the hardware adapters of one
+    /// wgpu backend (those the name filter keeps): the data-parallel ranks of one machine each
+    /// take their own GPU this way (`cht` sets it from the launcher's local rank).
+    pub index: Option<usize>,
 }
 
 impl Gpu {
@@ -860,6 +864,33 @@ fn check_scope(scope: wgpu::ErrorScopeGuard, _kernel: &Kernel) -> Result<()> {
 
 async fn pick_adapter(instance: &wgpu::Instance, filter: &AdapterFilter) -> Result<wgpu::Adapter> {
     let backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all());
+    if let Some(index) = filter.index {
+        let adapters = instance.enumerate_adapters(backends).await;
+        let wanted = filter.name_contains.as_deref().map(str::to_lowercase);
+        let keep = |a: &wgpu::Adapter| {
+            let info = a.get_info();
+            let named = wanted
+                .as_deref()
+                .is_none_or(|w| info.name.to_lowercase().contains(w));
+            // Software rasterisers only when asked for by name.
+            named && (wanted.is_some() || info.device_type != wgpu::DeviceType::Cpu)
+        };
+        let mut candidates: Vec<wgpu::Adapter> = adapters.into_iter().filter(keep).collect();
+        // One physical GPU shows up once per wgpu backend (Vulkan and GL): count the GPUs of
+        // the first backend found, so every rank uses the same backend.
+        let Some(first) = candidates.first().map(|a| a.get_info().backend) else {
+            return Err(Error::NoAdapter(format!(
+                " at index {index}: no hardware adapter{}",
+                filter
+                    .name_contains
+                    .as_ref()
+                    .map_or(String::new(), |w| format!(" whose name contains {w:?}"))
+            )));
+        };
+        candidates.retain(|a| a.get_info().backend == first);
+        let n = candidates.len();
+        return Ok(candidates.swap_remove(index % n));
+    }
     if let Some(wanted) = &filter.name_contains {
         let wanted_lower = wanted.to_lowercase();
         let adapters = instance.enumerate_adapters(backends).await;

@@ -181,6 +181,12 @@ impl Tensor {
         self.view(label, start * self.cols(), rows, self.cols())
     }
 
+    /// Where this tensor starts in its storage, in elements: 0 unless it is a view
+    /// ([`Tensor::view`]); with [`Tensor::shares_storage`], where a view lies in its parent.
+    pub fn storage_offset(&self) -> usize {
+        self.inner.offset
+    }
+
     /// Whether `self` and `other` share storage (one is a view of the other, or both of a third).
     pub fn shares_storage(&self, other: &Tensor) -> bool {
         Arc::ptr_eq(&self.inner.store, &other.inner.store)

@@ -13,10 +13,11 @@
 //! [`Network`] can be trained the same way.
 
 use cht_dst::{DstConfig, DstScheduler, LayerRef, Method, RegrowScores, Topology, UpdateReport};
-use cht_gpu::{AdamWStep, DType, Device, SgdStep, Tensor};
+use cht_gpu::{AdamWStep, DType, Device, ParamArena, SgdStep, Tensor};
 use cht_sparse::init::Correlation;
 use cht_sparse::{CsrPattern, Mask};
 
+use crate::data_parallel::{CommStats, DataParallel, Gradient};
 use crate::layer::{DenseLinear, ExecutionPolicy, Layer, LinearInit, SparseLinear};
 use crate::lm::{Lm, LmConfig, LmWorkspace};
 use crate::mlp::{Mlp, Workspace};
@@ -47,6 +48,14 @@ pub trait Network {
         optimizer: Option<Self::Optimizer>,
         capture: &[(usize, &Tensor)],
     ) -> Result<()>;
+    /// The parameter arena (every trainable tensor with its gradient and optimizer states).
+    fn arena(&self) -> &ParamArena;
+    /// Every parameter's gradient in the arena with its live entries (a data-parallel exchange
+    /// sends only those); the `i` of [`crate::Live::Links`]/[`crate::Live::Masked`] is the scheduler's order.
+    fn gradients(&self) -> Vec<Gradient<'_>>;
+    /// The optimizer step alone, on the gradients as they are, one submit (data-parallel steps
+    /// average the gradients between the backward pass and this).
+    fn optimizer_step(&self, device: &Device, optimizer: Self::Optimizer) -> Result<()>;
     /// Records the copy of masked-dense layers into CSR order (before an update or a readback).
     fn sync_to_csr(&self, device: &Device) -> Result<()>;
     /// After the patterns changed: rebuilds masked-dense layers from CSR and switches executions
@@ -96,6 +105,8 @@ pub trait Network {
 pub struct DstModel<N: Network> {
     net: N,
     dst: Option<Dst>,
+    /// Data-parallel training (see [`DstModel::set_collective`]).
+    parallel: Option<DataParallel>,
 }
 
 /// An MLP trained with DST: hidden layers sparse, classifier dense (spec §7.2).
@@ -168,7 +179,11 @@ pub struct LmOptimizer {
 impl<N: Network> DstModel<N> {
     /// A network trained densely (no scheduler, no topology updates).
     pub fn dense(net: N) -> DstModel<N> {
-        DstModel { net, dst: None }
+        DstModel {
+            net,
+            dst: None,
+            parallel: None,
+        }
     }
 
     /// Wraps `net` whose sparse layers `scheduler` manages. Errors, in the layers' terms, when
@@ -236,6 +251,7 @@ impl<N: Network> DstModel<N> {
                 densities,
                 unobserved: false,
             }),
+            parallel: None,
         })
     }
 
@@ -267,28 +283,77 @@ impl<N: Network> DstModel<N> {
             .is_some_and(|d| d.scheduler.next_step_is_update())
     }
 
+    /// Trains data-parallel over `comm` from now on: every rank holds this same model (built from
+    /// the same configuration and seed) and loads its own share of each global batch; each step
+    /// averages the live gradients over the ranks before the optimizer (two submits instead of
+    /// one), and each topology update ends with a check that every rank holds the same masks
+    /// (see [`crate::data_parallel`]). Checks the masks once now. With one rank nothing changes.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn set_collective(
+        &mut self,
+        device: &Device,
+        comm: std::sync::Arc<dyn cht_dist::Collective>,
+    ) -> Result<()> {
+        let mut parallel = DataParallel::new(comm);
+        let masks = self.masks(device)?;
+        parallel.check_masks(&masks, self.step_count())?;
+        parallel.set_masks(&masks);
+        self.parallel = Some(parallel);
+        Ok(())
+    }
+
+    /// The data-parallel side, if [`DstModel::set_collective`] was called.
+    pub fn data_parallel(&self) -> Option<&DataParallel> {
+        self.parallel.as_ref()
+    }
+
+    /// Communication of the last data-parallel step (`None` when not data-parallel).
+    pub fn comm_stats(&self) -> Option<CommStats> {
+        self.parallel.as_ref().map(DataParallel::last_step)
+    }
+
+    /// Steps the scheduler has counted (0 when dense).
+    #[cfg(not(target_arch = "wasm32"))]
+    fn step_count(&self) -> u64 {
+        self.dst.as_ref().map_or(0, |d| d.scheduler.step_count())
+    }
+
     /// One training step on the batch loaded into `ws`, one submit. Every `interval` steps (until
     /// the scheduler's `t_end`) it is a topology update instead, as in the paper's loops: no
     /// optimizer step, the sparse layers rewired on the device; its report is returned.
+    /// Data-parallel (more than one rank): the backward pass, the gradient all-reduce, then the
+    /// optimizer — two submits.
     pub fn train_step(
         &mut self,
         device: &Device,
         ws: &N::Workspace,
         optimizer: N::Optimizer,
     ) -> Result<Option<UpdateReport>> {
-        let Some(dst) = self.dst.as_mut() else {
-            self.net
-                .train_step_capturing(device, ws, Some(optimizer), &[])?;
-            return Ok(None);
-        };
-        if !dst.scheduler.step() {
-            self.net
-                .train_step_capturing(device, ws, Some(optimizer), &[])?;
+        let update = self.dst.as_mut().is_some_and(|d| d.scheduler.step());
+        let parallel = self.parallel.as_mut().filter(|p| p.is_distributed());
+        if !update {
+            match parallel {
+                None => self
+                    .net
+                    .train_step_capturing(device, ws, Some(optimizer), &[])?,
+                Some(p) => {
+                    self.net.train_step_capturing(device, ws, None, &[])?;
+                    p.exchange(device, self.net.arena(), &self.net.gradients())?;
+                    self.net.optimizer_step(device, optimizer)?;
+                }
+            }
             return Ok(None);
         }
+        let dst = self.dst.as_mut().expect("an update step has a scheduler");
         // Forward and backward without the optimizer, capturing dense gradients for regrowth.
         let capture: Vec<(usize, &Tensor)> = dst.dense_grads.iter().enumerate().collect();
         self.net.train_step_capturing(device, ws, None, &capture)?;
+        if let Some(p) = parallel {
+            // The update reads the link gradients (and, for gradient regrowth, the dense ones):
+            // every rank must see the global ones.
+            p.exchange(device, self.net.arena(), &self.net.gradients())?;
+            p.average_dense(device, &dst.dense_grads)?;
+        }
         // Masked-dense layers hand their weights and state to the update in CSR order.
         self.net.sync_to_csr(device)?;
         let report = {
@@ -300,10 +365,18 @@ impl<N: Network> DstModel<N> {
         // Masked-dense layers rebuild from the new CSR patterns (executions switch on observing).
         self.net.after_topology_update(device, &dst.densities)?;
         dst.unobserved = true;
+        if let Some(p) = self.parallel.as_mut() {
+            p.invalidate();
+        }
         // Patterns change only here: observing each new one (a readback every ΔT steps) makes
         // ITOP exact. The browser cannot block; it observes with `observe_async`.
         #[cfg(not(target_arch = "wasm32"))]
-        self.observe(device)?;
+        {
+            let masks = self.observe(device)?;
+            if let Some(p) = &self.parallel {
+                p.check_masks(&masks, report.step)?;
+            }
+        }
         Ok(Some(report))
     }
 
@@ -361,6 +434,9 @@ impl<N: Network> DstModel<N> {
         dst.scheduler.observe(masks)?;
         dst.densities = masks.iter().map(Mask::density).collect();
         dst.unobserved = false;
+        if let Some(p) = self.parallel.as_mut() {
+            p.set_masks(masks);
+        }
         let policy = self.net.execution_policy();
         self.net.set_execution(device, policy, &dst.densities)
     }
@@ -369,6 +445,9 @@ impl<N: Network> DstModel<N> {
     /// and switches each by its last observed density.
     pub fn set_execution(&mut self, device: &Device, policy: ExecutionPolicy) -> Result<()> {
         let densities = self.densities();
+        if let Some(p) = self.parallel.as_mut() {
+            p.invalidate();
+        }
         self.net.set_execution(device, policy, &densities)
     }
 
@@ -456,6 +535,10 @@ impl<N: Network> DstModel<N> {
         dst.densities = patterns.iter().map(CsrPattern::density).collect();
         if let Some(s) = scheduler {
             dst.scheduler = s;
+        }
+        if let Some(p) = self.parallel.as_mut() {
+            let masks: Vec<Mask> = patterns.iter().map(CsrPattern::to_mask).collect();
+            p.set_masks(&masks);
         }
         dst.unobserved = false;
         self.net.after_topology_update(device, &dst.densities)
@@ -668,6 +751,18 @@ impl Network for Mlp {
         Mlp::train_step_capturing(self, device, ws, optimizer, &capture)
     }
 
+    fn arena(&self) -> &ParamArena {
+        Mlp::arena(self)
+    }
+
+    fn gradients(&self) -> Vec<Gradient<'_>> {
+        Mlp::gradients(self)
+    }
+
+    fn optimizer_step(&self, device: &Device, optimizer: SgdStep) -> Result<()> {
+        Mlp::optimizer_step(self, device, optimizer)
+    }
+
     fn sync_to_csr(&self, device: &Device) -> Result<()> {
         Mlp::sync_to_csr(self, device)
     }
@@ -719,6 +814,18 @@ impl Network for Lm {
         let capture = by_position(&positions, capture)?;
         let (adam, clip) = optimizer.map_or((None, None), |o| (Some(o.adam), o.clip));
         Lm::train_step_capturing(self, device, ws, adam, clip, &capture)
+    }
+
+    fn arena(&self) -> &ParamArena {
+        Lm::arena(self)
+    }
+
+    fn gradients(&self) -> Vec<Gradient<'_>> {
+        Lm::gradients(self)
+    }
+
+    fn optimizer_step(&self, device: &Device, optimizer: LmOptimizer) -> Result<()> {
+        Lm::optimizer_step(self, device, optimizer.adam, optimizer.clip)
     }
 
     fn sync_to_csr(&self, device: &Device) -> Result<()> {

@@ -683,6 +683,41 @@ pub(crate) fn collect_for_pack<'a>(
     Ok(())
 }
 
+/// Adds `layer`'s gradients to `out` in the order [`collect_for_pack`] packs them, with their
+/// live entries for a data-parallel exchange; `sparse` counts sparse layers (the scheduler's
+/// index of the next one).
+pub(crate) fn collect_gradients<'a>(
+    layer: &'a Layer,
+    sparse: &mut usize,
+    out: &mut Vec<crate::data_parallel::Gradient<'a>>,
+) {
+    use crate::data_parallel::{Gradient, Live};
+    let all = |p: &'a Param| Gradient {
+        grad: &p.grad,
+        live: Live::All,
+    };
+    match layer {
+        Layer::Sparse(s) => {
+            out.push(match &s.dense {
+                Some(d) => Gradient {
+                    grad: &d.weight.grad,
+                    live: Live::Masked(*sparse),
+                },
+                None => Gradient {
+                    grad: &s.weight.grad,
+                    live: Live::Links(*sparse),
+                },
+            });
+            *sparse += 1;
+            out.extend(s.bias.as_ref().map(all));
+        }
+        Layer::Dense(d) => {
+            out.push(all(&d.weight));
+            out.extend(d.bias.as_ref().map(all));
+        }
+    }
+}
+
 /// Switches every sparse layer of `layers` to the execution `policy` gives its density
 /// (`densities[i]` for the i-th sparse layer). Returns whether any layer switched (then the model
 /// must re-pack its arena).

@@ -11,6 +11,7 @@
 //! gradients) live in a [`Workspace`], so training and evaluation can use different batch sizes.
 
 pub mod calibrate;
+pub mod data_parallel;
 mod dst_model;
 mod layer;
 pub mod lm;
@@ -18,6 +19,7 @@ mod mlp;
 pub mod synthetic;
 pub mod transformer;
 
+pub use data_parallel::{CommStats, DataParallel, Gradient, Live};
 pub use dst_model::{
     DstModel, LmOptimizer, MlpInit, Network, PROJECTIONS, SparseLm, SparseMlp, SparseMlpConfig,
 };
@@ -41,6 +43,12 @@ pub enum Error {
     /// From the DST scheduler (a layer that does not match it, a schedule, a configuration).
     #[error(transparent)]
     Dst(#[from] cht_dst::Error),
+    /// From a collective of data-parallel training (a rank stopped, a timeout).
+    #[error(transparent)]
+    Collective(#[from] cht_dist::Error),
+    /// Data-parallel ranks no longer hold the same model.
+    #[error("data-parallel ranks diverged: {0}")]
+    Diverged(String),
     /// An invalid model configuration.
     #[error("invalid model configuration: {0}")]
     Config(String),

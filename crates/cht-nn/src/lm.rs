@@ -249,6 +249,42 @@ impl Lm {
         &self.arena
     }
 
+    /// Every parameter's gradient (arena order) with its live entries, for a data-parallel
+    /// exchange.
+    pub fn gradients(&self) -> Vec<crate::Gradient<'_>> {
+        fn all(p: &Param) -> crate::Gradient<'_> {
+            crate::Gradient {
+                grad: &p.grad,
+                live: crate::Live::All,
+            }
+        }
+        let mut out = vec![all(&self.embedding)];
+        let mut sparse = 0;
+        for b in &self.blocks {
+            out.push(all(&b.norm1));
+            out.push(all(&b.norm2));
+            for l in b.attn.iter().chain(b.ffn.iter()) {
+                crate::layer::collect_gradients(l, &mut sparse, &mut out);
+            }
+        }
+        out.push(all(&self.norm));
+        crate::layer::collect_gradients(&self.head, &mut sparse, &mut out);
+        out
+    }
+
+    /// Clipping and AdamW on the gradients as they are (after a data-parallel exchange), one
+    /// submit.
+    pub fn optimizer_step(
+        &self,
+        device: &Device,
+        adam: AdamWStep,
+        clip: Option<f32>,
+    ) -> Result<()> {
+        device.adamw_arena(&self.arena, adam, clip)?;
+        device.submit()?;
+        Ok(())
+    }
+
     /// The sparse projections in [`LmConfig::projection_shapes`] order (dense ones skipped).
     /// Masked-dense ones must be synced ([`Lm::sync_to_csr`]) before their CSR side is read.
     pub fn sparse_projections(&self) -> Vec<SparseProjection<'_>> {

@@ -166,6 +166,29 @@ impl Mlp {
         Ok(())
     }
 
+    /// The parameter arena: every weight and bias with its gradient and momentum.
+    pub fn arena(&self) -> &ParamArena {
+        &self.arena
+    }
+
+    /// Every parameter's gradient (arena order) with its live entries, for a data-parallel
+    /// exchange.
+    pub fn gradients(&self) -> Vec<crate::Gradient<'_>> {
+        let mut out = Vec::new();
+        let mut sparse = 0;
+        for l in &self.layers {
+            crate::layer::collect_gradients(l, &mut sparse, &mut out);
+        }
+        out
+    }
+
+    /// One SGD step on the gradients as they are (after a data-parallel exchange), one submit.
+    pub fn optimizer_step(&self, device: &Device, sgd: SgdStep) -> Result<()> {
+        device.sgd_arena(&self.arena, sgd)?;
+        device.submit()?;
+        Ok(())
+    }
+
     /// Records the copy of every masked-dense layer's weights, momentum and gradient into CSR
     /// order: before a topology update or reading the CSR side for a checkpoint.
     pub fn sync_to_csr(&self, device: &Device) -> Result<()> {

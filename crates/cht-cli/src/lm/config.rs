@@ -27,6 +27,9 @@ pub struct LmRunConfig {
     pub train: LmTrain,
     /// Dynamic sparse training.
     pub dst: LmDst,
+    /// What the run records besides `metrics.jsonl` (TensorBoard, CSV).
+    #[serde(default)]
+    pub log: crate::logs::LogConfig,
 }
 
 /// Which text.
@@ -35,12 +38,19 @@ pub struct LmRunConfig {
 pub struct LmData {
     /// A text file, e.g. `../shared/data/tinyshakespeare/input.txt`.
     pub corpus: PathBuf,
-    /// `"char"` (one token per character) or `"bpe"` (byte-level BPE learnt on the training part).
+    /// `"char"` (one token per character), `"bpe"` (byte-level BPE learnt on the training part
+    /// with the Hugging Face tokenizers library, trained once and cached next to the corpus as
+    /// `<corpus>.cht-tokenizer-<hash>.json`) or `"file"` (the `tokenizer.json` at
+    /// `tokenizer_file`).
     #[serde(default = "char_level")]
     pub tokenizer: TokenizerKind,
     /// BPE vocabulary size (256 bytes plus merges).
     #[serde(default = "bpe_vocab")]
     pub bpe_vocab: usize,
+    /// A `tokenizer.json` written by the Hugging Face tokenizers library (with `tokenizer =
+    /// "file"` only), relative to the working directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokenizer_file: Option<PathBuf>,
     /// The last fraction of the text held out for validation (0.1: a 90/10 split).
     #[serde(default = "val_fraction")]
     pub val_fraction: f64,
@@ -287,6 +297,17 @@ impl LmRunConfig {
             && !(257..=65_536).contains(&self.data.bpe_vocab)
         {
             bail!("invalid configuration: data.bpe_vocab must be in 257..=65536");
+        }
+        match (self.data.tokenizer, &self.data.tokenizer_file) {
+            (TokenizerKind::File, None) => bail!(
+                "invalid configuration: data.tokenizer = \"file\" needs data.tokenizer_file, the \
+                 path of a tokenizer.json"
+            ),
+            (TokenizerKind::Char | TokenizerKind::Bpe, Some(_)) => bail!(
+                "invalid configuration: data.tokenizer_file is only read with data.tokenizer = \
+                 \"file\""
+            ),
+            _ => {}
         }
         if !(self.data.val_fraction > 0.0 && self.data.val_fraction < 1.0) {
             bail!("invalid configuration: data.val_fraction must be in (0, 1)");

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use cht_data::text::{self, Corpus, CorpusOptions, Tokenizer};
+use cht_data::text::{self, Corpus, CorpusOptions, Tokenizer, TokenizerKind, TokenizerSource};
 use cht_gpu::{AdamWStep, Device, Tensor};
 use cht_nn::{LinearInit, Lm, LmOptimizer, LmWorkspace, SparseLm};
 use cht_sparse::CsrPattern;
@@ -20,10 +20,12 @@ use cht_sparse::rng::{Counter, RngKey, Stream};
 use serde::{Deserialize, Serialize};
 
 use crate::footprint::Footprint;
+use crate::logs::StepLine;
 use crate::plot::{Chart, GREY, PALETTE, Series};
 use crate::run::{self, Runner};
 use crate::train::checkpoint::{Checkpoint, LM_FORMAT};
 use crate::train::report::labelled_bar;
+use crate::world::World;
 use config::LmRunConfig;
 
 /// Command-line arguments of `cht lm train`.
@@ -38,9 +40,15 @@ pub struct LmTrainArgs {
     /// Output directory (default: `runs/lm-<method>-d<density>-s<seed>`).
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Continue the run in this directory from its last checkpoint.
-    #[arg(long, conflicts_with_all = ["config", "overrides", "out"])]
+    /// Continue the run in this directory from its last checkpoint (with
+    /// `--set train.steps=N`: extend it to N steps; the schedules of the new length apply from
+    /// the checkpoint on).
+    #[arg(long, conflicts_with_all = ["config", "out", "force"])]
     resume: Option<PathBuf>,
+    /// Replace the outputs of an earlier run in the output directory (without it, a directory
+    /// that holds a run is refused).
+    #[arg(long)]
+    force: bool,
 }
 
 /// Command-line arguments of `cht sample`.
@@ -94,30 +102,58 @@ pub struct StepMetrics {
     pub elapsed_s: f64,
 }
 
-/// `cht lm train`.
-pub fn train(device: &Device, args: &LmTrainArgs) -> Result<()> {
-    let start = run::start(args.resume.as_deref(), LM_FORMAT, checkpoint_config, || {
-        let path = args.config.as_ref().context("--config is required")?;
-        let config = LmRunConfig::load(path, &args.overrides)?;
-        let out = args.out.clone().unwrap_or_else(|| {
-            PathBuf::from("runs").join(format!(
-                "lm-{}-d{}-s{}",
-                method_name(&config),
-                config.dst.density,
-                config.train.seed
-            ))
-        });
-        Ok((config, out))
-    })?;
+/// `cht lm train` (data-parallel when started by an MPI launcher: see [`crate::world`]).
+pub fn train(device: &Device, world: &World, args: &LmTrainArgs) -> Result<()> {
+    let start = run::start(
+        world,
+        args.force,
+        args.resume.as_deref(),
+        LM_FORMAT,
+        |c| {
+            run::check_resume_overrides(&args.overrides, "train.steps")?;
+            let mut config: LmRunConfig = run::config_of_checkpoint_with(c, &args.overrides)?;
+            if !config.model.bias && c.has_f32("block0.q.bias") {
+                config.model.bias = true;
+            }
+            Ok(config)
+        },
+        || {
+            let path = args.config.as_ref().context("--config is required")?;
+            let mut config = LmRunConfig::load(path, &args.overrides)?;
+            // Stored absolute: the run folder's config works from any directory.
+            config.data.corpus = std::path::absolute(&config.data.corpus)
+                .with_context(|| format!("resolving {}", config.data.corpus.display()))?;
+            let out = args.out.clone().unwrap_or_else(|| {
+                PathBuf::from("runs").join(format!(
+                    "lm-{}-d{}-s{}",
+                    method_name(&config),
+                    config.dst.density,
+                    config.train.seed
+                ))
+            });
+            Ok((config, out))
+        },
+    )?;
     let corpus = load_corpus(&start.config, start.resume.as_ref())?;
+    let source = match &corpus.tokenizer_source {
+        TokenizerSource::Built => String::new(),
+        TokenizerSource::Trained { cache: Some(p) } => {
+            format!(" (tokenizer cached in {})", p.display())
+        }
+        TokenizerSource::Trained { cache: None } => {
+            " (tokenizer trained; no writable cache folder)".into()
+        }
+        TokenizerSource::Cached(p) => format!(" (tokenizer from the cache {})", p.display()),
+        TokenizerSource::File(p) => format!(" (tokenizer {})", p.display()),
+    };
     errln!(
-        "corpus {}: {} training and {} validation tokens, vocabulary {}",
+        "corpus {}: {} training and {} validation tokens, vocabulary {}{source}",
         start.config.data.corpus.display(),
         corpus.train.len(),
         corpus.val.len(),
         corpus.tokenizer.vocab_size()
     );
-    let mut run = LmRun::new(device, start.config, corpus)?;
+    let mut run = LmRun::new(device, world, start.config, corpus)?;
     run::run(&mut run, &start.out, start.resume.as_ref())
 }
 
@@ -134,8 +170,9 @@ pub fn sample(device: &Device, args: &SampleArgs) -> Result<()> {
         tokenizer,
         train: Vec::new(),
         val: Vec::new(),
+        tokenizer_source: TokenizerSource::Built,
     };
-    let mut run = LmRun::new(device, config, corpus)?;
+    let mut run = LmRun::new(device, &World::single(), config, corpus)?;
     Runner::restore(&mut run, &ckpt)?;
     let text = run.generate(args)?;
     outln!("{text}");
@@ -152,23 +189,50 @@ fn checkpoint_config(ckpt: &Checkpoint) -> Result<LmRunConfig> {
     Ok(config)
 }
 
+/// The run's corpus. On resume the tokenizer must be the one the checkpoint embeds: the corpus
+/// (or the tokenizer file) must not have changed. Runs from before the tokenizers library
+/// (their checkpoints embed the hand-written BPE's merges) retrain that BPE the way they did, so
+/// they resume as before.
 fn load_corpus(config: &LmRunConfig, resume: Option<&Checkpoint>) -> Result<Corpus> {
     let options = CorpusOptions {
         tokenizer: config.data.tokenizer,
         bpe_vocab: config.data.bpe_vocab,
+        tokenizer_file: config.data.tokenizer_file.clone(),
+        cache_dir: None,
         val_fraction: config.data.val_fraction,
         seq: config.model.seq,
     };
-    let corpus = Corpus::load(&config.data.corpus, &options)?;
-    if let Some(ckpt) = resume {
-        let saved: Tokenizer =
-            serde_json::from_str(ckpt.meta("tokenizer")?).context("checkpoint tokenizer")?;
-        if saved != corpus.tokenizer {
-            bail!(
-                "{} no longer gives the tokenizer this run was trained with (the corpus changed)",
-                config.data.corpus.display()
-            );
+    let saved = match resume {
+        Some(ckpt) => Some(
+            serde_json::from_str::<Tokenizer>(ckpt.meta("tokenizer")?)
+                .context("checkpoint tokenizer")?,
+        ),
+        None => None,
+    };
+    let corpus = match &saved {
+        Some(Tokenizer::Bpe { .. }) if config.data.tokenizer == TokenizerKind::Bpe => {
+            Corpus::load_with(&config.data.corpus, &options, |train, _| {
+                Tokenizer::train_bpe(train, config.data.bpe_vocab)
+            })?
         }
+        _ => Corpus::load(&config.data.corpus, &options)?,
+    };
+    if let Some(saved) = saved
+        && saved != corpus.tokenizer
+    {
+        let what = match config.data.tokenizer {
+            TokenizerKind::File => format!(
+                "the tokenizer file {}",
+                config
+                    .data
+                    .tokenizer_file
+                    .as_deref()
+                    .unwrap_or(Path::new(""))
+                    .display()
+            ),
+            _ => format!("{} (the corpus changed)", config.data.corpus.display()),
+        };
+        bail!("{what} no longer gives the tokenizer this run was trained with");
     }
     Ok(corpus)
 }
@@ -177,6 +241,9 @@ fn load_corpus(config: &LmRunConfig, resume: Option<&Checkpoint>) -> Result<Corp
 /// scratch) and buffers.
 struct LmRun<'d> {
     device: &'d Device,
+    world: World,
+    /// This rank's share of every batch of sequences: `(sequences, first)`.
+    shard: (usize, usize),
     config: LmRunConfig,
     corpus: Corpus,
     model: SparseLm,
@@ -194,6 +261,8 @@ struct LmRun<'d> {
     /// Learning rate of the last optimizer step.
     lr: f64,
     started: Instant,
+    /// Step lines since the run loop last took them.
+    step_lines: Vec<StepLine>,
 }
 
 /// Training-loss and speed sums between two metrics lines.
@@ -206,8 +275,16 @@ struct Window {
 }
 
 impl<'d> LmRun<'d> {
-    fn new(device: &'d Device, mut config: LmRunConfig, corpus: Corpus) -> Result<LmRun<'d>> {
-        let lm_config = config.lm_config(corpus.tokenizer.vocab_size());
+    fn new(
+        device: &'d Device,
+        world: &World,
+        mut config: LmRunConfig,
+        corpus: Corpus,
+    ) -> Result<LmRun<'d>> {
+        let shard = world.shard(config.train.batch, "train.batch")?;
+        let mut lm_config = config.lm_config(corpus.tokenizer.vocab_size());
+        // Each rank's workspace holds its share of the batch; the parameters do not depend on it.
+        lm_config.batch = shard.0;
         // FC's dense projections get LLaMA's N(0, 0.02), as the sparse ones' initialiser.
         let dense_init = LinearInit::Normal {
             std: config::LLAMA_INIT_STD as f32,
@@ -226,12 +303,17 @@ impl<'d> LmRun<'d> {
             let policy = config
                 .model
                 .masked_dense_above
-                .resolve(device, largest, tokens)?;
+                .resolve_on(world, device, largest, tokens)?;
             model.set_execution(device, policy)?;
+        }
+        if world.size() > 1 {
+            model.set_collective(device, world.comm().clone())?;
         }
         let ws = model.network().workspace(device);
         Ok(LmRun {
             device,
+            world: world.clone(),
+            shard,
             config,
             corpus,
             model,
@@ -243,6 +325,7 @@ impl<'d> LmRun<'d> {
             window: Window::default(),
             lr: 0.0,
             started: Instant::now(),
+            step_lines: Vec::new(),
         })
     }
 
@@ -273,9 +356,12 @@ impl<'d> LmRun<'d> {
                 &mut ids,
                 &mut targets,
             );
+            // This rank's sequences of the global batch (all of them on one rank).
+            let (per_rank, first) = self.shard;
+            let mine = first * seq..(first + per_rank) * seq;
             self.model
                 .network()
-                .load(self.device, &self.ws, &ids, &targets)?;
+                .load(self.device, &self.ws, &ids[mine.clone()], &targets[mine])?;
             // Every ΔT steps a topology update replaces the Adam step (its t does not advance).
             if !self.model.next_step_is_update() {
                 self.lr = schedule.lr(self.step);
@@ -301,11 +387,20 @@ impl<'d> LmRun<'d> {
             let w = &mut self.window;
             if log_now || eval_now {
                 let m = self.model.network().take_metrics(self.device, &self.ws)?;
+                let m = self.world.sum_metrics(m)?;
                 run::check_loss("training loss", m.loss, format_args!("step {}", self.step))?;
                 w.train_s += step_start.elapsed().as_secs_f64();
                 w.loss_sum += m.loss * m.samples as f64;
                 w.loss_n += m.samples;
                 let rate = w.steps as f64 * tokens_per_step / w.train_s.max(1e-9);
+                self.step_lines.push(StepLine {
+                    step: self.step,
+                    loss: m.loss,
+                    accuracy: Some(m.accuracy),
+                    lr: self.lr,
+                    per_s: rate,
+                    elapsed_s: self.started.elapsed().as_secs_f64(),
+                });
                 bar.set_position(self.step);
                 bar.set_message(format!("loss {:.4}  {:.0} tokens/s", m.loss, rate));
             } else {
@@ -364,8 +459,8 @@ impl<'d> LmRun<'d> {
             m.elapsed_s,
         );
         match &self.bar {
-            Some(bar) => bar.suspend(|| errln!("{line}")),
-            None => errln!("{line}"),
+            Some(bar) => bar.suspend(|| outln!("{line}")),
+            None => outln!("{line}"),
         }
         Ok(m)
     }
@@ -377,13 +472,17 @@ impl<'d> LmRun<'d> {
         let starts = text::val_windows(&self.corpus.val, seq, batch);
         // The training loss accumulated since the last readback was taken by the caller.
         let (mut ids, mut targets) = (Vec::new(), Vec::new());
+        let (per_rank, first) = self.shard;
         for group in starts.chunks(batch) {
+            // Data-parallel: this rank's windows of each batch; the sums are all-reduced below.
+            let group = &group[first..first + per_rank];
             text::windows(&self.corpus.val, seq, group, &mut ids, &mut targets);
             let lm = self.model.network();
             lm.load(self.device, &self.ws, &ids, &targets)?;
             lm.eval_step(self.device, &self.ws)?;
         }
         let m = self.model.network().take_metrics(self.device, &self.ws)?;
+        let m = self.world.sum_metrics(m)?;
         Ok((m.loss, m.accuracy))
     }
 
@@ -429,7 +528,7 @@ impl<'d> LmRun<'d> {
             serde_json::to_string_pretty(&summary)?.as_bytes(),
         )?;
         if let Some(m) = last {
-            errln!(
+            outln!(
                 "done: validation perplexity {:.3} (best {:.3}); outputs in {}",
                 m.val_ppl,
                 self.best.map_or(f64::NAN, |b| b.0),
@@ -486,6 +585,10 @@ impl Runner for LmRun<'_> {
 
     fn device(&self) -> &Device {
         self.device
+    }
+
+    fn world(&self) -> &World {
+        &self.world
     }
 
     fn model(&self) -> &SparseLm {
@@ -592,7 +695,9 @@ impl Runner for LmRun<'_> {
                 self.config.train.steps
             );
         }
-        run::restore_model(c, device, &mut self.model, &patterns, step)?;
+        let saved = checkpoint_config(c)?;
+        let extending = saved.train.steps != self.config.train.steps;
+        run::restore_model(c, device, &mut self.model, &patterns, step, extending)?;
         let adam_t: u32 = c.meta("adam_t")?.parse().context("checkpoint adam_t")?;
         if u64::from(adam_t) > step {
             bail!(
@@ -601,6 +706,33 @@ impl Runner for LmRun<'_> {
         }
         (self.step, self.best, self.adam_t) = (step, best, adam_t);
         Ok(())
+    }
+
+    fn take_step_lines(&mut self) -> Vec<StepLine> {
+        std::mem::take(&mut self.step_lines)
+    }
+
+    fn steps_done(&self) -> u64 {
+        self.step
+    }
+
+    fn scalars(m: &StepMetrics) -> Vec<(String, f64)> {
+        let mut v = vec![
+            ("train/window_loss".to_owned(), m.train_loss),
+            ("val/loss".to_owned(), m.val_loss),
+            ("val/perplexity".to_owned(), m.val_ppl),
+            ("val/accuracy".to_owned(), m.val_acc),
+            ("lr".to_owned(), m.lr),
+            ("topology/density".to_owned(), m.density),
+            ("topology/masked_dense".to_owned(), m.masked_dense as f64),
+            ("time/tokens_per_s".to_owned(), m.tokens_per_s),
+        ];
+        v.extend(m.itop.map(|i| ("topology/itop".to_owned(), i)));
+        v
+    }
+
+    fn log_config(&self) -> &crate::logs::LogConfig {
+        &self.config.log
     }
 
     fn plots(&self, out: &Path, history: &[StepMetrics]) -> Result<()> {

@@ -176,6 +176,12 @@ impl Checkpoint {
         Ok(out)
     }
 
+    /// The same checkpoint, named `path` in messages (one received from another rank).
+    pub fn with_path(mut self, path: &Path) -> Checkpoint {
+        self.path = path.display().to_string();
+        self
+    }
+
     /// [`Checkpoint::load`] on bytes in memory (errors do not name a file).
     pub fn from_bytes(bytes: &[u8]) -> Result<Checkpoint> {
         let st = SafeTensors::deserialize(bytes).map_err(|e| anyhow::anyhow!("{e}"))?;

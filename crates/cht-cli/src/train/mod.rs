@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::footprint::Footprint;
+use crate::logs::StepLine;
 use crate::run::{self, Runner};
+use crate::world::World;
 use anyhow::{Context, Result, bail};
 use cht_gpu::{Device, SgdStep, Tensor};
 use cht_nn::{Layer, Mlp, MlpInit, SparseMlp, SparseMlpConfig, Workspace};
@@ -36,12 +38,18 @@ pub struct TrainArgs {
     /// Override a configuration value, e.g. `--set train.epochs=100 --set dst.method=set`.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     overrides: Vec<String>,
-    /// Output directory (default: `runs/<dataset>-<method>-s<seed>`).
+    /// Output directory (default: `runs/<dataset>-<method>-d<density>-s<seed>`).
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Continue the run in this directory from its last checkpoint.
-    #[arg(long, conflicts_with_all = ["config", "overrides", "out"])]
+    /// Continue the run in this directory from its last checkpoint (with
+    /// `--set train.epochs=N`: extend it to N epochs; the LR and DST schedules of the new length
+    /// apply from the checkpoint on).
+    #[arg(long, conflicts_with_all = ["config", "out", "force"])]
     resume: Option<PathBuf>,
+    /// Replace the outputs of an earlier run in the output directory (without it, a directory
+    /// that holds a run is refused).
+    #[arg(long)]
+    force: bool,
 }
 
 /// Command-line arguments of `cht eval`.
@@ -50,18 +58,30 @@ pub struct EvalArgs {
     /// A run directory (or its checkpoint file).
     #[arg(long)]
     checkpoint: PathBuf,
+    /// Where the data set is, if not where the run found it (a folder holding `<dataset>/`).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Override a value of the run's configuration, e.g. `--set train.eval_batch=500` (the
+    /// model's shape must stay the checkpoint's).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
 }
 
 pub(crate) const DEFAULT_CONFIG: &str = include_str!("../../configs/default.toml");
 
-/// `cht train`.
-pub fn train(device: &Device, args: &TrainArgs) -> Result<()> {
+/// `cht train` (data-parallel when started by an MPI launcher: see [`crate::world`]).
+pub fn train(device: &Device, world: &World, args: &TrainArgs) -> Result<()> {
     let start = run::start(
+        world,
+        args.force,
         args.resume.as_deref(),
         checkpoint::FORMAT,
-        run::config_of_checkpoint,
+        |c| {
+            run::check_resume_overrides(&args.overrides, "train.epochs")?;
+            run::config_of_checkpoint_with(c, &args.overrides)
+        },
         || {
-            let config = match &args.config {
+            let mut config = match &args.config {
                 Some(path) => RunConfig::load(path, &args.overrides)?,
                 None => RunConfig::parse(
                     DEFAULT_CONFIG,
@@ -69,13 +89,20 @@ pub fn train(device: &Device, args: &TrainArgs) -> Result<()> {
                     &args.overrides,
                 )?,
             };
+            // Stored absolute, so `cht eval --checkpoint DIR` works from any directory.
+            config.data.data_dir = std::path::absolute(&config.data.data_dir)
+                .with_context(|| format!("resolving {}", config.data.data_dir.display()))?;
             let out = args.out.clone().unwrap_or_else(|| {
                 let dataset = serde_json::to_value(config.data.dataset)
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_owned))
                     .unwrap_or_default();
+                let density = match config.dst.method {
+                    config::MethodName::Fc => 1.0,
+                    _ => config.dst.density,
+                };
                 PathBuf::from("runs").join(format!(
-                    "{dataset}-{}-s{}",
+                    "{dataset}-{}-d{density}-s{}",
                     method_name(&config),
                     config.train.seed
                 ))
@@ -83,8 +110,16 @@ pub fn train(device: &Device, args: &TrainArgs) -> Result<()> {
             Ok((config, out))
         },
     )?;
-    let data = Data::load(&start.config, start.config.data.fetch_if_missing)?;
-    let mut run = Run::new(device, start.config, data)?;
+    // Only rank 0 may fetch (the others would race it for the same files): they wait for it.
+    let data = if world.is_root() {
+        let data = Data::load(&start.config, start.config.data.fetch_if_missing)?;
+        world.comm().barrier()?;
+        data
+    } else {
+        world.comm().barrier()?;
+        Data::load(&start.config, false)?
+    };
+    let mut run = Run::new(device, world, start.config, data)?;
     run::run(&mut run, &start.out, start.resume.as_ref())
 }
 
@@ -137,9 +172,18 @@ fn method_name(config: &RunConfig) -> String {
 pub fn eval(device: &Device, args: &EvalArgs) -> Result<()> {
     let ckpt = Checkpoint::load(&run::checkpoint_path(&args.checkpoint))?;
     ckpt.expect_format(checkpoint::FORMAT)?;
-    let config: RunConfig = run::config_of_checkpoint(&ckpt)?;
+    let mut overrides = args.overrides.clone();
+    if let Some(dir) = &args.data_dir {
+        let dir = std::path::absolute(dir)?;
+        // A TOML string, whatever characters the path holds.
+        overrides.push(format!(
+            "data.data_dir={}",
+            toml::Value::from(dir.display().to_string())
+        ));
+    }
+    let config: RunConfig = run::config_of_checkpoint_with(&ckpt, &overrides)?;
     let data = Data::load(&config, false)?;
-    let mut run = Run::new(device, config, data)?;
+    let mut run = Run::new(device, &World::single(), config, data)?;
     run::Runner::check(&run)?;
     run::Runner::restore(&mut run, &ckpt)?;
     let start = Instant::now();
@@ -158,6 +202,7 @@ pub fn eval(device: &Device, args: &EvalArgs) -> Result<()> {
 /// A training run: data, the model (network, scheduler and its device scratch) and buffers.
 struct Run<'d> {
     device: &'d Device,
+    world: World,
     config: RunConfig,
     data: Data,
     model: SparseMlp,
@@ -166,10 +211,28 @@ struct Run<'d> {
     /// Epochs completed.
     epoch: u32,
     best: Option<(f64, u32)>,
+    /// This rank's share of every training batch: `(samples, first)`.
+    shard: (usize, usize),
+    /// This rank's share of the test set: `start .. end`.
+    test_share: (usize, usize),
+    /// Step lines since the run loop last took them.
+    step_lines: Vec<StepLine>,
+    /// When this process started training, and the epoch it started from.
+    started: Instant,
+    first_epoch: u32,
+    /// The progress bars (stderr): the whole run's, from the first epoch on, and each epoch's.
+    bars: indicatif::MultiProgress,
+    run_bar: Option<indicatif::ProgressBar>,
 }
 
 impl<'d> Run<'d> {
-    fn new(device: &'d Device, mut config: RunConfig, data: Data) -> Result<Run<'d>> {
+    fn new(
+        device: &'d Device,
+        world: &World,
+        mut config: RunConfig,
+        data: Data,
+    ) -> Result<Run<'d>> {
+        let shard = world.shard(config.train.batch_size, "train.batch_size")?;
         let inputs = data.features();
         let hidden = (config.model.dim * inputs as f64).round() as usize;
         let classes = data.classes();
@@ -206,15 +269,19 @@ impl<'d> Run<'d> {
                 .into_iter()
                 .max_by_key(|(r, c)| r * c)
                 .context("a sparse model has sparse layers")?;
-            let policy = config.model.masked_dense_above.resolve(
-                device,
-                largest,
-                config.train.batch_size,
-            )?;
+            let policy = config
+                .model
+                .masked_dense_above
+                .resolve_on(world, device, largest, shard.0)?;
             model.set_execution(device, policy)?;
         }
-        let ws = model.network().workspace(device, config.train.batch_size);
-        let test_len = data.test_len();
+        if world.size() > 1 {
+            model.set_collective(device, world.comm().clone())?;
+        }
+        let ws = model.network().workspace(device, shard.0);
+        // Each rank evaluates its contiguous share of the test set; the sums are all-reduced.
+        let test_share = world.share(data.test_len());
+        let test_len = (test_share.1 - test_share.0).max(1);
         let eb = config.train.eval_batch.min(test_len).max(1);
         let mut eval_ws = vec![model.network().workspace(device, eb)];
         if !test_len.is_multiple_of(eb) {
@@ -222,6 +289,14 @@ impl<'d> Run<'d> {
         }
         Ok(Run {
             device,
+            world: world.clone(),
+            shard,
+            test_share,
+            step_lines: Vec::new(),
+            started: Instant::now(),
+            first_epoch: 0,
+            bars: indicatif::MultiProgress::new(),
+            run_bar: None,
             config,
             data,
             model,
@@ -246,17 +321,32 @@ impl<'d> Run<'d> {
     fn epoch(&mut self) -> Result<EpochMetrics> {
         let t = self.config.train.clone();
         let steps = self.data.train_len() / t.batch_size;
-        let mut x = vec![0f32; self.data.features() * t.batch_size];
+        let (per_rank, first) = self.shard;
+        let mut x = vec![0f32; self.data.features() * per_rank];
         let epoch = self.epoch;
         let lr = self.lr(epoch);
         let sgd = SgdStep::new(lr, t.momentum, t.weight_decay);
         let order = self.data.shuffled(t.seed, epoch);
-        let bar = report::progress_bar(steps as u64, epoch + 1, t.epochs);
+        // Two bars: the whole run (steps over all epochs, with its ETA) and this epoch.
+        let total = steps as u64 * u64::from(t.epochs);
+        let run_bar = self
+            .run_bar
+            .get_or_insert_with(|| {
+                let bar = self.bars.add(report::labelled_bar(total, "run"));
+                bar.set_position(u64::from(epoch) * steps as u64);
+                bar
+            })
+            .clone();
+        let bar = self
+            .bars
+            .add(report::progress_bar(steps as u64, epoch + 1, t.epochs));
         let start = Instant::now();
         let (mut loss_sum, mut loss_n) = (0.0, 0u64);
         let mut correct = 0.0;
         for s in 0..steps {
-            let idx = &order[s * t.batch_size..(s + 1) * t.batch_size];
+            // This rank's share of the global batch (all of it on one rank).
+            let at = s * t.batch_size + first;
+            let idx = &order[at..at + per_rank];
             let labels = self.data.train_batch(idx, &mut x);
             self.model
                 .network()
@@ -266,6 +356,7 @@ impl<'d> Run<'d> {
             crate::testing::maybe_abort(s as u64 + u64::from(epoch) * steps as u64 + 1);
             if (s + 1) % t.log_every as usize == 0 || s + 1 == steps {
                 let m = self.model.network().take_metrics(self.device, &self.ws)?;
+                let m = self.world.sum_metrics(m)?;
                 let step = u64::from(epoch) * steps as u64 + s as u64 + 1;
                 run::check_loss(
                     "training loss",
@@ -276,7 +367,16 @@ impl<'d> Run<'d> {
                 correct += m.accuracy * m.samples as f64;
                 loss_n += m.samples;
                 let rate = (s + 1) as f64 * t.batch_size as f64 / start.elapsed().as_secs_f64();
+                self.step_lines.push(StepLine {
+                    step,
+                    loss: m.loss,
+                    accuracy: Some(m.accuracy),
+                    lr: crate::logs::clean_f32(lr),
+                    per_s: rate,
+                    elapsed_s: self.started.elapsed().as_secs_f64(),
+                });
                 bar.set_position(s as u64 + 1);
+                run_bar.set_position(step);
                 bar.set_message(format!("loss {:.4}  {:.0} samples/s", m.loss, rate));
             }
         }
@@ -301,7 +401,7 @@ impl<'d> Run<'d> {
             train_acc: correct / loss_n.max(1) as f64,
             test_loss,
             test_acc,
-            lr: f64::from(lr),
+            lr: crate::logs::clean_f32(lr),
             density,
             anp,
             itop,
@@ -311,13 +411,13 @@ impl<'d> Run<'d> {
         })
     }
 
-    /// Test loss and top-1 accuracy over the whole test set (one submit per batch, one readback).
+    /// Test loss and top-1 accuracy over the whole test set (one submit per batch, one readback;
+    /// data-parallel: each rank its share, the sums all-reduced).
     fn evaluate(&mut self) -> Result<(f64, f64)> {
-        let n = self.data.test_len();
+        let (mut start, n) = self.test_share;
         let eb = self.eval_ws[0].batch();
         let mut x = vec![0f32; self.data.features() * eb];
-        let (mut loss, mut correct) = (0.0, 0.0);
-        let mut start = 0;
+        let (mut loss, mut correct, mut samples) = (0.0, 0.0, 0.0);
         while start < n {
             let ws = if n - start >= eb {
                 &self.eval_ws[0]
@@ -338,8 +438,12 @@ impl<'d> Run<'d> {
             let m = self.model.network().take_metrics(self.device, ws)?;
             loss += m.loss * m.samples as f64;
             correct += m.accuracy * m.samples as f64;
+            samples += m.samples as f64;
         }
-        Ok((loss / n as f64, correct / n as f64))
+        let mut sums = [loss, correct, samples];
+        self.world.comm().all_reduce_sum_f64(&mut sums)?;
+        let n = sums[2].max(1.0);
+        Ok((sums[0] / n, sums[1] / n))
     }
 
     /// Per-layer density, ANP and ITOP (one mask readback per epoch).
@@ -365,6 +469,10 @@ impl Runner for Run<'_> {
 
     fn device(&self) -> &Device {
         self.device
+    }
+
+    fn world(&self) -> &World {
+        &self.world
     }
 
     fn model(&self) -> &SparseMlp {
@@ -397,7 +505,26 @@ impl Runner for Run<'_> {
 
     fn round(&mut self) -> Result<Option<EpochMetrics>> {
         let m = self.epoch()?;
-        report::print_epoch(&m, self.best, self.device);
+        self.bars
+            .suspend(|| report::print_epoch(&m, self.best, self.device));
+        // The whole run's remaining time, from this process's mean epoch.
+        let (done, planned) = (self.epoch, self.config.train.epochs);
+        if done == planned
+            && let Some(bar) = self.run_bar.take()
+        {
+            bar.finish_and_clear();
+        }
+        if done < planned {
+            let per_epoch =
+                self.started.elapsed().as_secs_f64() / f64::from(done - self.first_epoch).max(1.0);
+            let left = per_epoch * f64::from(planned - done);
+            self.bars.suspend(|| {
+                errln!(
+                    "run: epoch {done}/{planned}, about {} left",
+                    report::duration(left)
+                )
+            });
+        }
         Ok(Some(m))
     }
 
@@ -490,10 +617,43 @@ impl Runner for Run<'_> {
             })?;
         let steps_per_epoch = (self.data.train_len() / self.config.train.batch_size) as u64;
         let steps = u64::from(epoch) * steps_per_epoch;
-        run::restore_model(c, self.device, &mut self.model, &patterns, steps)?;
+        let saved: RunConfig = run::config_of_checkpoint(c)?;
+        let extending = saved.train.epochs != self.config.train.epochs;
+        run::restore_model(c, self.device, &mut self.model, &patterns, steps, extending)?;
         self.epoch = epoch;
+        self.first_epoch = epoch;
         self.best = best;
         Ok(())
+    }
+
+    fn take_step_lines(&mut self) -> Vec<StepLine> {
+        std::mem::take(&mut self.step_lines)
+    }
+
+    fn steps_done(&self) -> u64 {
+        u64::from(self.epoch) * (self.data.train_len() / self.config.train.batch_size) as u64
+    }
+
+    fn scalars(m: &EpochMetrics) -> Vec<(String, f64)> {
+        let mut v = vec![
+            ("epoch".to_owned(), f64::from(m.epoch)),
+            ("train/epoch_loss".to_owned(), m.train_loss),
+            ("train/epoch_accuracy".to_owned(), m.train_acc),
+            ("test/loss".to_owned(), m.test_loss),
+            ("test/accuracy".to_owned(), m.test_acc),
+            ("lr".to_owned(), m.lr),
+            ("time/epoch_s".to_owned(), m.epoch_s),
+        ];
+        for (l, d) in m.density.iter().enumerate() {
+            v.push((format!("topology/density_layer{l}"), *d));
+        }
+        v.extend(m.anp.map(|a| ("topology/anp".to_owned(), a)));
+        v.extend(m.itop.map(|i| ("topology/itop".to_owned(), i)));
+        v
+    }
+
+    fn log_config(&self) -> &crate::logs::LogConfig {
+        &self.config.log
     }
 
     fn plots(&self, out: &Path, history: &[EpochMetrics]) -> Result<()> {

@@ -53,8 +53,12 @@ impl<T: Serialize + serde::de::DeserializeOwned> MetricsLog<T> {
     /// The log of `out`; when `resuming`, the existing lines are loaded (a regular file of at
     /// most [`METRICS_LIMIT`] bytes), otherwise it starts empty.
     pub fn new(out: &Path, resuming: bool) -> Result<MetricsLog<T>> {
+        MetricsLog::at(out.join("metrics.jsonl"), resuming)
+    }
+
+    /// A log of the same kind in the file `path` (e.g. `steps.jsonl`).
+    pub fn at(path: PathBuf, resuming: bool) -> Result<MetricsLog<T>> {
         let mut history = Vec::new();
-        let path = out.join("metrics.jsonl");
         if resuming && path.exists() {
             let text = read_text_bounded(&path, "metrics log", METRICS_LIMIT)?;
             for (n, line) in text.lines().enumerate() {
@@ -109,7 +113,8 @@ pub fn print_epoch(m: &EpochMetrics, best: Option<(f64, u32)>, device: &Device) 
         .iter()
         .map(|d| format!("{:.2}%", d * 100.0))
         .collect();
-    errln!(
+    // Results go to standard output, diagnostics (device, progress, warnings) to standard error.
+    outln!(
         "epoch {:>3}  train loss {:.4}  test loss {:.4}  test acc {:.2}% (best {:.2}%)  lr {:.5}  density [{}]{}{}  {:.1} s on {}",
         m.epoch,
         m.train_loss,
@@ -157,7 +162,7 @@ pub fn finish(
         serde_json::to_string_pretty(&summary)?.as_bytes(),
     )?;
     if let (Some(m), Some(b)) = (last, best) {
-        errln!(
+        outln!(
             "done: final test accuracy {:.2}%, best {:.2}% (epoch {}); outputs in {}",
             m.test_acc * 100.0,
             b.0 * 100.0,
@@ -166,6 +171,16 @@ pub fn finish(
         );
     }
     Ok(())
+}
+
+/// `seconds` as `1 h 05 min`, `3 min 20 s` or `12 s`.
+pub fn duration(seconds: f64) -> String {
+    let s = seconds.max(0.0).round() as u64;
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} min {:02} s", s / 60, s % 60),
+        _ => format!("{} h {:02} min", s / 3600, s / 60 % 60),
+    }
 }
 
 /// Redraws the accuracy, loss and topology plots from the whole history.
@@ -201,15 +216,27 @@ pub fn plots(out: &Path, history: &[EpochMetrics]) -> Result<()> {
     let density: Vec<Vec<(f64, f64)>> = (0..layers)
         .map(|l| pts(&|m| m.density.get(l).copied().unwrap_or(0.0) * 100.0))
         .collect();
-    let anp = pts(&|m| m.anp.unwrap_or(1.0) * 100.0);
+    // Densities on their own axis (1 % lines would merge at 0 beside an 80 % ANP).
+    // ITOP (the share of links ever active) is on the densities' scale: it starts at the density.
     let labels: Vec<String> = (0..layers).map(|l| format!("layer {l} density")).collect();
     let mut series: Vec<Series<'_>> = density
         .iter()
         .enumerate()
         .map(|(l, p)| Series::new(&labels[l], p, PALETTE[l % PALETTE.len()]))
         .collect();
-    series.push(Series::new("ANP", &anp, GREY));
-    Chart::run_plot("Topology", "epoch", "percent", series).save_png(&out.join("topology.png"))?;
+    let itop = pts(&|m| m.itop.unwrap_or(1.0) * 100.0);
+    series.push(Series::new("ITOP (links ever active)", &itop, GREY));
+    Chart::run_plot("Density and ITOP", "epoch", "percent of all links", series)
+        .save_png(&out.join("density.png"))?;
+    let anp = pts(&|m| m.anp.unwrap_or(1.0) * 100.0);
+    let series = vec![Series::new("ANP (active neurons)", &anp, GREY)];
+    Chart::run_plot(
+        "Active-neuron percolation",
+        "epoch",
+        "percent of neurons",
+        series,
+    )
+    .save_png(&out.join("topology.png"))?;
     Ok(())
 }
 
@@ -222,10 +249,13 @@ pub fn progress_bar(steps: u64, epoch: u32, epochs: u32) -> indicatif::ProgressB
 /// not a terminal); the message after it is the caller's (loss, rate).
 pub fn labelled_bar(steps: u64, label: &str) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(steps);
+    if crate::output::is_quiet() {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
     let label = label.replace('{', "{{").replace('}', "}}");
     bar.set_style(
         indicatif::ProgressStyle::with_template(&format!(
-            "{label} [{{bar:30}}] {{pos}}/{{len}} steps  {{msg}}"
+            "{label} [{{bar:30}}] {{pos}}/{{len}} steps  {{elapsed_precise}} (ETA {{eta}})  {{msg}}"
         ))
         .expect("valid template")
         .progress_chars("=> "),
