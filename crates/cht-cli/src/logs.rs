@@ -196,7 +196,10 @@ pub(crate) fn provenance(device: &Device, ranks: usize) -> serde_json::Value {
     let (backend, adapter, driver) = match device.info() {
         DeviceInfo::Gpu(a) => (a.backend_in_words(), a.name.clone(), a.driver.clone()),
         DeviceInfo::Cpu { threads } => (
-            format!("CPU ({threads} threads)"),
+            format!(
+                "CPU ({threads} thread{})",
+                if threads == 1 { "" } else { "s" }
+            ),
             "cpu".to_owned(),
             String::new(),
         ),
@@ -209,7 +212,44 @@ pub(crate) fn provenance(device: &Device, ranks: usize) -> serde_json::Value {
         "backend": backend,
         "adapter": adapter,
         "driver": driver,
+        "host": host(),
+        "date": utc_date(std::time::SystemTime::now()),
     })
+}
+
+/// The host's CPU model and logical core count (`Intel(R) Xeon(R) … (2 logical cores)`); the CPU
+/// model where the OS says it (Linux's /proc/cpuinfo), else the architecture.
+fn host() -> String {
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.split_whitespace().collect::<Vec<_>>().join(" "))
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_owned());
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    format!("{model} ({cores} logical cores)")
+}
+
+/// `t` as a UTC calendar date, `YYYY-MM-DD` (the proleptic Gregorian calendar from the day count
+/// since 1970-01-01).
+pub(crate) fn utc_date(t: std::time::SystemTime) -> String {
+    let days = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() / 86_400) as i64;
+    // Shift the epoch to 0000-03-01 so each 400-year era starts right after a leap day.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097; // day of era, 0..146096
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365; // year of era
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // day of the March-based year
+    let mp = (5 * doy + 2) / 153; // month from March = 0
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
 }
 
 /// `provenance` as TOML comment lines (the head of `config.toml`, which stays a valid config).
@@ -262,6 +302,17 @@ pub(crate) fn clean_toml<T: Serialize>(config: &T) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn utc_dates_follow_the_calendar() {
+        let at = |secs: u64| utc_date(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs));
+        assert_eq!(at(0), "1970-01-01");
+        assert_eq!(at(951_782_400), "2000-02-29"); // a leap day of a century divisible by 400
+        assert_eq!(at(951_868_800), "2000-03-01");
+        assert_eq!(at(1_709_164_800), "2024-02-29");
+        assert_eq!(at(1_796_083_200 + 86_399), "2026-12-01"); // the last second of a day
+        assert_eq!(at(4_107_542_400), "2100-03-01"); // 2100 is not a leap year
+    }
 
     #[test]
     fn settings_are_written_as_typed() {

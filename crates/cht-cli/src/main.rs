@@ -3,7 +3,8 @@
 //! Subcommands: `info` (adapter and limits), `train` / `eval` (the MLP runner), `lm train` /
 //! `sample` (the Transformer language model), `data fetch`,
 //! `data web-subset` (the browser demo's data file), `score` (link prediction on a mask file),
-//! `bench kernels|scores|lm`, `demo` (generated data).
+//! `config` (methods and keys), `results` (the paper-comparison table of finished runs),
+//! `bench kernels|scores|lm|scaling`, `demo` (generated data).
 
 #[macro_use]
 mod output;
@@ -18,6 +19,7 @@ mod fuzz;
 mod lm;
 mod logs;
 mod plot;
+mod results;
 mod run;
 mod score;
 mod tensorboard;
@@ -84,6 +86,9 @@ enum Command {
     Score(score::ScoreArgs),
     /// List the DST methods, the preset configs and every configuration key with its default.
     Config(config_help::ConfigArgs),
+    /// The paper-comparison table (Markdown) of finished MLP runs: mean ± s.e. over seeds beside
+    /// the paper's Table 7 (scripts/repro_mlp.sh fills docs/RESULTS.md with it).
+    Results(results::ResultsArgs),
     /// Benchmarks (ratios measured in one run; absolute times on software adapters mean little).
     Bench {
         #[command(subcommand)]
@@ -105,6 +110,7 @@ impl Command {
             Command::Score(_) => "score",
             Command::Bench { .. } => "bench",
             Command::Config(_) => "config",
+            Command::Results(_) => "results",
         }
     }
 }
@@ -239,6 +245,7 @@ fn run(cli: Cli, world: &world::World) -> Result<()> {
         Command::Demo(args) => demo::run(&open(&options)?, &args),
         Command::Score(args) => score::run(&args),
         Command::Config(args) => config_help::run(&args),
+        Command::Results(args) => results::run(&args),
         Command::Bench { what } => bench::run(&options, world, &what),
     }
 }
