@@ -17,8 +17,12 @@
 //! [`text`] reads a language-model corpus (a path the user gives): character-level or byte-level
 //! BPE tokens, a contiguous train/validation split and deterministic batches.
 //!
+//! [`translation`] reads a parallel corpus (Multi30k en–de from its release tarballs, a path the
+//! user gives); [`bleu`] scores translations: corpus BLEU as sacreBLEU computes it (13a tokenization).
+//!
 //! [`web_subset`] packs a prefix of MNIST into the one small binary file the browser demo fetches.
 
+pub mod bleu;
 #[cfg(not(target_arch = "wasm32"))]
 mod download;
 pub mod fetch;
@@ -27,6 +31,7 @@ pub mod mnist;
 #[cfg(test)]
 mod testutil;
 pub mod text;
+pub mod translation;
 pub mod web_subset;
 
 use std::io;
@@ -38,6 +43,7 @@ pub use mnist::{Dataset, DatasetKind, MnistLike, Split, shuffled_indices};
 #[cfg(not(target_arch = "wasm32"))]
 pub use text::HfTokenizer;
 pub use text::{Corpus, CorpusOptions, TextError, Tokenizer, TokenizerKind, TokenizerSource};
+pub use translation::{Multi30k, Parallel, TranslationError};
 pub use web_subset::WebSubsetError;
 
 /// Results of this crate.
