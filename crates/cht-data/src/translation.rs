@@ -7,9 +7,17 @@
 //! also found as `test2016.<lang>`. Lines are split on `\n` (a `\r` before it is dropped); the
 //! empty lines at the end of a file (the release's train and val files end with one) are not
 //! sentences. Both sides must have the same number of lines. Nothing here uses the network.
+//!
+//! For training, [`EncodedPairs`] holds the token ids of each pair (any subword tokenizer, given
+//! as a function) and [`batches`] groups them by length into padded batches of at most a token
+//! budget, as OpenNMT's token batching does (the paper's Multi30k batch is 1 024 tokens).
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
+
+use cht_sparse::rng::{Counter, RngKey, Stream};
+
+use crate::shuffled_indices;
 
 /// One split of a parallel corpus: `source[i]` translates to `target[i]`.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -269,6 +277,231 @@ fn lines(bytes: &[u8], label: &str) -> Result<Vec<String>, TranslationError> {
     Ok(out)
 }
 
+/// The special tokens of a translation vocabulary, numbered after the subword tokenizer's
+/// `vocab` ids: padding, beginning and end of sentence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Specials {
+    /// Fills batches past each sentence's end (never a prediction target).
+    pub pad: u32,
+    /// Starts every decoder input.
+    pub bos: u32,
+    /// Ends every decoder target.
+    pub eos: u32,
+}
+
+impl Specials {
+    /// The specials of a subword vocabulary of `vocab` ids: `vocab`, `vocab + 1`, `vocab + 2`.
+    pub fn after(vocab: usize) -> Specials {
+        let v = u32::try_from(vocab).expect("vocabulary beyond u32");
+        Specials {
+            pad: v,
+            bos: v + 1,
+            eos: v + 2,
+        }
+    }
+
+    /// The whole vocabulary's size, specials included (the embedding and generator rows).
+    pub fn vocab_size(&self) -> usize {
+        self.eos as usize + 1
+    }
+}
+
+/// The token ids of each sentence pair of a split.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EncodedPairs {
+    /// Source sentences as subword ids (no specials).
+    pub source: Vec<Vec<u32>>,
+    /// Target sentences as subword ids (no specials).
+    pub target: Vec<Vec<u32>>,
+    /// Which pair of the split each entry is (pairs over `max_len` are left out).
+    pub index: Vec<usize>,
+}
+
+impl EncodedPairs {
+    /// Encodes `pairs` with the two tokenizers, leaving out pairs whose source or target has more
+    /// than `max_len` ids or none (the paper's preprocessing keeps at most 256), so that a caller
+    /// can say how many were dropped (`pairs.len() - self.len()`).
+    pub fn encode<E>(
+        pairs: &Parallel,
+        source: impl Fn(&str) -> Result<Vec<u32>, E>,
+        target: impl Fn(&str) -> Result<Vec<u32>, E>,
+        max_len: usize,
+    ) -> Result<EncodedPairs, E> {
+        let mut out = EncodedPairs::default();
+        for (i, (s, t)) in pairs.source.iter().zip(&pairs.target).enumerate() {
+            let (s, t) = (source(s)?, target(t)?);
+            if s.is_empty() || t.is_empty() || s.len() > max_len || t.len() > max_len {
+                continue;
+            }
+            out.source.push(s);
+            out.target.push(t);
+            out.index.push(i);
+        }
+        Ok(out)
+    }
+
+    /// Number of pairs.
+    pub fn len(&self) -> usize {
+        self.source.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.source.is_empty()
+    }
+}
+
+/// How [`batches`] groups pairs.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BatchOptions {
+    /// The most padded tokens of a batch: rows × the longer of the padded source and decoder
+    /// lengths (a single longer pair gets a batch of its own).
+    pub max_tokens: usize,
+    /// Shuffle the pairs before bucketing and the batches after (training); without it the
+    /// batches come in length order (evaluation; [`PairBatch::index`] says whose rows they are).
+    pub shuffle: bool,
+    /// Seed of the shuffles (with the epoch, keys the counter-based RNG).
+    pub seed: u32,
+    /// Pairs sorted by length together: a pool of this many shuffled pairs is sorted, then cut
+    /// into batches, so batches hold similar lengths but still vary between epochs.
+    pub pool: usize,
+}
+
+impl Default for BatchOptions {
+    /// 1 024 tokens (the paper's Multi30k batch), shuffled, seed 0, pools of 4 096 pairs.
+    fn default() -> Self {
+        BatchOptions {
+            max_tokens: 1024,
+            shuffle: true,
+            seed: 0,
+            pool: 4096,
+        }
+    }
+}
+
+/// One padded batch of sentence pairs, row-major `[rows, len]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PairBatch {
+    /// Sentences in the batch.
+    pub rows: usize,
+    /// Padded source length (the longest source).
+    pub source_len: usize,
+    /// Padded decoder length (the longest target + 1).
+    pub target_len: usize,
+    /// Source ids, `[rows, source_len]`, padded with `pad`.
+    pub source: Vec<u32>,
+    /// Each row's source length.
+    pub source_lens: Vec<u32>,
+    /// Decoder input `bos, t₁ … tₙ`, `[rows, target_len]`, padded with `pad`.
+    pub decoder_in: Vec<u32>,
+    /// Decoder target `t₁ … tₙ, eos`, `[rows, target_len]`, padded with `pad`.
+    pub decoder_out: Vec<u32>,
+    /// Each row's decoder length `n + 1`.
+    pub target_lens: Vec<u32>,
+    /// Each row's position in the [`EncodedPairs`].
+    pub index: Vec<usize>,
+}
+
+impl PairBatch {
+    /// Target tokens the loss is taken over (padding excluded).
+    pub fn target_tokens(&self) -> usize {
+        self.target_lens.iter().map(|&l| l as usize).sum()
+    }
+}
+
+/// `pairs` in padded batches of at most `options.max_tokens` tokens, for epoch `epoch`: pairs of
+/// similar lengths together (sorted by target, then source length within each pool), every pair
+/// exactly once.
+pub fn batches(
+    pairs: &EncodedPairs,
+    specials: Specials,
+    options: &BatchOptions,
+    epoch: u32,
+) -> Vec<PairBatch> {
+    let n = pairs.len();
+    let order: Vec<usize> = if options.shuffle {
+        shuffled_indices(n as u32, options.seed, epoch)
+            .into_iter()
+            .map(|i| i as usize)
+            .collect()
+    } else {
+        (0..n).collect()
+    };
+    let key = |i: &usize| (pairs.target[*i].len(), pairs.source[*i].len());
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    let pool = if options.shuffle {
+        options.pool.max(1)
+    } else {
+        n.max(1)
+    };
+    for chunk in order.chunks(pool) {
+        let mut chunk = chunk.to_vec();
+        chunk.sort_by_key(key);
+        let mut current: Vec<usize> = Vec::new();
+        let (mut src_max, mut tgt_max) = (0, 0);
+        for i in chunk {
+            let (s, t) = (pairs.source[i].len(), pairs.target[i].len() + 1);
+            let (s2, t2) = (src_max.max(s), tgt_max.max(t));
+            if !current.is_empty() && (current.len() + 1) * s2.max(t2) > options.max_tokens {
+                groups.push(std::mem::take(&mut current));
+                (src_max, tgt_max) = (s, t);
+            } else {
+                (src_max, tgt_max) = (s2, t2);
+            }
+            current.push(i);
+        }
+        if !current.is_empty() {
+            groups.push(current);
+        }
+    }
+    if options.shuffle {
+        // The batches' order: a second stream of the same key, so epochs differ here too.
+        let mut rng = Counter::new(RngKey::new(options.seed, Stream::Shuffle, epoch, 1));
+        for i in (1..groups.len()).rev() {
+            let j = rng.below(i as u32 + 1) as usize;
+            groups.swap(i, j);
+        }
+    }
+    groups.iter().map(|g| pad(pairs, g, specials)).collect()
+}
+
+/// The batch of the pairs `rows`.
+fn pad(pairs: &EncodedPairs, rows: &[usize], sp: Specials) -> PairBatch {
+    let source_len = rows
+        .iter()
+        .map(|&i| pairs.source[i].len())
+        .max()
+        .unwrap_or(0);
+    let target_len = rows
+        .iter()
+        .map(|&i| pairs.target[i].len() + 1)
+        .max()
+        .unwrap_or(0);
+    let mut b = PairBatch {
+        rows: rows.len(),
+        source_len,
+        target_len,
+        source: vec![sp.pad; rows.len() * source_len],
+        source_lens: Vec::with_capacity(rows.len()),
+        decoder_in: vec![sp.pad; rows.len() * target_len],
+        decoder_out: vec![sp.pad; rows.len() * target_len],
+        target_lens: Vec::with_capacity(rows.len()),
+        index: rows.to_vec(),
+    };
+    for (r, &i) in rows.iter().enumerate() {
+        let (s, t) = (&pairs.source[i], &pairs.target[i]);
+        b.source[r * source_len..r * source_len + s.len()].copy_from_slice(s);
+        b.source_lens.push(s.len() as u32);
+        let row = r * target_len;
+        b.decoder_in[row] = sp.bos;
+        b.decoder_in[row + 1..row + 1 + t.len()].copy_from_slice(t);
+        b.decoder_out[row..row + t.len()].copy_from_slice(t);
+        b.decoder_out[row + t.len()] = sp.eos;
+        b.target_lens.push(t.len() as u32 + 1);
+    }
+    b
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -281,5 +514,94 @@ mod tests {
         assert_eq!(lines(b"a\n\nb", "x").unwrap(), ["a", "", "b"]);
         let e = lines(b"ok\n\xff\n", "f").unwrap_err();
         assert_eq!(e.to_string(), "f: line 2 is not UTF-8 text");
+    }
+
+    /// Pairs `i` with a source of `i % 7 + 1` ids and a target of `i % 5 + 1` ids.
+    fn pairs(n: usize) -> EncodedPairs {
+        let p = Parallel {
+            source: (0..n).map(|i| "s".repeat(i % 7 + 1)).collect(),
+            target: (0..n).map(|i| "t".repeat(i % 5 + 1)).collect(),
+        };
+        let ids = |s: &str| Ok::<_, ()>(s.bytes().map(u32::from).collect());
+        EncodedPairs::encode(&p, ids, ids, 256).unwrap()
+    }
+
+    #[test]
+    fn every_pair_is_in_one_batch_within_the_budget() {
+        let p = pairs(103);
+        let sp = Specials::after(200);
+        for shuffle in [true, false] {
+            let o = BatchOptions {
+                max_tokens: 24,
+                shuffle,
+                seed: 3,
+                pool: 16,
+            };
+            let b = batches(&p, sp, &o, 0);
+            let mut seen: Vec<usize> = b.iter().flat_map(|b| b.index.clone()).collect();
+            seen.sort_unstable();
+            assert_eq!(seen, (0..103).collect::<Vec<_>>());
+            for b in &b {
+                assert!(b.rows * b.source_len.max(b.target_len) <= 24, "{b:?}");
+                for (r, &i) in b.index.iter().enumerate() {
+                    let (s, t) = (&p.source[i], &p.target[i]);
+                    let src = &b.source[r * b.source_len..(r + 1) * b.source_len];
+                    assert_eq!(&src[..s.len()], &s[..]);
+                    assert!(src[s.len()..].iter().all(|&x| x == sp.pad));
+                    let row = r * b.target_len;
+                    let (din, dout) = (
+                        &b.decoder_in[row..row + b.target_len],
+                        &b.decoder_out[row..row + b.target_len],
+                    );
+                    assert_eq!(din[0], sp.bos);
+                    assert_eq!(&din[1..=t.len()], &t[..]);
+                    assert_eq!(&dout[..t.len()], &t[..]);
+                    assert_eq!(dout[t.len()], sp.eos);
+                    assert!(din[t.len() + 1..].iter().all(|&x| x == sp.pad));
+                    assert!(dout[t.len() + 1..].iter().all(|&x| x == sp.pad));
+                    assert_eq!(b.target_lens[r] as usize, t.len() + 1);
+                }
+            }
+            if !shuffle {
+                // Evaluation order: sorted by target then source length.
+                let keys: Vec<_> = b
+                    .iter()
+                    .flat_map(|b| {
+                        b.index
+                            .iter()
+                            .map(|&i| (p.target[i].len(), p.source[i].len()))
+                    })
+                    .collect();
+                assert!(keys.windows(2).all(|w| w[0] <= w[1]));
+            }
+        }
+    }
+
+    #[test]
+    fn epochs_shuffle_differently_and_reproducibly() {
+        let p = pairs(300);
+        let sp = Specials::after(200);
+        let o = BatchOptions {
+            max_tokens: 40,
+            ..BatchOptions::default()
+        };
+        let first = |e| batches(&p, sp, &o, e)[0].index.clone();
+        assert_eq!(first(0), first(0));
+        assert_ne!(first(0), first(1));
+        // A pair longer than the budget gets a batch of its own.
+        let tiny = BatchOptions { max_tokens: 1, ..o };
+        assert!(batches(&p, sp, &tiny, 0).iter().all(|b| b.rows == 1));
+    }
+
+    #[test]
+    fn encoding_drops_empty_and_overlong_pairs() {
+        let p = Parallel {
+            source: vec!["ab".into(), "".into(), "abcdef".into(), "a".into()],
+            target: vec!["x".into(), "y".into(), "z".into(), "".into()],
+        };
+        let ids = |s: &str| Ok::<_, ()>(s.bytes().map(u32::from).collect());
+        let e = EncodedPairs::encode(&p, ids, ids, 4).unwrap();
+        assert_eq!(e.index, [0]);
+        assert_eq!(Specials::after(10).vocab_size(), 13);
     }
 }
