@@ -6,8 +6,8 @@ mod common;
 
 use cht_train::gpu::ops::gemm::{CpuMask, GemmShape, gemm_cpu};
 use cht_train::gpu::{
-    Activation, AdamWStep, AttentionShape, DType, Device, Gemm, GemmKernel, METRICS_LEN, MaskOn,
-    RopeDirection, RopeTables, SgdStep, TokenIndex, Transpose,
+    Activation, AdamWStep, AttentionShape, DType, Device, Gemm, GemmKernel, LabelSmoothing,
+    METRICS_LEN, MaskOn, RopeDirection, RopeTables, SgdStep, TokenIndex, Transpose,
 };
 use cht_train::sparse::{CsrPattern, Mask};
 use common::{assert_close, cpu, gpu, key, poison, randn};
@@ -412,6 +412,126 @@ fn softmax_xent_and_metrics_match_twins() {
             0.0,
         ];
         assert_close(&format!("{what} metrics"), metrics, &want, TOL);
+    }
+}
+
+/// The label-smoothed loss with a padding class (translation): GPU against the twin, and the
+/// twin against the f64 formula: `dz = (softmax − target) / tokens`, padded samples untouched by
+/// gradient and metrics (`metrics[2]` counts the tokens), ε ∈ {0, 0.1}, with and without padding.
+#[test]
+fn smoothed_xent_and_metrics_match_twins() {
+    for &(classes, batch) in &[(2, 1), (10, 7), (47, 131), (300, 67)] {
+        for (smoothing, pad) in [(0.1f32, Some(1u32)), (0.0, Some(0)), (0.1, None)] {
+            let mut z = randn(classes * batch, 11);
+            z[0] = 80.0; // large logits must stay finite
+            let labels: Vec<u32> = (0..batch as u32)
+                .map(|b| (b * 5 + 1) % classes as u32)
+                .collect();
+            let tokens = labels.iter().filter(|&&y| Some(y) != pad).count();
+            let ls = LabelSmoothing {
+                smoothing,
+                pad,
+                tokens,
+            };
+            let what = format!("smoothed_xent {classes}x{batch} ε {smoothing} pad {pad:?}");
+            let got = both(&what, |d| {
+                let zt = d.tensor_f32("z", classes, batch, &z).unwrap();
+                let lt = d.tensor_u32("labels", batch, 1, &labels).unwrap();
+                let dz = d
+                    .tensor_f32("dz", classes, batch, &poison(classes * batch))
+                    .unwrap();
+                let s = d
+                    .tensor_f32("sample", 2, batch, &poison(2 * batch))
+                    .unwrap();
+                let m = d
+                    .tensor_f32("metrics", METRICS_LEN, 1, &[1.0, 2.0, 3.0, 0.0])
+                    .unwrap();
+                d.smoothed_xent(&zt, &lt, &dz, &s, &m, &ls).unwrap();
+                let mut out = d.read_f32(&dz).unwrap();
+                out.extend(d.read_f32(&s).unwrap());
+                out.extend(d.read_f32(&m).unwrap());
+                out
+            });
+            let (dz, rest) = got.split_at(classes * batch);
+            let (sample, metrics) = rest.split_at(2 * batch);
+            let pad_c = pad.map_or(usize::MAX, |p| p as usize);
+            let others = classes - 1 - usize::from(pad_c < classes);
+            let (mut loss, mut correct) = (0.0f64, 0.0f64);
+            for b in 0..batch {
+                let y = labels[b] as usize;
+                if y == pad_c {
+                    assert!(
+                        (0..classes).all(|c| dz[c * batch + b] == 0.0),
+                        "{what} pad dz"
+                    );
+                    assert_eq!((sample[b], sample[batch + b]), (0.0, 0.0), "{what}");
+                    continue;
+                }
+                let col: Vec<f64> = (0..classes).map(|c| f64::from(z[c * batch + b])).collect();
+                let max = col.iter().cloned().fold(f64::MIN, f64::max);
+                let lse = max + col.iter().map(|v| (v - max).exp()).sum::<f64>().ln();
+                loss += lse - col[y];
+                let arg = (0..classes).fold(0, |a, c| if col[c] > col[a] { c } else { a });
+                correct += if arg == y { 1.0 } else { 0.0 };
+                for c in 0..classes {
+                    let want = if others == 0 {
+                        if c == y { 1.0 } else { 0.0 }
+                    } else if c == y {
+                        1.0 - f64::from(smoothing)
+                    } else if c == pad_c {
+                        0.0
+                    } else {
+                        f64::from(smoothing) / others as f64
+                    };
+                    let grad = ((col[c] - lse).exp() - want) / tokens as f64;
+                    assert!(
+                        (f64::from(dz[c * batch + b]) - grad).abs() < 1e-5,
+                        "{what} dz[{c},{b}]: {} vs {grad}",
+                        dz[c * batch + b]
+                    );
+                }
+            }
+            let want = [
+                1.0 + loss as f32,
+                2.0 + correct as f32,
+                3.0 + tokens as f32,
+                0.0,
+            ];
+            assert_close(&format!("{what} metrics"), metrics, &want, TOL);
+        }
+    }
+    // Bad arguments are errors, not garbage.
+    let d = cpu();
+    let z = d.tensor_f32("z", 3, 2, &[0.0; 6]).unwrap();
+    let y = d.tensor_u32("y", 2, 1, &[0, 1]).unwrap();
+    let s = d.tensor_f32("s", 2, 2, &[0.0; 4]).unwrap();
+    let m = d.tensor_f32("m", METRICS_LEN, 1, &[0.0; 4]).unwrap();
+    for bad in [
+        LabelSmoothing {
+            smoothing: 1.0,
+            pad: None,
+            tokens: 2,
+        },
+        LabelSmoothing {
+            smoothing: f32::NAN,
+            pad: None,
+            tokens: 2,
+        },
+        LabelSmoothing {
+            smoothing: 0.1,
+            pad: Some(3),
+            tokens: 2,
+        },
+        LabelSmoothing {
+            smoothing: 0.1,
+            pad: None,
+            tokens: 3,
+        },
+    ] {
+        assert!(
+            d.smoothed_xent(&z, &y, &z, &s, &m, &bad).is_err(),
+            "{bad:?}"
+        );
     }
 }
 

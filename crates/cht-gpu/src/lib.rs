@@ -33,7 +33,7 @@ pub use ops::attention::AttentionShape;
 pub use ops::csr_build::CsrBuilder;
 pub use ops::embedding::TokenIndex;
 pub use ops::gemm::{Gemm, GemmKernel, MaskOn, Precision, TensorCoreKernel, Transpose};
-pub use ops::loss::METRICS_LEN;
+pub use ops::loss::{LabelSmoothing, METRICS_LEN};
 pub use ops::optim::{AdamWStep, SgdStep};
 pub use ops::rope::{RopeDirection, RopeTables};
 pub use ops::spmm::{Activation, Epilogue};

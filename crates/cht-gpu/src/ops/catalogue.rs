@@ -52,6 +52,7 @@ fn plain_kernels() -> Vec<&'static Kernel> {
         &embedding::GATHER,
         &embedding::GRAD,
         &loss::XENT,
+        &loss::SMOOTHED_XENT,
         &loss::METRICS,
         &norm::FORWARD,
         &norm::BACKWARD,

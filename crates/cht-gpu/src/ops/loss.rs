@@ -1,5 +1,5 @@
-//! Softmax cross-entropy (forward and gradient in one pass) and on-device metric accumulation;
-//! shader `shaders/loss.wgsl`.
+//! Softmax cross-entropy (forward and gradient in one pass), its label-smoothed variant with a
+//! padding class (translation), and on-device metric accumulation; shader `shaders/loss.wgsl`.
 
 use crate::device::{Backend, Device};
 use crate::error::{Result, shape_err};
@@ -19,6 +19,17 @@ pub(crate) const XENT: Kernel = Kernel {
         Access::ReadWrite,
     ],
 };
+pub(crate) const SMOOTHED_XENT: Kernel = Kernel {
+    family: "loss",
+    source: SOURCE,
+    entry: "smoothed_xent",
+    access: &[
+        Access::Read,
+        Access::Read,
+        Access::ReadWrite,
+        Access::ReadWrite,
+    ],
+};
 pub(crate) const METRICS: Kernel = Kernel {
     family: "loss",
     source: SOURCE,
@@ -29,12 +40,41 @@ pub(crate) const METRICS: Kernel = Kernel {
 /// Length of a metrics accumulator: `[Σ loss, Σ correct, Σ samples, unused]`.
 pub const METRICS_LEN: usize = 4;
 
+/// Label smoothing of [`Device::smoothed_xent`] (OpenNMT's `LabelSmoothingLoss`, spec §7.3).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LabelSmoothing {
+    /// ε in `[0, 1)`: the target puts `1 − ε` on the label and spreads ε over the other classes
+    /// but the padding class (the paper: 0.1).
+    pub smoothing: f32,
+    /// The padding class: samples labelled with it add nothing (no gradient, loss or count), and
+    /// no probability goes to it.
+    pub pad: Option<u32>,
+    /// The tokens the loss is normalised by (OpenNMT's `-normalization tokens`): the samples not
+    /// labelled `pad`. The gradient is that of the smoothed loss summed over samples divided by
+    /// it, and `metrics[2]` grows by it.
+    pub tokens: usize,
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {
     classes: u32,
     batch: u32,
-    _pad: [u32; 2],
+    /// What `accumulate_metrics` adds to `metrics[2]`.
+    counted: u32,
+    _pad: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct SmoothParams {
+    classes: u32,
+    batch: u32,
+    pad: u32,
+    _pad0: u32,
+    smoothing: f32,
+    inv_norm: f32,
+    _pad1: [u32; 2],
 }
 
 impl Device {
@@ -64,7 +104,8 @@ impl Device {
                 let params = Params {
                     classes: classes as u32,
                     batch: batch as u32,
-                    _pad: [0; 2],
+                    counted: batch as u32,
+                    _pad: 0,
                 };
                 let groups = [batch.div_ceil(64) as u32, 1, 1];
                 g.dispatch(
@@ -90,11 +131,174 @@ impl Device {
                     as_f32_mut(&mut dz),
                     as_f32_mut(&mut s),
                 );
-                accumulate_metrics_cpu(batch, as_f32(&s), as_f32_mut(&mut m));
+                accumulate_metrics_cpu(batch, batch, as_f32(&s), as_f32_mut(&mut m));
                 Ok(())
             }
         }
     }
+
+    /// [`softmax_xent`](Device::softmax_xent) with label smoothing and a padding class (the
+    /// translation loss): `dlogits` is the gradient of the smoothed cross-entropy summed over
+    /// the samples and divided by `ls.tokens`; `sample` gets each token's negative
+    /// log-likelihood `−log p(label)` (for perplexity; 0 for padding) and correctness, and
+    /// `metrics` their sums and `ls.tokens`.
+    pub fn smoothed_xent(
+        &self,
+        logits: &Tensor,
+        labels: &Tensor,
+        dlogits: &Tensor,
+        sample: &Tensor,
+        metrics: &Tensor,
+        ls: &LabelSmoothing,
+    ) -> Result<()> {
+        const OP: &str = "smoothed_xent";
+        let (classes, batch) = (logits.rows(), logits.cols());
+        if classes == 0 {
+            return Err(shape_err(OP, "no classes"));
+        }
+        if !(0.0..1.0).contains(&ls.smoothing) {
+            return Err(shape_err(
+                OP,
+                format!("smoothing {} is not in [0, 1)", ls.smoothing),
+            ));
+        }
+        if ls.pad.is_some_and(|p| p as usize >= classes) {
+            return Err(shape_err(
+                OP,
+                format!("padding class {:?} of {classes} classes", ls.pad),
+            ));
+        }
+        if ls.tokens > batch {
+            return Err(shape_err(
+                OP,
+                format!("{} tokens in a batch of {batch}", ls.tokens),
+            ));
+        }
+        logits.expect(OP, DType::F32, classes, batch)?;
+        labels.expect(OP, DType::U32, batch, 1)?;
+        dlogits.expect(OP, DType::F32, classes, batch)?;
+        sample.expect(OP, DType::F32, 2, batch)?;
+        metrics.expect(OP, DType::F32, METRICS_LEN, 1)?;
+        match &self.backend {
+            Backend::Gpu(g) => {
+                let params = SmoothParams {
+                    classes: classes as u32,
+                    batch: batch as u32,
+                    pad: ls.pad.unwrap_or(u32::MAX),
+                    _pad0: 0,
+                    smoothing: ls.smoothing,
+                    inv_norm: inv_norm(ls.tokens),
+                    _pad1: [0; 2],
+                };
+                let groups = [batch.div_ceil(64) as u32, 1, 1];
+                g.dispatch(
+                    &SMOOTHED_XENT,
+                    &[],
+                    bytes(&params),
+                    &[logits, labels, dlogits, sample],
+                    groups,
+                )?;
+                let params = Params {
+                    classes: classes as u32,
+                    batch: batch as u32,
+                    counted: ls.tokens as u32,
+                    _pad: 0,
+                };
+                g.dispatch(&METRICS, &[], bytes(&params), &[sample, metrics], [1, 1, 1])
+            }
+            Backend::Cpu => {
+                let _timer = self.op_timer(OP);
+                let (z, y) = (logits.cpu_read(OP)?, labels.cpu_read(OP)?);
+                let mut dz = dlogits.cpu_write(OP)?;
+                let mut s = sample.cpu_write(OP)?;
+                let mut m = metrics.cpu_write(OP)?;
+                smoothed_xent_cpu(
+                    classes,
+                    batch,
+                    as_f32(&z),
+                    &y,
+                    ls,
+                    as_f32_mut(&mut dz),
+                    as_f32_mut(&mut s),
+                );
+                accumulate_metrics_cpu(batch, ls.tokens, as_f32(&s), as_f32_mut(&mut m));
+                Ok(())
+            }
+        }
+    }
+}
+
+/// `1 / tokens`, and 0 for no tokens (a batch of padding only has no gradient).
+fn inv_norm(tokens: usize) -> f32 {
+    if tokens == 0 {
+        0.0
+    } else {
+        1.0 / tokens as f32
+    }
+}
+
+/// CPU twin of `smoothed_xent`, one sample at a time in the shader's order with
+/// `crate::cpu::exp` for `exp`, parallel over samples' columns in blocks.
+pub fn smoothed_xent_cpu(
+    classes: usize,
+    batch: usize,
+    z: &[f32],
+    labels: &[u32],
+    ls: &LabelSmoothing,
+    dz: &mut [f32],
+    sample: &mut [f32],
+) {
+    let pad = ls.pad.map_or(u32::MAX, |p| p);
+    let others = classes - 1 - usize::from((pad as usize) < classes);
+    let (off, on) = if others > 0 {
+        (ls.smoothing / others as f32, 1.0 - ls.smoothing)
+    } else {
+        (0.0, 1.0)
+    };
+    let inv = inv_norm(ls.tokens);
+    let blocks = crate::cpu::column_blocks(dz, batch, BLOCK);
+    let sample_blocks = crate::cpu::column_blocks(&mut sample[..2 * batch], batch, BLOCK);
+    let items: Vec<_> = blocks.into_iter().zip(sample_blocks).collect();
+    crate::cpu::map_items(items, |blk, (mut dz, mut sample)| {
+        let c0 = blk * BLOCK;
+        let [loss, correct] = &mut sample[..] else {
+            unreachable!("a sample block has two rows")
+        };
+        for t in 0..loss.len() {
+            let b = c0 + t;
+            let at = |c: usize| z[c * batch + b];
+            let label = (labels[b] as usize).min(classes - 1);
+            if label as u32 == pad {
+                dz.iter_mut().for_each(|row| row[t] = 0.0);
+                (loss[t], correct[t]) = (0.0, 0.0);
+                continue;
+            }
+            let (mut best, mut arg) = (at(0), 0);
+            for c in 1..classes {
+                if at(c) > best {
+                    (best, arg) = (at(c), c);
+                }
+            }
+            let mut sum = 0.0f32;
+            for c in 0..classes {
+                sum += crate::cpu::exp(at(c) - best);
+            }
+            let lse = best + sum.ln();
+            for (c, row) in dz.iter_mut().enumerate() {
+                let prob = crate::cpu::exp(at(c) - lse);
+                let want = if c == label {
+                    on
+                } else if c as u32 == pad {
+                    0.0
+                } else {
+                    off
+                };
+                row[t] = (prob - want) * inv;
+            }
+            loss[t] = lse - at(label);
+            correct[t] = if arg == label { 1.0 } else { 0.0 };
+        }
+    });
 }
 
 /// Samples per task of [`softmax_xent_cpu`].
@@ -187,8 +391,9 @@ fn xent_block_body(
     }
 }
 
-/// CPU twin of `accumulate_metrics`: the same 64-way strided partial sums and tree reduction.
-pub fn accumulate_metrics_cpu(batch: usize, sample: &[f32], metrics: &mut [f32]) {
+/// CPU twin of `accumulate_metrics`: the same 64-way strided partial sums and tree reduction;
+/// `counted` (the batch, or its non-padding tokens) is added to `metrics[2]`.
+pub fn accumulate_metrics_cpu(batch: usize, counted: usize, sample: &[f32], metrics: &mut [f32]) {
     const WG: usize = 64;
     let mut loss = [0f32; WG];
     let mut correct = [0f32; WG];
@@ -208,7 +413,7 @@ pub fn accumulate_metrics_cpu(batch: usize, sample: &[f32], metrics: &mut [f32])
     }
     metrics[0] += loss[0];
     metrics[1] += correct[0];
-    metrics[2] += batch as f32;
+    metrics[2] += counted as f32;
 }
 
 #[cfg(test)]
@@ -300,7 +505,105 @@ mod tests {
             assert!(col.abs() < 1e-4, "{col}");
         }
         let mut m = [0.0; 4];
-        accumulate_metrics_cpu(batch, &s, &mut m);
+        accumulate_metrics_cpu(batch, batch, &s, &mut m);
         assert!((m[0] - 2.0 * 3f32.ln()).abs() < 4e-4 && m[2] == 2.0);
+    }
+
+    /// The smoothed loss in f64: `Σ_b (valid) Σ_c target_c · (−log softmax_c) / tokens`.
+    fn smoothed_loss(
+        classes: usize,
+        batch: usize,
+        z: &[f64],
+        labels: &[u32],
+        ls: &LabelSmoothing,
+    ) -> f64 {
+        let pad = ls.pad.map_or(usize::MAX, |p| p as usize);
+        let others = classes - 1 - usize::from(pad < classes);
+        let eps = f64::from(ls.smoothing);
+        let mut total = 0.0;
+        for b in 0..batch {
+            let y = labels[b] as usize;
+            if y == pad {
+                continue;
+            }
+            let col: Vec<f64> = (0..classes).map(|c| z[c * batch + b]).collect();
+            let max = col.iter().cloned().fold(f64::MIN, f64::max);
+            let lse = max + col.iter().map(|v| (v - max).exp()).sum::<f64>().ln();
+            for (c, &v) in col.iter().enumerate() {
+                let want = if c == y {
+                    1.0 - eps
+                } else if c == pad {
+                    0.0
+                } else {
+                    eps / others as f64
+                };
+                total += want * (lse - v);
+            }
+        }
+        total / ls.tokens as f64
+    }
+
+    /// The twin's gradient against central finite differences of the f64 smoothed loss, with a
+    /// padding class, padded samples and ε in {0, 0.1, 0.5}; outputs start as NaN.
+    #[test]
+    fn smoothed_xent_gradient_matches_finite_differences() {
+        let (classes, batch) = (7, 11);
+        let z: Vec<f32> = (0..classes * batch)
+            .map(|k| 2.0 * (k as f32 * 0.37).sin())
+            .collect();
+        // Class 0 pads; samples 3 and 8 are padding.
+        let labels: Vec<u32> = (0..batch as u32)
+            .map(|b| if b == 3 || b == 8 { 0 } else { 1 + b % 6 })
+            .collect();
+        for smoothing in [0.0, 0.1, 0.5] {
+            let ls = LabelSmoothing {
+                smoothing,
+                pad: Some(0),
+                tokens: batch - 2,
+            };
+            let (mut dz, mut s) = (vec![f32::NAN; z.len()], vec![f32::NAN; 2 * batch]);
+            smoothed_xent_cpu(classes, batch, &z, &labels, &ls, &mut dz, &mut s);
+            let z64: Vec<f64> = z.iter().map(|&v| f64::from(v)).collect();
+            let h = 1e-5;
+            for k in 0..z.len() {
+                let (mut up, mut down) = (z64.clone(), z64.clone());
+                up[k] += h;
+                down[k] -= h;
+                let fd = (smoothed_loss(classes, batch, &up, &labels, &ls)
+                    - smoothed_loss(classes, batch, &down, &labels, &ls))
+                    / (2.0 * h);
+                assert!(
+                    (f64::from(dz[k]) - fd).abs() < 1e-5,
+                    "ε {smoothing} dz[{k}]: {} vs {fd}",
+                    dz[k]
+                );
+            }
+            for b in [3, 8] {
+                assert_eq!((s[b], s[batch + b]), (0.0, 0.0));
+                assert!((0..classes).all(|c| dz[c * batch + b] == 0.0));
+            }
+        }
+    }
+
+    /// With ε = 0, no padding and `tokens = batch`, the smoothed loss is `softmax_xent`.
+    #[test]
+    fn smoothed_xent_without_smoothing_is_softmax_xent() {
+        let (classes, batch) = (5, 9);
+        let z: Vec<f32> = (0..classes * batch)
+            .map(|k| 3.0 * (k as f32 * 0.71).cos())
+            .collect();
+        let labels: Vec<u32> = (0..batch as u32).map(|b| b % 5).collect();
+        let ls = LabelSmoothing {
+            smoothing: 0.0,
+            pad: None,
+            tokens: batch,
+        };
+        let (mut dz, mut s) = (vec![f32::NAN; z.len()], vec![f32::NAN; 2 * batch]);
+        let (mut dz0, mut s0) = (vec![f32::NAN; z.len()], vec![f32::NAN; 2 * batch]);
+        smoothed_xent_cpu(classes, batch, &z, &labels, &ls, &mut dz, &mut s);
+        softmax_xent_cpu(classes, batch, &z, &labels, &mut dz0, &mut s0);
+        for (a, b) in dz.iter().zip(&dz0).chain(s.iter().zip(&s0)) {
+            assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+        }
     }
 }
