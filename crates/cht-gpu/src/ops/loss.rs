@@ -90,15 +90,7 @@ impl Device {
         metrics: &Tensor,
     ) -> Result<()> {
         const OP: &str = "softmax_xent";
-        let (classes, batch) = (logits.rows(), logits.cols());
-        if classes == 0 {
-            return Err(shape_err(OP, "no classes"));
-        }
-        logits.expect(OP, DType::F32, classes, batch)?;
-        labels.expect(OP, DType::U32, batch, 1)?;
-        dlogits.expect(OP, DType::F32, classes, batch)?;
-        sample.expect(OP, DType::F32, 2, batch)?;
-        metrics.expect(OP, DType::F32, METRICS_LEN, 1)?;
+        let (classes, batch) = xent_operands(OP, [logits, labels, dlogits, sample, metrics])?;
         match &self.backend {
             Backend::Gpu(g) => {
                 let params = Params {
@@ -152,10 +144,7 @@ impl Device {
         ls: &LabelSmoothing,
     ) -> Result<()> {
         const OP: &str = "smoothed_xent";
-        let (classes, batch) = (logits.rows(), logits.cols());
-        if classes == 0 {
-            return Err(shape_err(OP, "no classes"));
-        }
+        let (classes, batch) = xent_operands(OP, [logits, labels, dlogits, sample, metrics])?;
         if !(0.0..1.0).contains(&ls.smoothing) {
             return Err(shape_err(
                 OP,
@@ -174,11 +163,6 @@ impl Device {
                 format!("{} tokens in a batch of {batch}", ls.tokens),
             ));
         }
-        logits.expect(OP, DType::F32, classes, batch)?;
-        labels.expect(OP, DType::U32, batch, 1)?;
-        dlogits.expect(OP, DType::F32, classes, batch)?;
-        sample.expect(OP, DType::F32, 2, batch)?;
-        metrics.expect(OP, DType::F32, METRICS_LEN, 1)?;
         match &self.backend {
             Backend::Gpu(g) => {
                 let params = SmoothParams {
@@ -226,6 +210,25 @@ impl Device {
             }
         }
     }
+}
+
+/// `(classes, batch)` of a cross-entropy call after checking its operands: `logits` f32
+/// `[classes, batch]` with `classes > 0`, `labels` u32 `[batch, 1]`, `dlogits` like `logits`,
+/// `sample` f32 `[2, batch]`, `metrics` f32 `[METRICS_LEN, 1]`.
+fn xent_operands(
+    op: &'static str,
+    [logits, labels, dlogits, sample, metrics]: [&Tensor; 5],
+) -> Result<(usize, usize)> {
+    let (classes, batch) = (logits.rows(), logits.cols());
+    if classes == 0 {
+        return Err(shape_err(op, "no classes"));
+    }
+    logits.expect(op, DType::F32, classes, batch)?;
+    labels.expect(op, DType::U32, batch, 1)?;
+    dlogits.expect(op, DType::F32, classes, batch)?;
+    sample.expect(op, DType::F32, 2, batch)?;
+    metrics.expect(op, DType::F32, METRICS_LEN, 1)?;
+    Ok((classes, batch))
 }
 
 /// `1 / tokens`, and 0 for no tokens (a batch of padding only has no gradient).
